@@ -1,0 +1,59 @@
+//! `agentMonitor.launchViewer`: take the pair's lock or return whoever holds it.
+
+use std::sync::Arc;
+
+use dxr::Value;
+use rusqlite::Connection;
+use vrun_proto::methods::{LaunchReply, LaunchViewer};
+use vrun_proto::{RpcError, ViewerState};
+
+use crate::instances::{self, Effect, JobDefaults, LaunchParams};
+use crate::monitor::Monitor;
+use crate::store::{now_ms, Db};
+
+pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+    let req = LaunchViewer::from_params(&params)?;
+    // Most calls find the viewer already held: answer those from a read connection without
+    // queueing behind writes. A committed live instance is the truth, so this is safe.
+    let pair = req.pair.clone();
+    if let Some(inst) = m.store.read(move |c| instances::live(c, &pair)).await? {
+        if inst.state != ViewerState::Stopping {
+            return Ok(held(&inst).to_value());
+        }
+    }
+    let defaults = m.defaults.clone();
+    let (reply, effects) = m.store.write(move |c| decide(c, &req, &defaults)).await?;
+    m.apply(effects);
+    Ok(reply.to_value())
+}
+
+fn held(inst: &instances::Instance) -> LaunchReply {
+    LaunchReply { state: inst.state, generation: inst.generation, launched: false, queued: false }
+}
+
+fn decide(c: &Connection, req: &LaunchViewer, defaults: &JobDefaults) -> Db<(LaunchReply, Vec<Effect>)> {
+    match instances::live(c, &req.pair)? {
+        Some(inst) if inst.state == ViewerState::Stopping => {
+            // SWAMP dropped this click. Record it; the stop's completion launches again.
+            instances::set_relaunch(c, inst.generation, req.user.as_deref())?;
+            let reply = LaunchReply { state: inst.state, generation: inst.generation, launched: false, queued: true };
+            Ok((reply, Vec::new()))
+        }
+        Some(inst) => Ok((held(&inst), Vec::new())),
+        None => {
+            let p = LaunchParams {
+                viewer_uuid: req.viewer_uuid.clone(),
+                resultsfolder: req.resultsfolder.clone(),
+                db_path: req.db_path.clone(),
+                user: req.user.clone(),
+            };
+            let reason = match &req.user {
+                Some(u) => format!("launch requested by {u}"),
+                None => "launch requested".to_string(),
+            };
+            let (inst, start) = instances::create(c, &req.pair, &p, defaults, now_ms(), &reason)?;
+            let reply = LaunchReply { state: inst.state, generation: inst.generation, launched: true, queued: false };
+            Ok((reply, vec![start]))
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `agentMonitor.setViewerState`: a job reports its viewer's progress, fenced by generation.
+
+use std::sync::Arc;
+
+use dxr::Value;
+use rusqlite::Connection;
+use vrun_proto::methods::SetViewerState;
+use vrun_proto::{FaultCode, RpcError, ViewerState};
+
+use crate::instances::{self, Effect, Instance, JobDefaults};
+use crate::monitor::Monitor;
+use crate::store::{now_ms, Db};
+
+pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+    let req = SetViewerState::from_params(&params)?;
+    let defaults = m.defaults.clone();
+    let lease_ms = m.timing.lease.as_millis() as i64;
+    let effects = m.store.write(move |c| decide(c, &req, &defaults, lease_ms)).await?;
+    m.apply(effects);
+    Ok(Value::Integer(1))
+}
+
+/// The pair's newest instance, if `generation` is it; otherwise the fault a stale or
+/// unknown generation deserves. Shared by every job-side method.
+pub fn current(c: &Connection, pair: &vrun_proto::Pair, generation: i64) -> Db<Instance> {
+    match instances::latest(c, pair)? {
+        Some(i) if i.generation == generation => Ok(i),
+        Some(i) if generation < i.generation => Err(RpcError::new(
+            FaultCode::StaleGeneration,
+            format!("generation {generation} of {pair} is stale; the current one is {}", i.generation),
+        )
+        .into()),
+        _ => Err(RpcError::new(FaultCode::UnknownInstance, format!("no generation {generation} of {pair}")).into()),
+    }
+}
+
+fn decide(c: &Connection, req: &SetViewerState, defaults: &JobDefaults, lease_ms: i64) -> Db<Vec<Effect>> {
+    let mut inst = current(c, &req.pair, req.generation)?;
+    if !inst.state.can_move_to(req.state) {
+        return Err(RpcError::new(
+            FaultCode::IllegalTransition,
+            format!("{} generation {} cannot move from {} to {}", req.pair, inst.generation, inst.state, req.state),
+        )
+        .into());
+    }
+    if req.state == ViewerState::Ready && req.ipaddress.is_none() && inst.address.is_empty() {
+        return Err(RpcError::invalid_params("state ready needs ipaddress").into());
+    }
+    let now = now_ms();
+    instances::set_address(c, inst.generation, req.ipaddress.as_deref(), req.domain.as_deref())?;
+    let reason = req.message.clone().unwrap_or_else(|| format!("job reported {}", req.state));
+    if req.state.is_terminal() {
+        return instances::finish(c, &mut inst, req.state, &reason, defaults, now, false);
+    }
+    if req.state != inst.state {
+        instances::transition(c, &mut inst, req.state, &reason, now)?;
+    }
+    // A report is as good as a heartbeat.
+    instances::extend_lease(c, inst.generation, now + lease_ms)?;
+    Ok(Vec::new())
+}

@@ -1,0 +1,25 @@
+//! `agentMonitor.viewerStatus`: the pair's newest instance with its whole history.
+
+use std::sync::Arc;
+
+use dxr::Value;
+use vrun_proto::methods::PairRef;
+use vrun_proto::{FaultCode, RpcError};
+
+use crate::instances;
+use crate::monitor::Monitor;
+
+pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+    let req = PairRef::from_params(&params)?;
+    let record = m
+        .store
+        .read(move |c| {
+            let inst = instances::latest(c, &req.pair)?
+                .ok_or_else(|| RpcError::new(FaultCode::UnknownInstance, format!("no viewer {}", req.pair)))?;
+            let mut rec = inst.record();
+            rec.history = instances::history(c, inst.generation)?;
+            Ok(rec)
+        })
+        .await?;
+    Ok(record.to_value())
+}

@@ -1,0 +1,348 @@
+//! Viewer instances in SQL: the rows behind the `project.viewer` locks.
+//!
+//! These functions run inside a store transaction and never touch anything but the
+//! database; side effects (starting or cancelling jobs) are returned as [`Effect`]s and
+//! carried out by the caller after the commit.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use vrun_proto::job::{JobSpec, INTENT_VRUN};
+use vrun_proto::methods::{InstanceRecord, Transition};
+use vrun_proto::{Pair, RpcError, ViewerState};
+
+use crate::store::Db;
+
+/// Something to do once the transaction that decided it has committed.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Start the job of a freshly created instance.
+    StartJob(Box<JobSpec>),
+    /// Stop the job (and its VM) of a generation that lost its lock.
+    CancelJob(i64),
+}
+
+/// Settings copied into every job description.
+#[derive(Debug, Clone)]
+pub struct JobDefaults {
+    pub platform: String,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub agent_monitor_url: String,
+    pub heartbeat_secs: u64,
+    /// Time a new job gets to send its first heartbeat.
+    pub start_grace_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub generation: i64,
+    pub pair: Pair,
+    pub state: ViewerState,
+    pub reason: String,
+    pub viewer_uuid: Option<String>,
+    pub resultsfolder: Option<String>,
+    pub db_path: Option<String>,
+    pub user: Option<String>,
+    pub apikey: String,
+    pub urluuid: String,
+    pub address: String,
+    pub domain: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub lease_until_ms: i64,
+    pub job_started_ms: Option<i64>,
+    pub relaunch_pending: bool,
+    pub relaunch_user: Option<String>,
+}
+
+const COLUMNS: &str = "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
+     user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
+     relaunch_pending, relaunch_user";
+
+const LIVE: &str = "state NOT IN ('stopped', 'failed')";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
+    let project: String = r.get(1)?;
+    let viewer: String = r.get(2)?;
+    let state: String = r.get(3)?;
+    let bad = |e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into());
+    Ok(Instance {
+        generation: r.get(0)?,
+        pair: Pair::new(&project, &viewer).map_err(|e| bad(e.to_string()))?,
+        state: state.parse().map_err(|e: vrun_proto::state::UnknownState| bad(e.to_string()))?,
+        reason: r.get(4)?,
+        viewer_uuid: r.get(5)?,
+        resultsfolder: r.get(6)?,
+        db_path: r.get(7)?,
+        user: r.get(8)?,
+        apikey: r.get(9)?,
+        urluuid: r.get(10)?,
+        address: r.get(11)?,
+        domain: r.get(12)?,
+        created_ms: r.get(13)?,
+        updated_ms: r.get(14)?,
+        lease_until_ms: r.get(15)?,
+        job_started_ms: r.get(16)?,
+        relaunch_pending: r.get(17)?,
+        relaunch_user: r.get(18)?,
+    })
+}
+
+fn query_one(conn: &Connection, where_: &str, p: impl rusqlite::Params) -> Db<Option<Instance>> {
+    let sql = format!("SELECT {COLUMNS} FROM instances WHERE {where_}");
+    Ok(conn.prepare_cached(&sql)?.query_row(p, from_row).optional()?)
+}
+
+fn query_all(conn: &Connection, where_: &str, p: impl rusqlite::Params) -> Db<Vec<Instance>> {
+    let sql = format!("SELECT {COLUMNS} FROM instances WHERE {where_}");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(p, from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The instance that currently holds the pair's lock, if any.
+pub fn live(conn: &Connection, pair: &Pair) -> Db<Option<Instance>> {
+    query_one(conn, &format!("project = ?1 AND viewer = ?2 AND {LIVE}"), params![pair.project(), pair.viewer()])
+}
+
+pub fn by_generation(conn: &Connection, generation: i64) -> Db<Option<Instance>> {
+    query_one(conn, "generation = ?1", params![generation])
+}
+
+/// The newest instance of the pair, live or not.
+pub fn latest(conn: &Connection, pair: &Pair) -> Db<Option<Instance>> {
+    query_one(
+        conn,
+        "project = ?1 AND viewer = ?2 ORDER BY generation DESC LIMIT 1",
+        params![pair.project(), pair.viewer()],
+    )
+}
+
+pub fn all_live(conn: &Connection) -> Db<Vec<Instance>> {
+    query_all(conn, LIVE, [])
+}
+
+/// Live instances whose lease ran out before `now_ms`.
+pub fn expired(conn: &Connection, now_ms: i64) -> Db<Vec<Instance>> {
+    query_all(conn, &format!("{LIVE} AND lease_until_ms < ?1"), params![now_ms])
+}
+
+/// The newest instance of every pair.
+pub fn latest_per_pair(conn: &Connection) -> Db<Vec<Instance>> {
+    query_all(
+        conn,
+        "generation IN (SELECT max(generation) FROM instances GROUP BY project, viewer) ORDER BY project, viewer",
+        [],
+    )
+}
+
+/// The newest stored viewer database archive of the pair.
+pub fn newest_archive(conn: &Connection, pair: &Pair) -> Db<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY version DESC LIMIT 1")?
+        .query_row(params![pair.project(), pair.viewer()], |r| r.get(0))
+        .optional()?)
+}
+
+/// What a launch asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchParams {
+    pub viewer_uuid: Option<String>,
+    pub resultsfolder: Option<String>,
+    pub db_path: Option<String>,
+    pub user: Option<String>,
+}
+
+fn random_hex(bytes: usize) -> Db<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
+    Ok(hex::encode(buf))
+}
+
+/// Creates a new live instance for a pair that has none, and the job that will run it.
+/// The unique index makes a second live instance impossible even if a caller forgot to check.
+pub fn create(
+    conn: &Connection,
+    pair: &Pair,
+    p: &LaunchParams,
+    defaults: &JobDefaults,
+    now_ms: i64,
+    reason: &str,
+) -> Db<(Instance, Effect)> {
+    let apikey = random_hex(32)?;
+    let urluuid = format!("proxy-{}", uuid::Uuid::new_v4());
+    // An explicit db_path (SWAMP's callers) wins; otherwise restore what the last run saved.
+    let db_path = match &p.db_path {
+        Some(d) => Some(d.clone()),
+        None => newest_archive(conn, pair)?,
+    };
+    conn.prepare_cached(
+        "INSERT INTO instances (project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, user,
+             apikey, urluuid, created_ms, updated_ms, lease_until_ms)
+         VALUES (?1, ?2, 'launching', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+    )?
+    .execute(params![
+        pair.project(),
+        pair.viewer(),
+        reason,
+        p.viewer_uuid,
+        p.resultsfolder,
+        db_path,
+        p.user,
+        apikey,
+        urluuid,
+        now_ms,
+        now_ms + defaults.start_grace_ms
+    ])?;
+    let generation = conn.last_insert_rowid();
+    record_history(conn, generation, "", ViewerState::Launching, reason, now_ms)?;
+    let inst = by_generation(conn, generation)?
+        .ok_or_else(|| RpcError::new(vrun_proto::FaultCode::Internal, "inserted row vanished"))?;
+    let spec = job_spec(&inst, defaults);
+    Ok((inst, Effect::StartJob(Box::new(spec))))
+}
+
+pub fn job_spec(inst: &Instance, d: &JobDefaults) -> JobSpec {
+    JobSpec {
+        execrunid: inst.pair.execrunid(),
+        intent: INTENT_VRUN.into(),
+        project: inst.pair.project().into(),
+        viewer: inst.pair.viewer().into(),
+        generation: inst.generation,
+        viewer_uuid: inst.viewer_uuid.clone(),
+        resultsfolder: inst.resultsfolder.clone(),
+        db_path: inst.db_path.clone(),
+        user: inst.user.clone(),
+        users: inst.user.iter().cloned().collect(),
+        apikey: inst.apikey.clone(),
+        urluuid: inst.urluuid.clone(),
+        platform: d.platform.clone(),
+        memory_mib: d.memory_mib,
+        vcpus: d.vcpus,
+        agent_monitor_url: d.agent_monitor_url.clone(),
+        job_token: None,
+        heartbeat_secs: d.heartbeat_secs,
+    }
+}
+
+fn record_history(
+    conn: &Connection,
+    generation: i64,
+    from: &str,
+    to: ViewerState,
+    reason: &str,
+    now_ms: i64,
+) -> Db<()> {
+    conn.prepare_cached(
+        "INSERT INTO history (generation, seq, at_ms, from_state, to_state, reason)
+         VALUES (?1, (SELECT count(*) FROM history WHERE generation = ?1), ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![generation, now_ms, from, to.as_str(), reason])?;
+    Ok(())
+}
+
+/// Moves an instance to `to`, recording the change. Legality is the caller's business
+/// (jobs are checked, the reaper may fail anything live).
+pub fn transition(
+    conn: &Connection,
+    inst: &mut Instance,
+    to: ViewerState,
+    reason: &str,
+    now_ms: i64,
+) -> Db<()> {
+    conn.prepare_cached("UPDATE instances SET state = ?2, reason = ?3, updated_ms = ?4 WHERE generation = ?1")?
+        .execute(params![inst.generation, to.as_str(), reason, now_ms])?;
+    record_history(conn, inst.generation, inst.state.as_str(), to, reason, now_ms)?;
+    inst.state = to;
+    inst.reason = reason.into();
+    inst.updated_ms = now_ms;
+    Ok(())
+}
+
+pub fn set_address(conn: &Connection, generation: i64, address: Option<&str>, domain: Option<&str>) -> Db<()> {
+    conn.prepare_cached(
+        "UPDATE instances SET address = coalesce(?2, address), domain = coalesce(?3, domain) WHERE generation = ?1",
+    )?
+    .execute(params![generation, address, domain])?;
+    Ok(())
+}
+
+pub fn extend_lease(conn: &Connection, generation: i64, until_ms: i64) -> Db<()> {
+    conn.prepare_cached("UPDATE instances SET lease_until_ms = max(lease_until_ms, ?2) WHERE generation = ?1")?
+        .execute(params![generation, until_ms])?;
+    Ok(())
+}
+
+pub fn mark_job_started(conn: &Connection, generation: i64, now_ms: i64) -> Db<()> {
+    conn.prepare_cached("UPDATE instances SET job_started_ms = coalesce(job_started_ms, ?2) WHERE generation = ?1")?
+        .execute(params![generation, now_ms])?;
+    Ok(())
+}
+
+pub fn set_relaunch(conn: &Connection, generation: i64, user: Option<&str>) -> Db<()> {
+    conn.prepare_cached("UPDATE instances SET relaunch_pending = 1, relaunch_user = coalesce(?2, relaunch_user) WHERE generation = ?1")?
+        .execute(params![generation, user])?;
+    Ok(())
+}
+
+/// Ends a live instance (stopped or failed) and, when a launch was queued behind it,
+/// creates the next one. Returns the effects to carry out after the commit.
+pub fn finish(
+    conn: &Connection,
+    inst: &mut Instance,
+    to: ViewerState,
+    reason: &str,
+    defaults: &JobDefaults,
+    now_ms: i64,
+    cancel_job: bool,
+) -> Db<Vec<Effect>> {
+    debug_assert!(to.is_terminal());
+    transition(conn, inst, to, reason, now_ms)?;
+    let mut effects = Vec::new();
+    if cancel_job {
+        effects.push(Effect::CancelJob(inst.generation));
+    }
+    if inst.relaunch_pending {
+        let p = LaunchParams {
+            viewer_uuid: inst.viewer_uuid.clone(),
+            resultsfolder: inst.resultsfolder.clone(),
+            db_path: None,
+            user: inst.relaunch_user.clone().or_else(|| inst.user.clone()),
+        };
+        let why = format!("launch requested while generation {} was stopping", inst.generation);
+        let (_, start) = create(conn, &inst.pair, &p, defaults, now_ms, &why)?;
+        effects.push(start);
+    }
+    Ok(effects)
+}
+
+pub fn history(conn: &Connection, generation: i64) -> Db<Vec<Transition>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at_ms, from_state, to_state, reason FROM history WHERE generation = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![generation], |r| {
+        Ok(Transition { at: r.get::<_, i64>(0)? as f64 / 1000.0, from: r.get(1)?, to: r.get(2)?, reason: r.get(3)? })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+impl Instance {
+    /// The record admins see (history left empty; callers add it when wanted).
+    pub fn record(&self) -> InstanceRecord {
+        InstanceRecord {
+            project: self.pair.project().into(),
+            viewer: self.pair.viewer().into(),
+            generation: self.generation,
+            state: self.state.as_str().into(),
+            address: self.address.clone(),
+            domain: self.domain.clone(),
+            urluuid: self.urluuid.clone(),
+            reason: self.reason.clone(),
+            created: self.created_ms as f64 / 1000.0,
+            updated: self.updated_ms as f64 / 1000.0,
+            lease_expires: self.lease_until_ms as f64 / 1000.0,
+            relaunch_pending: self.relaunch_pending,
+            domain_exists: "unknown".into(),
+            history: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Starting, probing and cancelling `vruntask` jobs.
+//!
+//! agent-monitor sees the job system only through the [`Launcher`] trait. The default
+//! [`ProcessLauncher`] runs `vruntask run <job file>` as a detached local process.
+//!
+//! Liveness without PIDs: before spawning, the launcher takes an exclusive lock on
+//! `jobs/g<generation>.lock` and hands the locked descriptor to the child (fd
+//! `VRUN_JOB_LOCK_FD`), then closes its own copy. The lock is therefore held from before the
+//! spawn until the job and everything that inherited the descriptor have exited. "Is the lock
+//! held?" answers "is a job for this generation running?" across agent-monitor restarts,
+//! with no PID-reuse races, and a second start of the same generation is impossible.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use vrun_proto::job::JobSpec;
+
+/// Environment variable naming the inherited lock descriptor.
+pub const LOCK_FD_ENV: &str = "VRUN_JOB_LOCK_FD";
+/// The descriptor number the lock is placed at in the child.
+const CHILD_LOCK_FD: i32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot write job file {path}: {source}")]
+    JobFile { path: PathBuf, source: std::io::Error },
+    #[error("cannot start {command}: {source}")]
+    Spawn { command: String, source: std::io::Error },
+}
+
+/// What the job system says about a generation's job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobProbe {
+    Running,
+    NotRunning,
+}
+
+pub trait Launcher: Send + Sync + 'static {
+    /// Starts the job. Starting a generation whose job already runs does nothing.
+    fn start(&self, spec: &JobSpec) -> Result<(), LaunchError>;
+    /// Whether the generation's job runs now.
+    fn probe(&self, generation: i64) -> JobProbe;
+    /// Stops the generation's job: SIGTERM, then SIGKILL after `grace`. Blocks until done.
+    fn cancel(&self, generation: i64, grace: Duration);
+}
+
+pub struct ProcessLauncher {
+    jobs_dir: PathBuf,
+    command: PathBuf,
+    /// Serialises start and probe so a probe's momentary lock is never mistaken for a job.
+    guard: Mutex<()>,
+}
+
+impl ProcessLauncher {
+    pub fn new(jobs_dir: PathBuf, command: PathBuf) -> std::io::Result<ProcessLauncher> {
+        std::fs::create_dir_all(&jobs_dir)?;
+        Ok(ProcessLauncher { jobs_dir, command, guard: Mutex::new(()) })
+    }
+
+    pub fn job_file(&self, generation: i64) -> PathBuf {
+        self.jobs_dir.join(format!("g{generation}.json"))
+    }
+
+    fn lock_file(&self, generation: i64) -> PathBuf {
+        self.jobs_dir.join(format!("g{generation}.lock"))
+    }
+
+    fn open_lock(&self, generation: i64) -> std::io::Result<File> {
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(self.lock_file(generation))
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename) with mode 0600.
+pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl Launcher for ProcessLauncher {
+    fn start(&self, spec: &JobSpec) -> Result<(), LaunchError> {
+        let _serial = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        let job_file = self.job_file(spec.generation);
+        let json = serde_json::to_vec_pretty(spec).expect("job spec serialises");
+        write_private_atomic(&job_file, &json).map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
+        let lock_file = self.open_lock(spec.generation)
+            .map_err(|source| LaunchError::JobFile { path: self.lock_file(spec.generation), source })?;
+        let mut lock = fd_lock::RwLock::new(lock_file);
+        let Ok(held) = lock.try_write() else {
+            tracing::info!(generation = spec.generation, "job already running; not starting another");
+            return Ok(());
+        };
+        let log_path = self.jobs_dir.join(format!("g{}.log", spec.generation));
+        let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path)
+            .map_err(|source| LaunchError::JobFile { path: log_path, source })?;
+        let log2 = log.try_clone().map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
+        let lock_fd = held.as_raw_fd();
+        let mut cmd = std::process::Command::new(&self.command);
+        cmd.arg("run")
+            .arg(&job_file)
+            .env(LOCK_FD_ENV, CHILD_LOCK_FD.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                // Own session: the job outlives agent-monitor and its terminal.
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // dup2 clears close-on-exec on the new descriptor; when the lock already sits
+                // at that number dup2 is a no-op, so clear the flag by hand.
+                if lock_fd == CHILD_LOCK_FD {
+                    if libc::fcntl(lock_fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(lock_fd, CHILD_LOCK_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+            command: self.command.display().to_string(),
+            source,
+        })?;
+        // Unlocking would release the child's lock too (same open file description): keep the
+        // lock, just close our descriptor when `lock` drops.
+        std::mem::forget(held);
+        tracing::info!(generation = spec.generation, pid = child.id(), job = %job_file.display(), "job started");
+        // Reap the child when it exits so it never lingers as a zombie.
+        std::thread::Builder::new()
+            .name(format!("job-g{}", spec.generation))
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = child.wait();
+            })
+            .map_err(|source| LaunchError::Spawn { command: "reaper thread".into(), source })?;
+        Ok(())
+    }
+
+    fn probe(&self, generation: i64) -> JobProbe {
+        let _serial = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.lock_file(generation).exists() {
+            return JobProbe::NotRunning;
+        }
+        let Ok(f) = self.open_lock(generation) else { return JobProbe::NotRunning };
+        let mut lock = fd_lock::RwLock::new(f);
+        let running = lock.try_write().is_err();
+        if running { JobProbe::Running } else { JobProbe::NotRunning }
+    }
+
+    fn cancel(&self, generation: i64, grace: Duration) {
+        let lock = self.lock_file(generation);
+        let mut signal = libc::SIGTERM;
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let holders = lock_holders(&lock);
+            if holders.is_empty() {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                signal = libc::SIGKILL;
+            }
+            for pid in &holders {
+                tracing::info!(generation, pid, signal, "cancelling job");
+                // SAFETY: plain kill(2) on a PID that holds this generation's job lock.
+                unsafe { libc::kill(*pid, signal) };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// PIDs with an open descriptor on `lock` (the job and anything that inherited its lock).
+fn lock_holders(lock: &Path) -> Vec<i32> {
+    let Ok(target) = lock.canonicalize() else { return Vec::new() };
+    let me = std::process::id() as i32;
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|fds| fds.filter_map(|f| std::fs::read_link(f.ok()?.path()).ok()).any(|p| p == target))
+                .unwrap_or(false)
+        })
+        .collect()
+}

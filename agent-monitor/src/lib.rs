@@ -1,0 +1,97 @@
+//! agent-monitor: holds the persistent `project.viewer` locks and the lifecycle of every
+//! viewer instance, serves XML-RPC at `POST /RPC2`, launches `vruntask` jobs, and expires
+//! jobs that stop heartbeating.
+//!
+//! `main` only parses arguments; [`run`] is the daemon, so tests start the real server on
+//! port 0.
+//!
+//! # Layout
+//! - [`config`]: flags, environment and TOML settings.
+//! - [`statedir`]: one daemon per state directory (fd-lock).
+//! - [`store`]: SQLite (WAL, fsync per commit) with group commit; migrations from `sql/`.
+//! - [`instances`]: the instance rows that are the locks; returns effects, never acts.
+//! - [`archives`]: stored viewer database versions.
+//! - [`launcher`]: the `Launcher` trait and the local process launcher.
+//! - [`monitor`]: shared state; carries out effects after commits.
+//! - [`cmd`]: one file per XML-RPC method.
+//! - [`rpc`]: the HTTP endpoint and its edge checks.
+//! - [`reaper`]: lease expiry. [`restore`]: start-up repair.
+//! - [`status`]: the `agent-monitor status` admin command.
+
+pub mod archives;
+pub mod cmd;
+pub mod config;
+pub mod instances;
+pub mod launcher;
+pub mod monitor;
+pub mod reaper;
+pub mod restore;
+pub mod rpc;
+pub mod statedir;
+pub mod status;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Resolved;
+use crate::instances::JobDefaults;
+use crate::launcher::{Launcher, ProcessLauncher};
+use crate::monitor::{Monitor, Timing};
+
+/// Runs the daemon on `listener` until `shutdown` completes. The caller holds the state
+/// directory lock (see [`statedir::lock`]).
+pub async fn run(listener: TcpListener, cfg: Resolved, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let launcher: Arc<dyn Launcher> = Arc::new(ProcessLauncher::new(cfg.sub("jobs"), cfg.job_command.clone())?);
+    run_with(listener, cfg, launcher, shutdown).await
+}
+
+/// [`run`] with a chosen launcher.
+pub async fn run_with(
+    listener: TcpListener,
+    cfg: Resolved,
+    launcher: Arc<dyn Launcher>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let store = store::Store::open(&cfg.db_path())?;
+    let defaults = JobDefaults {
+        platform: cfg.platform.clone(),
+        memory_mib: cfg.memory_mib,
+        vcpus: cfg.vcpus,
+        agent_monitor_url: cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}/RPC2")),
+        heartbeat_secs: cfg.heartbeat.as_secs(),
+        start_grace_ms: cfg.start_grace.as_millis() as i64,
+    };
+    let monitor = Arc::new(Monitor {
+        store,
+        launcher,
+        defaults,
+        timing: Timing { lease: cfg.lease, reap_every: cfg.reap_every, cancel_grace: cfg.cancel_grace },
+        archive_dir: cfg.sub("archives"),
+        archives_keep: cfg.archives_keep,
+    });
+    restore::restore(&monitor).await?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reaper = tokio::spawn(reaper::run(Arc::clone(&monitor), stop_rx));
+    let app = rpc::router(cmd::handlers(Arc::clone(&monitor)), cfg.max_body_bytes);
+    tracing::info!(%addr, state_dir = %cfg.state_dir.display(), "agent-monitor serving XML-RPC at /RPC2");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let _ = stop_tx.send(true);
+    let _ = reaper.await;
+    tracing::info!("agent-monitor stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}

@@ -1,0 +1,46 @@
+//! `agent-monitor serve | status`: parses arguments and hands over to the library.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "agent-monitor", version, about = "vrun's viewer lock and lifecycle daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve(agent_monitor::config::Settings),
+    /// Show every viewer instance, read over XML-RPC.
+    Status(agent_monitor::status::StatusArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = match cli.command {
+        Command::Serve(settings) => rt.block_on(serve(settings)),
+        Command::Status(args) => rt.block_on(agent_monitor::status::run(args)),
+    };
+    if let Err(e) = result {
+        eprintln!("agent-monitor: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(settings: agent_monitor::config::Settings) -> anyhow::Result<()> {
+    let cfg = settings.resolve()?;
+    let _lock = agent_monitor::statedir::lock(&cfg.state_dir)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    agent_monitor::run(listener, cfg, agent_monitor::shutdown_signal()).await
+}

@@ -1,0 +1,91 @@
+//! The core: the state every request handler shares, and how decisions become actions.
+//!
+//! Handlers decide inside a store transaction and return [`Effect`]s; [`Monitor::apply`]
+//! carries them out after the commit, so a job is never started for a lock that was not
+//! durably taken.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vrun_proto::RpcError;
+
+use crate::instances::{self, Effect, JobDefaults};
+use crate::launcher::Launcher;
+use crate::store::{now_ms, Store};
+
+/// Lease and timing settings.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// A job that has not heartbeated for this long loses its lease.
+    pub lease: Duration,
+    /// How often the reaper looks for expired leases.
+    pub reap_every: Duration,
+    /// SIGTERM-to-SIGKILL grace when cancelling a job.
+    pub cancel_grace: Duration,
+}
+
+pub struct Monitor {
+    pub store: Store,
+    pub launcher: Arc<dyn Launcher>,
+    pub defaults: JobDefaults,
+    pub timing: Timing,
+    pub archive_dir: std::path::PathBuf,
+    pub archives_keep: usize,
+}
+
+impl Monitor {
+    /// Carries out effects in the background; failures are recorded on the instance.
+    pub fn apply(self: &Arc<Self>, effects: Vec<Effect>) {
+        for effect in effects {
+            let me = Arc::clone(self);
+            tokio::task::spawn_blocking(move || me.apply_one(effect));
+        }
+    }
+
+    fn apply_one(self: &Arc<Self>, effect: Effect) {
+        match effect {
+            Effect::StartJob(spec) => {
+                let generation = spec.generation;
+                match self.launcher.start(&spec) {
+                    Ok(()) => {
+                        let me = Arc::clone(self);
+                        // Not awaited by anyone: losing it in a crash only means a restart
+                        // re-probes the job lock, which is the real truth anyway.
+                        tokio::runtime::Handle::current().spawn(async move {
+                            let _ = me.store.write(move |c| instances::mark_job_started(c, generation, now_ms())).await;
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(generation, error = %e, "cannot start job");
+                        let me = Arc::clone(self);
+                        let reason = format!("job could not be started: {e}");
+                        tokio::runtime::Handle::current().spawn(async move { me.fail_generation(generation, reason, false).await });
+                    }
+                }
+            }
+            Effect::CancelJob(generation) => self.launcher.cancel(generation, self.timing.cancel_grace),
+        }
+    }
+
+    /// Fails a generation if it still holds its pair (used by the reaper and on errors).
+    pub async fn fail_generation(self: &Arc<Self>, generation: i64, reason: String, cancel: bool) {
+        let defaults = self.defaults.clone();
+        let result = self
+            .store
+            .write(move |c| {
+                let Some(mut inst) = instances::by_generation(c, generation)?.filter(|i| !i.state.is_terminal())
+                else {
+                    return Ok(Vec::new());
+                };
+                instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &defaults, now_ms(), cancel)
+            })
+            .await;
+        match result {
+            Ok(effects) => self.apply(effects),
+            Err(e) => tracing::error!(generation, error = %e, "cannot record failure"),
+        }
+    }
+}
+
+/// Shorthand for handlers: a store failure is already an `RpcError`.
+pub type RpcResult<T> = Result<T, RpcError>;

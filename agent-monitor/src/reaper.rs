@@ -1,0 +1,46 @@
+//! Lease enforcement: a job that stops heartbeating loses its pair.
+
+use std::sync::Arc;
+
+use vrun_proto::ViewerState;
+
+use crate::instances;
+use crate::monitor::Monitor;
+use crate::store::now_ms;
+
+/// Fails every live instance whose lease ran out, cancels its job, and frees its pair.
+pub async fn reap_once(m: &Arc<Monitor>) {
+    let defaults = m.defaults.clone();
+    let result = m
+        .store
+        .write(move |c| {
+            let now = now_ms();
+            let mut effects = Vec::new();
+            for mut inst in instances::expired(c, now)? {
+                let late = (now - inst.lease_until_ms) / 1000;
+                let reason = format!(
+                    "lease expired: no heartbeat from the job of generation {} (state {}, {}s past its lease)",
+                    inst.generation, inst.state, late
+                );
+                tracing::warn!(pair = %inst.pair, generation = inst.generation, %reason, "reaping");
+                effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &defaults, now, true)?);
+            }
+            Ok(effects)
+        })
+        .await;
+    match result {
+        Ok(effects) => m.apply(effects),
+        Err(e) => tracing::error!(error = %e, "reaper pass failed"),
+    }
+}
+
+pub async fn run(m: Arc<Monitor>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(m.timing.reap_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => reap_once(&m).await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}

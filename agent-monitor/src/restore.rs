@@ -1,0 +1,63 @@
+//! Start-up repair: nothing is forgotten across a restart (SWAMP deleted its state file).
+//!
+//! Every live instance is checked against the launcher:
+//! - its job runs → adopted, with a fresh lease so it can reach the new daemon;
+//! - its job never started (the daemon died between commit and spawn) → started now;
+//! - its job started and is gone → failed with the reason, pair freed.
+
+use std::sync::Arc;
+
+use vrun_proto::{RpcError, ViewerState};
+
+use crate::instances::{self, Effect};
+use crate::launcher::JobProbe;
+use crate::monitor::Monitor;
+use crate::store::now_ms;
+
+pub async fn restore(m: &Arc<Monitor>) -> Result<(), RpcError> {
+    let live = m.store.read(instances::all_live).await?;
+    if live.is_empty() {
+        return Ok(());
+    }
+    let launcher = Arc::clone(&m.launcher);
+    let probes: Vec<(i64, JobProbe)> = tokio::task::spawn_blocking(move || {
+        live.iter().map(|i| (i.generation, launcher.probe(i.generation))).collect()
+    })
+    .await
+    .map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
+    let defaults = m.defaults.clone();
+    let lease_ms = m.timing.lease.as_millis() as i64;
+    let effects = m
+        .store
+        .write(move |c| {
+            let now = now_ms();
+            let mut effects = Vec::new();
+            let (mut adopted, mut started, mut failed) = (0, 0, 0);
+            for (generation, probe) in probes {
+                let Some(mut inst) = instances::by_generation(c, generation)?.filter(|i| !i.state.is_terminal()) else {
+                    continue;
+                };
+                match probe {
+                    JobProbe::Running => {
+                        instances::extend_lease(c, generation, now + lease_ms)?;
+                        adopted += 1;
+                    }
+                    JobProbe::NotRunning if inst.job_started_ms.is_none() && inst.state == ViewerState::Launching => {
+                        instances::extend_lease(c, generation, now + defaults.start_grace_ms)?;
+                        effects.push(Effect::StartJob(Box::new(instances::job_spec(&inst, &defaults))));
+                        started += 1;
+                    }
+                    JobProbe::NotRunning => {
+                        let reason = format!("job of generation {generation} was gone when agent-monitor started");
+                        effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &defaults, now, false)?);
+                        failed += 1;
+                    }
+                }
+            }
+            tracing::info!(adopted, started, failed, "restored live instances");
+            Ok(effects)
+        })
+        .await?;
+    m.apply(effects);
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! The HTTP side of XML-RPC: `POST /RPC2`.
+//!
+//! Everything that can be refused without understanding the call is refused here, before
+//! any handler runs: oversized bodies (before reading them whole), non-UTF-8, nesting too deep
+//! for the recursive parser, malformed XML, unknown methods. Each refusal is an XML-RPC
+//! fault with a documented code; the HTTP status stays 200 as XML-RPC clients expect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use dxr::{Fault, FaultResponse, MethodCall, MethodResponse};
+use dxr_server::Handler;
+use vrun_proto::{FaultCode, RpcError};
+
+/// Deepest `<array>`/`<struct>` nesting accepted. Real calls nest two or three levels.
+pub const MAX_NESTING: usize = 32;
+
+pub struct Rpc {
+    handlers: HashMap<&'static str, Box<dyn Handler>>,
+    max_body: usize,
+}
+
+pub fn router(handlers: HashMap<&'static str, Box<dyn Handler>>, max_body: usize) -> Router {
+    let rpc = Arc::new(Rpc { handlers, max_body });
+    Router::new()
+        .route("/RPC2", post(endpoint))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(rpc)
+}
+
+fn xml(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+fn fault(e: RpcError) -> Response {
+    let f: Fault = e.into();
+    match (FaultResponse { fault: f }).to_xml() {
+        Ok(body) => xml(StatusCode::OK, body),
+        Err(e) => xml(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn endpoint(State(rpc): State<Arc<Rpc>>, headers: HeaderMap, body: Body) -> Response {
+    let too_large = || {
+        RpcError::new(FaultCode::RequestTooLarge, format!("request body is larger than {} bytes", rpc.max_body))
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > rpc.max_body) {
+        return fault(too_large());
+    }
+    let bytes = match axum::body::to_bytes(body, rpc.max_body).await {
+        Ok(b) => b,
+        Err(_) => return fault(too_large()),
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return fault(RpcError::new(FaultCode::MalformedRequest, "request body is not UTF-8"));
+    };
+    if nesting_depth(text) > MAX_NESTING {
+        return fault(RpcError::new(FaultCode::MalformedRequest, format!("values nest deeper than {MAX_NESTING} levels")));
+    }
+    let call = match MethodCall::from_xml(text) {
+        Ok(c) => c,
+        Err(e) => return fault(RpcError::new(FaultCode::MalformedRequest, format!("not an XML-RPC call: {e}"))),
+    };
+    let Some(handler) = rpc.handlers.get(call.name.as_ref()) else {
+        let name: String = call.name.chars().take(64).collect();
+        return fault(RpcError::new(FaultCode::UnknownMethod, format!("unknown method {name:?}")));
+    };
+    match handler.handle(&call.params, headers).await {
+        Ok(value) => match (MethodResponse { value }).to_xml() {
+            Ok(body) => xml(StatusCode::OK, body),
+            Err(e) => fault(RpcError::new(FaultCode::Internal, e.to_string())),
+        },
+        Err(f) => {
+            let code = FaultCode::from_code(f.code()).unwrap_or(FaultCode::Internal);
+            fault(RpcError::new(code, f.string()))
+        }
+    }
+}
+
+/// Deepest nesting of `<array>` and `<struct>` elements, found without parsing, so that a
+/// hostile body cannot drive the recursive XML-RPC parser into a stack overflow.
+pub fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(off) = b[i..].iter().position(|&c| c == b'<') {
+        let rest = &b[i + off + 1..];
+        if rest.starts_with(b"array") || rest.starts_with(b"struct") {
+            depth += 1;
+            max = max.max(depth);
+        } else if rest.starts_with(b"/array") || rest.starts_with(b"/struct") {
+            depth = depth.saturating_sub(1);
+        }
+        i += off + 1;
+    }
+    max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting_depth;
+
+    #[test]
+    fn measures_nesting() {
+        assert_eq!(nesting_depth("<params><param><value><string>x</string></value></param></params>"), 0);
+        assert_eq!(nesting_depth("<array><data><value><struct></struct></value></data></array>"), 2);
+        assert_eq!(nesting_depth(&"<array>".repeat(100)), 100);
+    }
+}

@@ -1,0 +1,74 @@
+//! `agent-monitor status [--json]`: the admin's table of viewers, read over XML-RPC.
+
+use vrun_proto::client::{AgentMonitorClient, Credentials};
+use vrun_proto::methods::InstanceRecord;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// agent-monitor's XML-RPC URL.
+    #[arg(long, env = "AGENT_MONITOR_URL", default_value = "http://127.0.0.1:8085/RPC2")]
+    pub url: String,
+    /// One JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let client = AgentMonitorClient::new(&args.url, Credentials::None)?;
+    let records = client.list_viewers().await?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+    if args.json {
+        let rows: Vec<serde_json::Value> = records.iter().map(|r| to_json(r, now)).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", table(&records, now));
+    }
+    Ok(())
+}
+
+fn to_json(r: &InstanceRecord, now: f64) -> serde_json::Value {
+    serde_json::json!({
+        "project": r.project, "viewer": r.viewer, "state": r.state, "generation": r.generation,
+        "address": r.address, "domain": r.domain, "domain_exists": r.domain_exists,
+        "age_secs": (now - r.created).max(0.0).round(), "last_change_secs": (now - r.updated).max(0.0).round(),
+        "reason": r.reason, "relaunch_pending": r.relaunch_pending,
+    })
+}
+
+fn ago(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+pub fn table(records: &[InstanceRecord], now: f64) -> String {
+    let mut rows = vec![["PROJECT", "VIEWER", "STATE", "GEN", "ADDRESS", "DOMAIN", "AGE", "CHANGED", "REASON"].map(String::from)];
+    for r in records {
+        rows.push([
+            r.project.clone(),
+            r.viewer.clone(),
+            r.state.clone(),
+            r.generation.to_string(),
+            if r.address.is_empty() { "-".into() } else { r.address.clone() },
+            r.domain_exists.clone(),
+            ago(now - r.created),
+            ago(now - r.updated),
+            r.reason.chars().take(60).collect(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..9).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if records.is_empty() {
+        out.push_str("(no viewers)\n");
+    }
+    out
+}

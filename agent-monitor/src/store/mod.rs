@@ -1,0 +1,182 @@
+//! SQLite storage with group commit.
+//!
+//! One writer thread owns the write connection. Callers hand it closures; it runs every
+//! closure that is waiting in one `BEGIN IMMEDIATE` transaction (each under its own
+//! savepoint, so one caller's error rolls back only that caller's changes), commits with
+//! `synchronous=FULL`, and only then answers each caller. So an acknowledged change is
+//! always on disk, and concurrent callers share one fsync.
+//!
+//! Reads use a small pool of separate connections (WAL lets them run beside the writer).
+
+mod migrate;
+
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+use vrun_proto::{FaultCode, RpcError};
+
+/// Largest number of callers whose changes share one transaction.
+const MAX_BATCH: usize = 1024;
+
+type Completion = Box<dyn FnOnce(bool) + Send>;
+type Op = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writer: mpsc::Sender<Op>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: Arc<Path>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn internal(e: impl std::fmt::Display) -> RpcError {
+    RpcError::new(FaultCode::Internal, format!("storage error: {e}"))
+}
+
+/// Errors inside a store transaction: a fault decided by the handler, or SQLite failing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Fault(#[from] RpcError),
+    #[error("storage error: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+impl From<StoreError> for RpcError {
+    fn from(e: StoreError) -> RpcError {
+        match e {
+            StoreError::Fault(f) => f,
+            StoreError::Sql(e) => {
+                tracing::error!(error = %e, "storage error");
+                internal(e)
+            }
+        }
+    }
+}
+
+/// Result of work inside a transaction.
+pub type Db<T> = Result<T, StoreError>;
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // WAL: readers never block the writer. FULL: a commit is fsynced before it returns,
+    // which is what makes an acknowledged launch survive kill -9 and power loss.
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
+         PRAGMA busy_timeout=5000;",
+    )?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        let mut conn = connect(path)?;
+        migrate::apply(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Op>();
+        std::thread::Builder::new().name("store-writer".into()).spawn(move || writer_loop(conn, rx))?;
+        Ok(Store { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path: path.into() })
+    }
+
+    /// Runs `f` inside the next group-commit transaction and answers after the commit.
+    /// If `f` fails its changes are rolled back and nothing else is affected.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, RpcError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Db<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |conn| {
+            let result = run_in_savepoint(conn, f).map_err(RpcError::from);
+            Box::new(move |committed| {
+                let _ = tx.send(if committed { result } else { Err(internal("commit failed")) });
+            })
+        });
+        self.writer.send(op).map_err(|_| RpcError::new(FaultCode::ShuttingDown, "store is closed"))?;
+        rx.await.map_err(|_| internal("writer stopped"))?
+    }
+
+    /// Runs `f` on a read connection (never blocks the writer).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, RpcError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Db<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f)).await.map_err(internal)?
+    }
+
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Db<T>) -> Result<T, RpcError> {
+        let pooled = self.readers.lock().map_err(internal)?.pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => connect(&self.path).map_err(internal)?,
+        };
+        let result = f(&conn).map_err(RpcError::from);
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn run_in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Db<T>,
+) -> Db<T> {
+    conn.execute_batch("SAVEPOINT op")?;
+    let result = f(conn);
+    let end = if result.is_ok() { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+    conn.execute_batch(end)?;
+    result
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "cannot begin transaction");
+            // Without a transaction nothing may be written: refuse the whole batch.
+            for op in batch {
+                let done = op_refused(op, &conn);
+                done(false);
+            }
+            continue;
+        }
+        let completions: Vec<Completion> = batch.into_iter().map(|op| op(&conn)).collect();
+        let committed = match conn.execute_batch("COMMIT") {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; rolling back the batch");
+                let _ = conn.execute_batch("ROLLBACK");
+                false
+            }
+        };
+        for done in completions {
+            done(committed);
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
+
+/// An op that cannot run gets its completion called with `false` without touching the db.
+fn op_refused(op: Op, conn: &Connection) -> Completion {
+    // Running it inside a savepoint that is rolled back leaves nothing behind.
+    let _ = conn.execute_batch("SAVEPOINT refused");
+    let done = op(conn);
+    let _ = conn.execute_batch("ROLLBACK TO refused; RELEASE refused");
+    done
+}

@@ -1,0 +1,130 @@
+//! A typed client for agent-monitor's XML-RPC interface.
+
+use dxr::Value;
+use dxr_client::{Client, ClientBuilder};
+
+use crate::fault::{FaultCode, RpcError};
+use crate::methods::*;
+use crate::names::Pair;
+
+/// What can go wrong on a call: a fault from the daemon, or not reaching it at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("agent-monitor refused: {0}")]
+    Fault(RpcError),
+    #[error("cannot reach agent-monitor at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("bad reply from agent-monitor: {0}")]
+    BadReply(String),
+}
+
+impl ClientError {
+    pub fn fault_code(&self) -> Option<FaultCode> {
+        match self {
+            ClientError::Fault(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+pub struct AgentMonitorClient {
+    url: String,
+    inner: Client,
+}
+
+/// Credentials: HTTP Basic (user, secret) or a bearer token.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    None,
+    Basic { user: String, secret: String },
+    Bearer(String),
+}
+
+impl AgentMonitorClient {
+    pub fn new(url: &str, creds: Credentials) -> Result<AgentMonitorClient, ClientError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| ClientError::Unreachable { url: url.into(), detail: e.to_string() })?;
+        let mut b = ClientBuilder::new(parsed);
+        match creds {
+            Credentials::None => {}
+            Credentials::Basic { user, secret } => b = b.basic_auth(user, Some(secret)),
+            Credentials::Bearer(t) => {
+                let v = http::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|e| ClientError::BadReply(e.to_string()))?;
+                b = b.add_header(http::header::AUTHORIZATION, v);
+            }
+        }
+        Ok(AgentMonitorClient { url: url.into(), inner: b.build() })
+    }
+
+    /// One raw call; faults with unknown codes map to `Internal`.
+    pub async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, ClientError> {
+        match self.inner.call::<Vec<Value>, Value>(method, params).await {
+            Ok(v) => Ok(v),
+            Err(dxr_client::Error::Fault { fault }) => Err(ClientError::Fault(RpcError::new(
+                FaultCode::from_code(fault.code()).unwrap_or(FaultCode::Internal),
+                fault.string(),
+            ))),
+            Err(dxr_client::Error::Net { error }) => {
+                Err(ClientError::Unreachable { url: self.url.clone(), detail: error_chain(&error) })
+            }
+            Err(e) => Err(ClientError::BadReply(e.to_string())),
+        }
+    }
+
+    pub async fn launch_viewer(&self, req: &LaunchViewer) -> Result<LaunchReply, ClientError> {
+        let v = self.call(LAUNCH_VIEWER, req.to_params()).await?;
+        LaunchReply::from_value(&v).map_err(bad)
+    }
+
+    pub async fn is_viewer_available(&self, pair: &Pair) -> Result<Availability, ClientError> {
+        let v = self.call(IS_VIEWER_AVAILABLE, IsViewerAvailable { pair: pair.clone() }.to_params()).await?;
+        Availability::from_value(&v).map_err(bad)
+    }
+
+    pub async fn set_viewer_state(&self, req: &SetViewerState) -> Result<(), ClientError> {
+        self.call(SET_VIEWER_STATE, req.to_params()).await.map(drop)
+    }
+
+    pub async fn heartbeat(&self, pair: &Pair, generation: i64) -> Result<bool, ClientError> {
+        let v = self.call(HEARTBEAT, GenerationRef { pair: pair.clone(), generation }.to_params()).await?;
+        heartbeat_from_value(&v).map_err(bad)
+    }
+
+    pub async fn abort_viewer(&self, pair: &Pair) -> Result<(), ClientError> {
+        self.call(ABORT_VIEWER, PairRef { pair: pair.clone() }.to_params()).await.map(drop)
+    }
+
+    pub async fn store_viewer(&self, req: &StoreViewer) -> Result<(), ClientError> {
+        self.call(STORE_VIEWER, req.to_params()).await.map(drop)
+    }
+
+    pub async fn viewer_status(&self, pair: &Pair) -> Result<InstanceRecord, ClientError> {
+        let v = self.call(VIEWER_STATUS, PairRef { pair: pair.clone() }.to_params()).await?;
+        InstanceRecord::from_value(&v).map_err(bad)
+    }
+
+    pub async fn list_viewers(&self) -> Result<Vec<InstanceRecord>, ClientError> {
+        match self.call(LIST_VIEWERS, vec![]).await? {
+            Value::Array(items) => items.iter().map(|v| InstanceRecord::from_value(v).map_err(bad)).collect(),
+            _ => Err(ClientError::BadReply("listViewers did not return an array".into())),
+        }
+    }
+}
+
+fn bad(e: RpcError) -> ClientError {
+    ClientError::BadReply(e.message)
+}
+
+/// reqwest's Display stops at "error sending request"; the cause (connection refused) is what
+/// an operator needs.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

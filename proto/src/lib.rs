@@ -1,0 +1,27 @@
+//! vrun's wire protocol, shared by agent-monitor, vruntask, launchviewer and tests.
+//!
+//! Only the contract lives here: what travels between processes and what it means.
+//! Behaviour (storage, launching, VMs) lives in the binaries.
+//!
+//! # Layout
+//! - [`names`]: validation of project and viewer names (they become VM, file and job names).
+//! - [`state`]: the viewer instance lifecycle and its legal transitions.
+//! - [`fault`]: every XML-RPC fault code and its meaning.
+//! - [`value`]: lenient decoding of XML-RPC structs (optional members may be absent).
+//! - [`methods`]: method names and typed requests and replies.
+//! - [`job`]: the job description agent-monitor hands to `vruntask run`.
+//! - [`client`]: a typed XML-RPC client (feature `client`).
+
+pub mod fault;
+pub mod job;
+pub mod methods;
+pub mod names;
+pub mod state;
+pub mod value;
+
+#[cfg(feature = "client")]
+pub mod client;
+
+pub use fault::{FaultCode, RpcError};
+pub use names::{validate_name, Pair};
+pub use state::ViewerState;

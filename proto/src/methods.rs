@@ -1,0 +1,417 @@
+//! Method names and their typed requests and replies.
+//!
+//! Each request type has `from_params` (server side: validates at the edge, so handlers only
+//! see checked values) and `to_params` (client side). Replies have `to_value` / `from_value`.
+//! Reply decoding ignores unknown members so that old clients keep working with newer daemons.
+
+use dxr::Value;
+
+use crate::fault::RpcError;
+use crate::names::Pair;
+use crate::state::ViewerState;
+use crate::value::{positional_strings, StructBuilder, StructReader};
+
+pub const LAUNCH_VIEWER: &str = "agentMonitor.launchViewer";
+pub const IS_VIEWER_AVAILABLE: &str = "agentMonitor.isViewerAvailable";
+pub const SET_VIEWER_STATE: &str = "agentMonitor.setViewerState";
+pub const HEARTBEAT: &str = "agentMonitor.heartbeat";
+pub const ABORT_VIEWER: &str = "agentMonitor.abortViewer";
+pub const STORE_VIEWER: &str = "agentMonitor.storeviewer";
+pub const VIEWER_STATUS: &str = "agentMonitor.viewerStatus";
+pub const LIST_VIEWERS: &str = "agentMonitor.listViewers";
+pub const LIST_METHODS: &str = "system.listMethods";
+pub const SERVER_VERSION: &str = "server.version";
+
+fn read_pair(r: &mut StructReader<'_>) -> Result<Pair, RpcError> {
+    let project = r.req_str("project")?;
+    let viewer = r.req_str("viewer")?;
+    Ok(Pair::new(&project, &viewer)?)
+}
+
+fn pair_struct(pair: &Pair) -> StructBuilder {
+    StructBuilder::new().str("project", pair.project()).str("viewer", pair.viewer())
+}
+
+fn read_generation(r: &mut StructReader<'_>) -> Result<i64, RpcError> {
+    let g = r.req_int("generation")?;
+    if g <= 0 {
+        return Err(RpcError::invalid_params("generation must be positive"));
+    }
+    Ok(g)
+}
+
+fn read_state(r: &mut StructReader<'_>, key: &'static str) -> Result<ViewerState, RpcError> {
+    r.req_str(key)?.parse().map_err(|e: crate::state::UnknownState| RpcError::invalid_params(e.to_string()))
+}
+
+/// Free-text members (paths, messages) are bounded so one caller cannot bloat the database.
+fn bounded(key: &'static str, v: Option<String>, max: usize) -> Result<Option<String>, RpcError> {
+    match v {
+        Some(s) if s.len() > max => {
+            Err(RpcError::invalid_params(format!("member {key} is longer than {max} bytes")))
+        }
+        Some(s) if s.contains('\0') => Err(RpcError::invalid_params(format!("member {key} contains NUL"))),
+        v => Ok(v),
+    }
+}
+
+/// `agentMonitor.launchViewer(struct{project, viewer, viewer_uuid?, resultsfolder?, db_path?, user?})`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchViewer {
+    pub pair: Pair,
+    pub viewer_uuid: Option<String>,
+    pub resultsfolder: Option<String>,
+    pub db_path: Option<String>,
+    pub user: Option<String>,
+}
+
+impl LaunchViewer {
+    pub fn new(pair: Pair) -> LaunchViewer {
+        LaunchViewer { pair, viewer_uuid: None, resultsfolder: None, db_path: None, user: None }
+    }
+
+    pub fn from_params(params: &[Value]) -> Result<LaunchViewer, RpcError> {
+        let mut r = StructReader::single(params)?;
+        let pair = read_pair(&mut r)?;
+        let viewer_uuid = bounded("viewer_uuid", r.opt_str("viewer_uuid")?, 128)?;
+        let resultsfolder = bounded("resultsfolder", r.opt_str("resultsfolder")?, 4096)?;
+        let db_path = bounded("db_path", r.opt_str("db_path")?, 4096)?;
+        let user = r.opt_str("user")?;
+        if let Some(u) = &user {
+            crate::names::validate_name("user", u)?;
+        }
+        r.finish()?;
+        Ok(LaunchViewer { pair, viewer_uuid, resultsfolder, db_path, user })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![pair_struct(&self.pair)
+            .opt_str("viewer_uuid", self.viewer_uuid.clone())
+            .opt_str("resultsfolder", self.resultsfolder.clone())
+            .opt_str("db_path", self.db_path.clone())
+            .opt_str("user", self.user.clone())
+            .build()]
+    }
+}
+
+/// Reply to `launchViewer`. `launched` is true only for the call that started the job;
+/// `queued` is true when the pair was `stopping` and the launch will follow the stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchReply {
+    pub state: ViewerState,
+    pub generation: i64,
+    pub launched: bool,
+    pub queued: bool,
+}
+
+impl LaunchReply {
+    pub fn to_value(&self) -> Value {
+        StructBuilder::new()
+            .str("state", self.state.as_str())
+            .int("generation", self.generation)
+            .bool("launched", self.launched)
+            .bool("queued", self.queued)
+            .build()
+    }
+
+    pub fn from_value(v: &Value) -> Result<LaunchReply, RpcError> {
+        let mut r = StructReader::single(std::slice::from_ref(v))?;
+        Ok(LaunchReply {
+            state: read_state(&mut r, "state")?,
+            generation: r.req_int("generation")?,
+            launched: r.opt_bool("launched")?.unwrap_or(false),
+            queued: r.opt_bool("queued")?.unwrap_or(false),
+        })
+    }
+}
+
+/// `agentMonitor.isViewerAvailable(viewer, project)`: two positional strings, SWAMP's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsViewerAvailable {
+    pub pair: Pair,
+}
+
+impl IsViewerAvailable {
+    pub fn from_params(params: &[Value]) -> Result<IsViewerAvailable, RpcError> {
+        let [viewer, project] = positional_strings::<2>(params)?;
+        Ok(IsViewerAvailable { pair: Pair::new(&project, &viewer)? })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![Value::String(self.pair.viewer().into()), Value::String(self.pair.project().into())]
+    }
+}
+
+/// `{ready: 0/1, address, apikey, urluuid}` as SWAMP's callers expect, plus `state` and
+/// `generation` (empty string and 0 when there is no live instance).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Availability {
+    pub ready: bool,
+    pub address: String,
+    pub apikey: String,
+    pub urluuid: String,
+    pub state: String,
+    pub generation: i64,
+}
+
+impl Availability {
+    pub fn to_value(&self) -> Value {
+        StructBuilder::new()
+            .int("ready", i64::from(self.ready))
+            .str("address", self.address.clone())
+            .str("apikey", self.apikey.clone())
+            .str("urluuid", self.urluuid.clone())
+            .str("state", self.state.clone())
+            .int("generation", self.generation)
+            .build()
+    }
+
+    pub fn from_value(v: &Value) -> Result<Availability, RpcError> {
+        let mut r = StructReader::single(std::slice::from_ref(v))?;
+        Ok(Availability {
+            ready: r.req_int("ready")? == 1,
+            address: r.opt_str("address")?.unwrap_or_default(),
+            apikey: r.opt_str("apikey")?.unwrap_or_default(),
+            urluuid: r.opt_str("urluuid")?.unwrap_or_default(),
+            state: r.opt_str("state")?.unwrap_or_default(),
+            generation: r.opt_int("generation")?.unwrap_or(0),
+        })
+    }
+}
+
+/// `agentMonitor.setViewerState(struct{project, viewer, generation, state, ipaddress?, domain?, message?})`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetViewerState {
+    pub pair: Pair,
+    pub generation: i64,
+    pub state: ViewerState,
+    pub ipaddress: Option<String>,
+    pub domain: Option<String>,
+    pub message: Option<String>,
+}
+
+impl SetViewerState {
+    pub fn from_params(params: &[Value]) -> Result<SetViewerState, RpcError> {
+        let mut r = StructReader::single(params)?;
+        let pair = read_pair(&mut r)?;
+        let generation = read_generation(&mut r)?;
+        let state = read_state(&mut r, "state")?;
+        let ipaddress = bounded("ipaddress", r.opt_str("ipaddress")?, 256)?;
+        let domain = bounded("domain", r.opt_str("domain")?, 256)?;
+        let message = bounded("message", r.opt_str("message")?, 4096)?;
+        // Keys SWAMP's vruntask sent that are now fixed by the job description.
+        r.tolerate(&["vieweruuid", "apikey", "urluuid"]);
+        r.finish()?;
+        Ok(SetViewerState { pair, generation, state, ipaddress, domain, message })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![pair_struct(&self.pair)
+            .int("generation", self.generation)
+            .str("state", self.state.as_str())
+            .opt_str("ipaddress", self.ipaddress.clone())
+            .opt_str("domain", self.domain.clone())
+            .opt_str("message", self.message.clone())
+            .build()]
+    }
+}
+
+/// `{project, viewer, generation}`: the argument of `heartbeat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationRef {
+    pub pair: Pair,
+    pub generation: i64,
+}
+
+impl GenerationRef {
+    pub fn from_params(params: &[Value]) -> Result<GenerationRef, RpcError> {
+        let mut r = StructReader::single(params)?;
+        let pair = read_pair(&mut r)?;
+        let generation = read_generation(&mut r)?;
+        r.finish()?;
+        Ok(GenerationRef { pair, generation })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![pair_struct(&self.pair).int("generation", self.generation).build()]
+    }
+}
+
+/// Reply to `heartbeat`: `continue` false tells the job to shut its viewer down.
+pub fn heartbeat_reply(cont: bool) -> Value {
+    StructBuilder::new().bool("continue", cont).build()
+}
+
+pub fn heartbeat_from_value(v: &Value) -> Result<bool, RpcError> {
+    let mut r = StructReader::single(std::slice::from_ref(v))?;
+    r.opt_bool("continue")?.ok_or_else(|| RpcError::invalid_params("missing member continue"))
+}
+
+/// `{project, viewer}`: the argument of `abortViewer` and `viewerStatus`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairRef {
+    pub pair: Pair,
+}
+
+impl PairRef {
+    pub fn from_params(params: &[Value]) -> Result<PairRef, RpcError> {
+        let mut r = StructReader::single(params)?;
+        let pair = read_pair(&mut r)?;
+        r.finish()?;
+        Ok(PairRef { pair })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![pair_struct(&self.pair).build()]
+    }
+}
+
+/// `agentMonitor.storeviewer(struct{project, viewer, generation, viewerdb, checksum})`:
+/// `viewerdb` is base64, `checksum` the lowercase hex SHA-256 of the decoded bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreViewer {
+    pub pair: Pair,
+    pub generation: i64,
+    pub viewerdb: Vec<u8>,
+    pub checksum: String,
+}
+
+impl StoreViewer {
+    pub fn from_params(params: &[Value]) -> Result<StoreViewer, RpcError> {
+        let mut r = StructReader::single(params)?;
+        let pair = read_pair(&mut r)?;
+        let generation = read_generation(&mut r)?;
+        let viewerdb = r.req_bytes("viewerdb")?;
+        let checksum = r.req_str("checksum")?.to_ascii_lowercase();
+        if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RpcError::new(
+                crate::FaultCode::BadChecksum,
+                "checksum must be 64 hex digits (SHA-256)",
+            ));
+        }
+        r.finish()?;
+        Ok(StoreViewer { pair, generation, viewerdb, checksum })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![pair_struct(&self.pair)
+            .int("generation", self.generation)
+            .bytes("viewerdb", self.viewerdb.clone())
+            .str("checksum", self.checksum.clone())
+            .build()]
+    }
+}
+
+/// One recorded transition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub at: f64,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// The whole record of one instance, as `viewerStatus` and `listViewers` return it.
+/// Times are Unix seconds (double).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InstanceRecord {
+    pub project: String,
+    pub viewer: String,
+    pub generation: i64,
+    pub state: String,
+    pub address: String,
+    pub domain: String,
+    pub urluuid: String,
+    pub reason: String,
+    pub created: f64,
+    pub updated: f64,
+    pub lease_expires: f64,
+    pub relaunch_pending: bool,
+    /// Whether the hypervisor knows this instance's domain: "yes", "no" or "unknown".
+    pub domain_exists: String,
+    pub history: Vec<Transition>,
+}
+
+impl InstanceRecord {
+    pub fn to_value(&self) -> Value {
+        let history = self
+            .history
+            .iter()
+            .map(|t| {
+                StructBuilder::new()
+                    .value("at", Value::Double(t.at))
+                    .str("from", t.from.clone())
+                    .str("to", t.to.clone())
+                    .str("reason", t.reason.clone())
+                    .build()
+            })
+            .collect();
+        StructBuilder::new()
+            .str("project", self.project.clone())
+            .str("viewer", self.viewer.clone())
+            .int("generation", self.generation)
+            .str("state", self.state.clone())
+            .str("address", self.address.clone())
+            .str("domain", self.domain.clone())
+            .str("urluuid", self.urluuid.clone())
+            .str("reason", self.reason.clone())
+            .value("created", Value::Double(self.created))
+            .value("updated", Value::Double(self.updated))
+            .value("lease_expires", Value::Double(self.lease_expires))
+            .bool("relaunch_pending", self.relaunch_pending)
+            .str("domain_exists", self.domain_exists.clone())
+            .value("history", Value::Array(history))
+            .build()
+    }
+
+    pub fn from_value(v: &Value) -> Result<InstanceRecord, RpcError> {
+        let Value::Struct(m) = v else {
+            return Err(RpcError::invalid_params("instance record must be a struct"));
+        };
+        let s = |k: &str| match m.get(k) {
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let f = |k: &str| match m.get(k) {
+            Some(Value::Double(d)) => *d,
+            Some(Value::Integer(i)) => f64::from(*i),
+            _ => 0.0,
+        };
+        let history = match m.get("history") {
+            Some(Value::Array(items)) => items.iter().filter_map(transition_from_value).collect(),
+            _ => Vec::new(),
+        };
+        Ok(InstanceRecord {
+            project: s("project"),
+            viewer: s("viewer"),
+            generation: match m.get("generation") {
+                Some(Value::Integer(i)) => i64::from(*i),
+                _ => 0,
+            },
+            state: s("state"),
+            address: s("address"),
+            domain: s("domain"),
+            urluuid: s("urluuid"),
+            reason: s("reason"),
+            created: f("created"),
+            updated: f("updated"),
+            lease_expires: f("lease_expires"),
+            relaunch_pending: matches!(m.get("relaunch_pending"), Some(Value::Boolean(true))),
+            domain_exists: s("domain_exists"),
+            history,
+        })
+    }
+}
+
+fn transition_from_value(v: &Value) -> Option<Transition> {
+    let Value::Struct(m) = v else { return None };
+    let s = |k: &str| match m.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let at = match m.get("at") {
+        Some(Value::Double(d)) => *d,
+        _ => 0.0,
+    };
+    Some(Transition { at, from: s("from"), to: s("to"), reason: s("reason") })
+}

@@ -1,0 +1,111 @@
+//! Project and viewer names.
+//!
+//! Names become libvirt domain names, file names, job ids (`vrun.<project>.<viewer>`) and
+//! script arguments, so they are restricted at the edge: 1 to 64 characters from
+//! `[A-Za-z0-9_-]`, starting with a letter or digit. No dots (they separate the parts of an
+//! execrunid), no slashes, no whitespace, no shell metacharacters.
+
+use std::fmt;
+
+/// Longest accepted project or viewer name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("{what} is empty")]
+    Empty { what: &'static str },
+    #[error("{what} is longer than {MAX_NAME_LEN} characters")]
+    TooLong { what: &'static str },
+    #[error("{what} must start with a letter or digit")]
+    BadStart { what: &'static str },
+    #[error("{what} may contain only letters, digits, '_' and '-'")]
+    BadChar { what: &'static str },
+}
+
+/// Checks a name; `what` names the field in the error ("project", "viewer").
+pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
+    let bytes = name.as_bytes();
+    let Some(first) = bytes.first() else {
+        return Err(NameError::Empty { what });
+    };
+    if bytes.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong { what });
+    }
+    if !first.is_ascii_alphanumeric() {
+        return Err(NameError::BadStart { what });
+    }
+    if !bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-') {
+        return Err(NameError::BadChar { what });
+    }
+    Ok(())
+}
+
+/// A validated (project, viewer) pair: the unit of locking.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pair {
+    project: String,
+    viewer: String,
+}
+
+impl Pair {
+    pub fn new(project: &str, viewer: &str) -> Result<Pair, NameError> {
+        validate_name("project", project)?;
+        validate_name("viewer", viewer)?;
+        Ok(Pair { project: project.to_owned(), viewer: viewer.to_owned() })
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub fn viewer(&self) -> &str {
+        &self.viewer
+    }
+
+    /// SWAMP's job id for a viewer run.
+    pub fn execrunid(&self) -> String {
+        format!("vrun.{}.{}", self.project, self.viewer)
+    }
+
+    /// The libvirt domain name of one generation. Unique per generation, so a stale domain
+    /// can never be mistaken for the current one.
+    pub fn domain_name(&self, generation: i64) -> String {
+        format!("vrun-{}-{}-g{}", self.project, self.viewer, generation)
+    }
+}
+
+impl fmt::Display for Pair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.project, self.viewer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for n in ["p1", "CodeDX", "a", "proj_2-x", &"x".repeat(64)] {
+            assert_eq!(validate_name("project", n), Ok(()), "{n}");
+        }
+    }
+
+    #[test]
+    fn refuses_dangerous_names() {
+        let long = "x".repeat(65);
+        let cases = ["", "../etc", "a/b", "a b", "a;rm -rf /", "a\nb", "-x", "_x", "a.b", "$(id)",
+                     "a`b`", "é", "a\0b", &long];
+        for n in cases {
+            assert!(validate_name("project", n).is_err(), "{n:?} accepted");
+        }
+    }
+
+    #[test]
+    fn pair_derives_ids() {
+        let p = Pair::new("p1", "CodeDX").unwrap();
+        assert_eq!(p.execrunid(), "vrun.p1.CodeDX");
+        assert_eq!(p.domain_name(7), "vrun-p1-CodeDX-g7");
+    }
+}

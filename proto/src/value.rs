@@ -1,0 +1,180 @@
+//! Lenient decoding of XML-RPC structs.
+//!
+//! Perl and Python clients omit members they have no value for instead of sending `<nil/>`,
+//! and Perl often sends numbers as strings. [`StructReader`] accepts both, refuses members it
+//! does not know (a typo should not silently do nothing), and reports the first problem as an
+//! [`RpcError`] with code `InvalidParams`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dxr::Value;
+
+use crate::fault::RpcError;
+
+/// Reads members out of one struct parameter.
+pub struct StructReader<'a> {
+    members: &'a BTreeMap<String, Value>,
+    seen: BTreeSet<&'static str>,
+}
+
+impl<'a> StructReader<'a> {
+    /// Expects `params` to be exactly one struct.
+    pub fn single(params: &'a [Value]) -> Result<StructReader<'a>, RpcError> {
+        match params {
+            [Value::Struct(members)] => Ok(StructReader { members, seen: BTreeSet::new() }),
+            [_] => Err(RpcError::invalid_params("expected one struct parameter")),
+            _ => Err(RpcError::invalid_params(format!(
+                "expected one struct parameter, got {} parameters",
+                params.len()
+            ))),
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.seen.insert(key);
+        self.members.get(key)
+    }
+
+    pub fn opt_str(&mut self, key: &'static str) -> Result<Option<String>, RpcError> {
+        self.get(key).map(|v| value_str(key, v)).transpose()
+    }
+
+    pub fn req_str(&mut self, key: &'static str) -> Result<String, RpcError> {
+        self.opt_str(key)?.ok_or_else(|| missing(key))
+    }
+
+    pub fn opt_int(&mut self, key: &'static str) -> Result<Option<i64>, RpcError> {
+        self.get(key).map(|v| value_int(key, v)).transpose()
+    }
+
+    pub fn req_int(&mut self, key: &'static str) -> Result<i64, RpcError> {
+        self.opt_int(key)?.ok_or_else(|| missing(key))
+    }
+
+    pub fn opt_bool(&mut self, key: &'static str) -> Result<Option<bool>, RpcError> {
+        self.get(key).map(|v| value_bool(key, v)).transpose()
+    }
+
+    pub fn opt_bytes(&mut self, key: &'static str) -> Result<Option<Vec<u8>>, RpcError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Base64(b)) => Ok(Some(b.clone())),
+            Some(_) => Err(RpcError::invalid_params(format!("member {key} must be base64"))),
+        }
+    }
+
+    pub fn req_bytes(&mut self, key: &'static str) -> Result<Vec<u8>, RpcError> {
+        self.opt_bytes(key)?.ok_or_else(|| missing(key))
+    }
+
+    /// Members that older SWAMP callers send but that this protocol no longer uses.
+    pub fn tolerate(&mut self, keys: &[&'static str]) {
+        self.seen.extend(keys.iter().copied());
+    }
+
+    /// Refuses any member that was not asked for.
+    pub fn finish(self) -> Result<(), RpcError> {
+        match self.members.keys().find(|k| !self.seen.contains(k.as_str())) {
+            Some(k) => Err(RpcError::invalid_params(format!(
+                "unknown member {:?}",
+                k.chars().take(40).collect::<String>()
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn missing(key: &str) -> RpcError {
+    RpcError::invalid_params(format!("missing member {key}"))
+}
+
+fn value_str(key: &str, v: &Value) -> Result<String, RpcError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(RpcError::invalid_params(format!("member {key} must be a string"))),
+    }
+}
+
+fn value_int(key: &str, v: &Value) -> Result<i64, RpcError> {
+    match v {
+        Value::Integer(i) => Ok(i64::from(*i)),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| RpcError::invalid_params(format!("member {key} must be an integer"))),
+        _ => Err(RpcError::invalid_params(format!("member {key} must be an integer"))),
+    }
+}
+
+fn value_bool(key: &str, v: &Value) -> Result<bool, RpcError> {
+    match v {
+        Value::Boolean(b) => Ok(*b),
+        Value::Integer(0) => Ok(false),
+        Value::Integer(1) => Ok(true),
+        _ => Err(RpcError::invalid_params(format!("member {key} must be a boolean"))),
+    }
+}
+
+/// Positional string parameters (SWAMP's `isViewerAvailable(viewer, project)`).
+pub fn positional_strings<const N: usize>(params: &[Value]) -> Result<[String; N], RpcError> {
+    if params.len() != N {
+        return Err(RpcError::invalid_params(format!(
+            "expected {N} string parameters, got {}",
+            params.len()
+        )));
+    }
+    let mut out: [String; N] = std::array::from_fn(|_| String::new());
+    for (slot, v) in out.iter_mut().zip(params) {
+        *slot = value_str("parameter", v)?;
+    }
+    Ok(out)
+}
+
+/// Builds struct values without ceremony.
+#[derive(Default)]
+pub struct StructBuilder(BTreeMap<String, Value>);
+
+impl StructBuilder {
+    pub fn new() -> StructBuilder {
+        StructBuilder::default()
+    }
+
+    pub fn str(mut self, key: &str, v: impl Into<String>) -> Self {
+        self.0.insert(key.to_owned(), Value::String(v.into()));
+        self
+    }
+
+    pub fn opt_str(self, key: &str, v: Option<impl Into<String>>) -> Self {
+        match v {
+            Some(v) => self.str(key, v),
+            None => self,
+        }
+    }
+
+    /// XML-RPC integers are 32-bit; generations and times stay far below that in practice, and
+    /// a value that does not fit is clamped rather than wrapped.
+    pub fn int(mut self, key: &str, v: i64) -> Self {
+        let v = i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX });
+        self.0.insert(key.to_owned(), Value::Integer(v));
+        self
+    }
+
+    pub fn bool(mut self, key: &str, v: bool) -> Self {
+        self.0.insert(key.to_owned(), Value::Boolean(v));
+        self
+    }
+
+    pub fn bytes(mut self, key: &str, v: Vec<u8>) -> Self {
+        self.0.insert(key.to_owned(), Value::Base64(v));
+        self
+    }
+
+    pub fn value(mut self, key: &str, v: Value) -> Self {
+        self.0.insert(key.to_owned(), v);
+        self
+    }
+
+    pub fn build(self) -> Value {
+        Value::Struct(self.0)
+    }
+}

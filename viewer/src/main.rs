@@ -1,0 +1,2 @@
+//! The results viewer (placeholder).
+fn main() {}
