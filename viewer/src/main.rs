@@ -1,2 +1,5 @@
-//! The results viewer (placeholder).
-fn main() {}
+//! `viewer`: see `viewer --help` and docs/viewer.md.
+
+fn main() -> std::process::ExitCode {
+    viewer::cli::main()
+}

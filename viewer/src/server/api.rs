@@ -1,0 +1,245 @@
+//! The Code Dx compatible JSON API (`{ctx}/api/...`), plus two extensions: the findings
+//! listing (for tests and scripts) and `/api/activity` (for the VM's idle timer).
+
+use std::sync::Arc;
+
+use axum::extract::multipart::Field;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use super::auth::{ApiKey, ApiKeyQuiet};
+use super::{jobs, AppState};
+use crate::config::check_name;
+use crate::db::findings::{self, Filter, Severity, Sort};
+use crate::db::{projects, DbError};
+use crate::import::Upload;
+
+/// API failures, each with its status; the body is `{"error": "<message>"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: no or wrong system key.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 400: the request itself is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: e.g. a project name that is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413 (or the status the body reader chose): upload over the limit.
+    #[error("{1}")]
+    Upload(StatusCode, String),
+    /// 500: storage trouble; details go to the log, not the client.
+    #[error("internal error")]
+    Internal(#[from] DbError),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Upload(s, _) => *s,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(e) = &self {
+            tracing::error!("api: {e}");
+        }
+        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> ApiError {
+        ApiError::Internal(DbError::Io(e))
+    }
+}
+
+/// Unknown paths: JSON 404 for the API, which is where clients need to parse it.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("path")
+}
+
+fn id_param(p: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> Result<i64, ApiError> {
+    p.map(|Path(id)| id).map_err(|_| ApiError::NotFound("project"))
+}
+
+pub async fn list_projects(_: ApiKey, State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let list = st.with_db(|c| projects::list(c)).await?;
+    Ok(Json(json!({ "projects": list })))
+}
+
+#[derive(Deserialize)]
+pub struct NewProject {
+    name: String,
+}
+
+pub async fn create_project(
+    _: ApiKey,
+    State(st): State<Arc<AppState>>,
+    body: Result<Json<NewProject>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(NewProject { name }) = body.map_err(|e| ApiError::BadRequest(format!("expected {{\"name\": \"...\"}}: {e}")))?;
+    check_name(&name).map_err(|why| ApiError::BadRequest(format!("project name {why}")))?;
+    let n = name.clone();
+    match st.with_db(move |c| projects::create(c, &n)).await? {
+        Some(id) => Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response()),
+        None => Err(ApiError::Conflict(format!("a project named {name:?} already exists"))),
+    }
+}
+
+pub async fn delete_project(
+    _: ApiKey,
+    State(st): State<Arc<AppState>>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = id_param(id)?;
+    match st.with_db(move |c| projects::delete(c, id)).await? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(ApiError::NotFound("project")),
+    }
+}
+
+/// A failed multipart read: 413 when the body limit was hit, else 400.
+fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::Upload(status, format!("upload is larger than the limit of {} bytes", limit))
+    } else {
+        ApiError::Upload(status, format!("bad multipart body: {}", e.body_text()))
+    }
+}
+
+/// Saves one multipart field to `path`, chunk by chunk (never the whole part in memory).
+async fn save_field(mut field: Field<'_>, path: &std::path::Path, limit: usize) -> Result<(), ApiError> {
+    let mut out = tokio::fs::File::create(path).await?;
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+        out.write_all(&chunk).await?;
+    }
+    out.flush().await?;
+    Ok(())
+}
+
+/// `POST /api/projects/{id}/analysis`: store parts `file1`, `file2`, ... and queue a job.
+pub async fn analysis(
+    _: ApiKey,
+    State(st): State<Arc<AppState>>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let project_id = id_param(id)?;
+    let mut multipart = multipart.map_err(|e| ApiError::BadRequest(format!("expected multipart/form-data: {e}")))?;
+    if st.with_db(move |c| projects::get(c, project_id)).await?.is_none() {
+        return Err(ApiError::NotFound("project"));
+    }
+    let limit = st.config.limits.max_upload_bytes;
+    let job_id = jobs::new_id();
+    let dir = st.uploads_dir.join(&job_id);
+    tokio::fs::create_dir_all(&dir).await?;
+    let mut uploads = Vec::new();
+    let saved: Result<(), ApiError> = async {
+        while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(e, limit))? {
+            let name = field.name().unwrap_or_default().to_owned();
+            if !name.starts_with("file") {
+                continue; // Code Dx clients may send other form fields; they carry nothing we use.
+            }
+            let shown = field.file_name().map(|f| format!("{name} ({f})")).unwrap_or_else(|| name.clone());
+            let path = dir.join(format!("part{}", uploads.len()));
+            save_field(field, &path, limit).await?;
+            uploads.push(Upload { name: shown, path });
+        }
+        if uploads.is_empty() {
+            return Err(ApiError::BadRequest("no file parts (file1, file2, ...) in the upload".into()));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = saved {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        return Err(e);
+    }
+    let jid = job_id.clone();
+    st.with_db(move |c| projects::create_job(c, &jid, project_id)).await?;
+    tokio::spawn(jobs::run(st.clone(), job_id.clone(), project_id, dir, uploads));
+    Ok((StatusCode::ACCEPTED, Json(json!({ "jobId": job_id }))).into_response())
+}
+
+pub async fn job(_: ApiKey, State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<projects::Job>, ApiError> {
+    st.with_db(move |c| projects::get_job(c, &id)).await?.map(Json).ok_or(ApiError::NotFound("job"))
+}
+
+pub async fn activity(_: ApiKeyQuiet, State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let last = st.last_activity.load(std::sync::atomic::Ordering::Relaxed);
+    Json(json!({ "last_activity": last, "started": st.started }))
+}
+
+/// Query of the findings listing (API and page share the meaning of each field).
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    pub severity: Option<String>,
+    pub tool: Option<String>,
+    pub status: Option<String>,
+    pub q: Option<String>,
+    pub sort: Option<String>,
+    pub dir: Option<String>,
+    pub page: Option<String>,
+    pub per_page: Option<String>,
+}
+
+impl ListQuery {
+    /// Empty values mean "any"; unknown severities are ignored rather than refused.
+    pub fn filter(&self) -> Filter {
+        let nonempty = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+        Filter {
+            severity: nonempty(&self.severity).and_then(|s| Severity::from_name(&s)),
+            tool: nonempty(&self.tool),
+            status: nonempty(&self.status),
+            text: nonempty(&self.q),
+        }
+    }
+    pub fn sort(&self) -> (Sort, bool) {
+        (Sort::parse(self.sort.as_deref().unwrap_or("")), self.dir.as_deref() == Some("desc"))
+    }
+    /// 1-based page number.
+    pub fn page(&self) -> i64 {
+        self.page.as_deref().and_then(|p| p.parse().ok()).filter(|p| *p >= 1).unwrap_or(1)
+    }
+}
+
+/// `GET /api/projects/{id}/findings` (extension): one page of findings as JSON.
+pub async fn findings(
+    _: ApiKey,
+    State(st): State<Arc<AppState>>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let project_id = id_param(id)?;
+    let per_page = q.per_page.as_deref().and_then(|p| p.parse().ok()).unwrap_or(200i64).clamp(1, 5000);
+    let (filter, (sort, desc), page) = (q.filter(), q.sort(), q.page());
+    let res = st
+        .with_db(move |c| {
+            if projects::get(c, project_id)?.is_none() {
+                return Ok(None);
+            }
+            findings::list(c, project_id, &filter, sort, desc, (page - 1) * per_page, per_page).map(Some)
+        })
+        .await?;
+    let (rows, total) = res.ok_or(ApiError::NotFound("project"))?;
+    Ok(Json(json!({ "total": total, "page": page, "findings": rows })))
+}
