@@ -10,6 +10,7 @@
 pub mod sarif;
 pub mod scarf;
 mod sink;
+pub mod synth;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
