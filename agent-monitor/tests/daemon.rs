@@ -1,0 +1,117 @@
+//! The daemon as a process: one per state directory, clean SIGTERM, bad input refused.
+
+mod common;
+
+use std::process::Command;
+
+use common::{runtime, Env};
+use vrun_proto::{FaultCode, Pair};
+
+#[test]
+fn second_daemon_on_the_same_directory_is_refused() {
+    let env = Env::new();
+    let first = env.start(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_agent-monitor"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(env.state_dir())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line on stderr: {err:?}");
+    assert!(err.contains(&env.state_dir().display().to_string()), "{err}");
+    assert!(err.contains(&first.child.id().to_string()), "names the holder pid: {err}");
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_state_survives() {
+    let env = Env::new();
+    let d = env.start(&[]);
+    let p = Pair::new("keep", "CodeDX").unwrap();
+    let g = runtime()
+        .block_on(d.client().launch_viewer(&vrun_proto::methods::LaunchViewer::new(p.clone())))
+        .unwrap()
+        .generation;
+    env.wait_launches(1, std::time::Duration::from_secs(20));
+    let status = d.terminate();
+    assert!(status.success(), "{status:?}");
+    let d2 = env.start(&[]);
+    let rec = runtime().block_on(d2.client().viewer_status(&p)).unwrap();
+    assert_eq!((rec.generation, rec.state.as_str()), (g, "launching"), "adopted, not forgotten");
+    assert!(d2.log().contains("adopted=1"), "{}", d2.log());
+}
+
+#[test]
+fn invalid_names_are_refused_and_nothing_is_stored() {
+    let env = Env::new();
+    let d = env.start(&[]);
+    let c = d.client();
+    let long = "x".repeat(10_000);
+    let bad = ["../etc", "a;rm -rf /", "a\nb", "$(reboot)", "a b", "", "-x", long.as_str()];
+    runtime().block_on(async {
+        for name in bad {
+            let params = vec![vrun_proto::value::StructBuilder::new().str("project", name).str("viewer", "CodeDX").build()];
+            let err = c.call(vrun_proto::methods::LAUNCH_VIEWER, params).await.unwrap_err();
+            assert_eq!(err.fault_code(), Some(FaultCode::InvalidName), "{name:?}: {err}");
+        }
+        // Unknown members, wrong types and missing members are faults too.
+        let cases = [
+            vrun_proto::value::StructBuilder::new().str("project", "p").str("viewer", "v").str("colour", "red").build(),
+            vrun_proto::value::StructBuilder::new().str("project", "p").int("viewer", 3).build(),
+            vrun_proto::value::StructBuilder::new().str("project", "p").build(),
+        ];
+        for v in cases {
+            let err = c.call(vrun_proto::methods::LAUNCH_VIEWER, vec![v]).await.unwrap_err();
+            assert_eq!(err.fault_code(), Some(FaultCode::InvalidParams), "{err}");
+        }
+        let err = c.call("agentMonitor.rmRf", vec![]).await.unwrap_err();
+        assert_eq!(err.fault_code(), Some(FaultCode::UnknownMethod));
+        assert!(c.list_viewers().await.unwrap().is_empty(), "a refused call stored something");
+    });
+    assert!(env.launches().is_empty());
+}
+
+#[test]
+fn hostile_bodies_get_faults_and_the_daemon_keeps_serving() {
+    let env = Env::new();
+    let d = env.start(&["--max-body-bytes", "100000"]);
+    let post = |body: Vec<u8>| -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-H", "Content-Type: text/xml", "--data-binary", "@-", &d.url])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut ch| {
+                use std::io::Write;
+                ch.stdin.take().unwrap().write_all(&body)?;
+                ch.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let code = |resp: &str| -> i32 {
+        let i = resp.find("<name>faultCode</name>").unwrap_or_else(|| panic!("not a fault: {resp}"));
+        let rest = &resp[i..];
+        let s = rest.find("<i4>").or(rest.find("<int>")).unwrap();
+        rest[s..].split(['>', '<']).nth(2).unwrap().parse().unwrap()
+    };
+    let call = |inner: &str| format!("<?xml version=\"1.0\"?><methodCall><methodName>agentMonitor.launchViewer</methodName><params>{inner}</params></methodCall>");
+    let deep = format!("<param><value>{}</value></param>", "<array><data><value>".repeat(2000));
+    let cases: Vec<(&str, Vec<u8>, FaultCode)> = vec![
+        ("malformed", b"<methodCall><methodName>x".to_vec(), FaultCode::MalformedRequest),
+        ("not xml", b"hello".to_vec(), FaultCode::MalformedRequest),
+        ("non-utf8", vec![b'<', 0xff, 0xfe, b'>'], FaultCode::MalformedRequest),
+        ("deeply nested", call(&deep).into_bytes(), FaultCode::MalformedRequest),
+        ("oversized", call(&"<param><value><string>x</string></value></param>".repeat(5000)).into_bytes(), FaultCode::RequestTooLarge),
+        ("wrong type", call("<param><value><int>3</int></value></param>").into_bytes(), FaultCode::InvalidParams),
+        ("no params", call("").into_bytes(), FaultCode::InvalidParams),
+    ];
+    for (what, body, want) in cases {
+        let resp = post(body);
+        assert_eq!(code(&resp), want.code(), "{what}: {resp}");
+    }
+    // Still serving, nothing stored.
+    let rt = runtime();
+    assert!(rt.block_on(d.client().list_viewers()).unwrap().is_empty());
+}

@@ -1,0 +1,18 @@
+//! Real Python `xmlrpc.client` calls every method sending only required members.
+
+mod common;
+
+#[test]
+fn python_xmlrpc_client_calls_every_method() {
+    let env = common::Env::new();
+    let d = env.start(&[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop.py");
+    let out = std::process::Command::new("python3").arg(script).arg(&d.url).output().expect("python3 is installed");
+    assert!(
+        out.status.success(),
+        "interop.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("interop ok"));
+}
