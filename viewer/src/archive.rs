@@ -128,9 +128,10 @@ pub fn import(data_dir: &Path, archive: &Path) -> Result<(), ArchiveError> {
 
 /// Checks that `path` is a sound viewer database and migrates it to this build's schema.
 fn validate(path: &Path) -> Result<(), ArchiveError> {
-    let mut conn = db::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(invalid)?;
-    // The first real read is what detects "file is not a database".
-    let (app, version) = db::identity(&conn).map_err(|e| invalid(format!("not an SQLite database ({e})")))?;
+    // The first read (a pragma in connect, or identity) is what detects a non-database.
+    let not_sqlite = |e: DbError| invalid(format!("not an SQLite database ({e})"));
+    let mut conn = db::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(not_sqlite)?;
+    let (app, version) = db::identity(&conn).map_err(not_sqlite)?;
     if app != APPLICATION_ID {
         return Err(invalid(format!("not a viewer database (application_id {app:#x})")));
     }
@@ -139,7 +140,8 @@ fn validate(path: &Path) -> Result<(), ArchiveError> {
     }
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(invalid)?;
     if check != "ok" {
-        return Err(invalid(format!("integrity check failed: {check}")));
+        let first = check.lines().find(|l| !l.starts_with("***")).unwrap_or("").to_owned();
+        return Err(invalid(format!("integrity check failed: {first}")));
     }
     let fk_violations: i64 = conn
         .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))

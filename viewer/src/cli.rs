@@ -74,8 +74,10 @@ struct ServeArgs {
     context: String,
 }
 
+/// Reports an error as the one stderr line the contract promises.
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("viewer: {msg}");
+    let msg = msg.to_string();
+    eprintln!("viewer: {}", msg.trim().replace('\n', "; "));
     ExitCode::from(code)
 }
 
