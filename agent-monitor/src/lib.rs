@@ -69,7 +69,12 @@ pub async fn run_with(
         store,
         launcher,
         defaults,
-        timing: Timing { lease: cfg.lease, reap_every: cfg.reap_every, cancel_grace: cfg.cancel_grace },
+        timing: Timing {
+            lease: cfg.lease,
+            reap_every: cfg.reap_every,
+            cancel_grace: cfg.cancel_grace,
+            push_timeout: std::time::Duration::from_secs(600),
+        },
         archive_dir: cfg.sub("archives"),
         archives_keep: cfg.archives_keep,
     });

@@ -22,6 +22,8 @@ pub struct Timing {
     pub reap_every: Duration,
     /// SIGTERM-to-SIGKILL grace when cancelling a job.
     pub cancel_grace: Duration,
+    /// A push claim older than this is taken to be abandoned.
+    pub push_timeout: Duration,
 }
 
 pub struct Monitor {

@@ -153,3 +153,32 @@ fn hex_sha256(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
 }
+
+#[test]
+fn results_are_pushed_once_per_generation() {
+    use vrun_proto::methods::{ClaimPush, PushDone, PushStatus};
+    let env = Env::new();
+    let d = env.start(&[]);
+    let c = d.client();
+    let p = pair("push", "CodeDX");
+    runtime().block_on(async {
+        let g = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        let claim = |sum: &str, generation| ClaimPush { pair: p.clone(), generation, checksum: sum.into(), package: Some("pkg".into()) };
+        let done = |sum: &str, generation, ok| PushDone { pair: p.clone(), generation, checksum: sum.into(), ok };
+        let a = hex_sha256(b"results A");
+        let b = hex_sha256(b"results B");
+        assert_eq!(c.claim_push(&claim(&a, g)).await.unwrap(), PushStatus::Claimed);
+        assert_eq!(c.claim_push(&claim(&a, g)).await.unwrap(), PushStatus::Pushing, "second caller waits");
+        assert_eq!(c.claim_push(&claim(&b, g)).await.unwrap(), PushStatus::Claimed, "other results are independent");
+        c.push_done(&done(&b, g, false)).await.unwrap();
+        assert_eq!(c.claim_push(&claim(&b, g)).await.unwrap(), PushStatus::Claimed, "a failed push can be retried");
+        c.push_done(&done(&a, g, true)).await.unwrap();
+        assert_eq!(c.claim_push(&claim(&a, g)).await.unwrap(), PushStatus::Done);
+        // A new generation is a new viewer: it needs the results again.
+        c.set_viewer_state(&report(&p, g, ViewerState::Failed, None)).await.unwrap();
+        let g2 = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        assert_eq!(c.claim_push(&claim(&a, g2)).await.unwrap(), PushStatus::Claimed);
+        let err = c.claim_push(&claim(&a, g)).await.unwrap_err();
+        assert_eq!(err.fault_code(), Some(FaultCode::StaleGeneration));
+    });
+}

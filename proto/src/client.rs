@@ -112,6 +112,17 @@ impl AgentMonitorClient {
     }
 }
 
+impl AgentMonitorClient {
+    pub async fn claim_push(&self, req: &ClaimPush) -> Result<PushStatus, ClientError> {
+        let v = self.call(CLAIM_PUSH, req.to_params()).await?;
+        PushStatus::from_value(&v).map_err(bad)
+    }
+
+    pub async fn push_done(&self, req: &PushDone) -> Result<(), ClientError> {
+        self.call(PUSH_DONE, req.to_params()).await.map(drop)
+    }
+}
+
 fn bad(e: RpcError) -> ClientError {
     ClientError::BadReply(e.message)
 }

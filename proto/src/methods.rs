@@ -19,6 +19,8 @@ pub const ABORT_VIEWER: &str = "agentMonitor.abortViewer";
 pub const STORE_VIEWER: &str = "agentMonitor.storeviewer";
 pub const VIEWER_STATUS: &str = "agentMonitor.viewerStatus";
 pub const LIST_VIEWERS: &str = "agentMonitor.listViewers";
+pub const CLAIM_PUSH: &str = "agentMonitor.claimPush";
+pub const PUSH_DONE: &str = "agentMonitor.pushDone";
 pub const LIST_METHODS: &str = "system.listMethods";
 pub const SERVER_VERSION: &str = "server.version";
 
@@ -414,4 +416,105 @@ fn transition_from_value(v: &Value) -> Option<Transition> {
         _ => 0.0,
     };
     Some(Transition { at, from: s("from"), to: s("to"), reason: s("reason") })
+}
+
+/// `agentMonitor.claimPush(struct{project, viewer, generation, checksum, package?})`: asks
+/// whether this result set (by SHA-256) still has to be uploaded to this generation's viewer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPush {
+    pub pair: Pair,
+    pub generation: i64,
+    pub checksum: String,
+    pub package: Option<String>,
+}
+
+fn read_checksum(r: &mut StructReader<'_>) -> Result<String, RpcError> {
+    let c = r.req_str("checksum")?.to_ascii_lowercase();
+    if c.len() != 64 || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(RpcError::invalid_params("checksum must be 64 hex digits (SHA-256)"));
+    }
+    Ok(c)
+}
+
+impl ClaimPush {
+    pub fn from_params(params: &[Value]) -> Result<ClaimPush, RpcError> {
+        let mut r = StructReader::single(params)?;
+        let pair = read_pair(&mut r)?;
+        let generation = read_generation(&mut r)?;
+        let checksum = read_checksum(&mut r)?;
+        let package = bounded("package", r.opt_str("package")?, 256)?;
+        r.finish()?;
+        Ok(ClaimPush { pair, generation, checksum, package })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![pair_struct(&self.pair)
+            .int("generation", self.generation)
+            .str("checksum", self.checksum.clone())
+            .opt_str("package", self.package.clone())
+            .build()]
+    }
+}
+
+/// Answer to `claimPush`: `Claimed` means "upload now, then call pushDone"; `Pushing` means
+/// another caller is uploading it (ask again later); `Done` means it is already imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushStatus {
+    Claimed,
+    Pushing,
+    Done,
+}
+
+impl PushStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushStatus::Claimed => "claimed",
+            PushStatus::Pushing => "pushing",
+            PushStatus::Done => "done",
+        }
+    }
+
+    pub fn to_value(self) -> Value {
+        StructBuilder::new().str("status", self.as_str()).build()
+    }
+
+    pub fn from_value(v: &Value) -> Result<PushStatus, RpcError> {
+        let mut r = StructReader::single(std::slice::from_ref(v))?;
+        match r.req_str("status")?.as_str() {
+            "claimed" => Ok(PushStatus::Claimed),
+            "pushing" => Ok(PushStatus::Pushing),
+            "done" => Ok(PushStatus::Done),
+            other => Err(RpcError::invalid_params(format!("unknown push status {other:?}"))),
+        }
+    }
+}
+
+/// `agentMonitor.pushDone(struct{project, viewer, generation, checksum, ok})`: ends a claim.
+/// `ok` false releases it so that another caller may upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushDone {
+    pub pair: Pair,
+    pub generation: i64,
+    pub checksum: String,
+    pub ok: bool,
+}
+
+impl PushDone {
+    pub fn from_params(params: &[Value]) -> Result<PushDone, RpcError> {
+        let mut r = StructReader::single(params)?;
+        let pair = read_pair(&mut r)?;
+        let generation = read_generation(&mut r)?;
+        let checksum = read_checksum(&mut r)?;
+        let ok = r.opt_bool("ok")?.ok_or_else(|| RpcError::invalid_params("missing member ok"))?;
+        r.finish()?;
+        Ok(PushDone { pair, generation, checksum, ok })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![pair_struct(&self.pair)
+            .int("generation", self.generation)
+            .str("checksum", self.checksum.clone())
+            .bool("ok", self.ok)
+            .build()]
+    }
 }

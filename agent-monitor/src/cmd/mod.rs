@@ -6,6 +6,7 @@ mod heartbeat;
 mod is_viewer_available;
 mod launch_viewer;
 mod list_viewers;
+mod push;
 pub(crate) mod set_viewer_state;
 mod store_viewer;
 mod viewer_status;
@@ -40,7 +41,7 @@ impl Handler for Method {
 
 /// Every method agent-monitor serves.
 pub fn handlers(monitor: Arc<Monitor>) -> HashMap<&'static str, Box<dyn Handler>> {
-    let table: [(&'static str, RunFn); 10] = [
+    let table: [(&'static str, RunFn); 12] = [
         (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
         (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
         (m::SET_VIEWER_STATE, |mo, p| Box::pin(set_viewer_state::run(mo, p))),
@@ -49,6 +50,8 @@ pub fn handlers(monitor: Arc<Monitor>) -> HashMap<&'static str, Box<dyn Handler>
         (m::STORE_VIEWER, |mo, p| Box::pin(store_viewer::run(mo, p))),
         (m::VIEWER_STATUS, |mo, p| Box::pin(viewer_status::run(mo, p))),
         (m::LIST_VIEWERS, |mo, p| Box::pin(list_viewers::run(mo, p))),
+        (m::CLAIM_PUSH, |mo, p| Box::pin(push::claim(mo, p))),
+        (m::PUSH_DONE, |mo, p| Box::pin(push::done(mo, p))),
         (m::LIST_METHODS, |_, p| Box::pin(list_methods(p))),
         (m::SERVER_VERSION, |_, p| Box::pin(server_version(p))),
     ];
@@ -66,7 +69,8 @@ async fn list_methods(p: Vec<Value>) -> Result<Value, RpcError> {
     no_params(&p)?;
     let mut names = vec![
         m::LAUNCH_VIEWER, m::IS_VIEWER_AVAILABLE, m::SET_VIEWER_STATE, m::HEARTBEAT, m::ABORT_VIEWER,
-        m::STORE_VIEWER, m::VIEWER_STATUS, m::LIST_VIEWERS, m::LIST_METHODS, m::SERVER_VERSION,
+        m::STORE_VIEWER, m::VIEWER_STATUS, m::LIST_VIEWERS, m::CLAIM_PUSH, m::PUSH_DONE, m::LIST_METHODS,
+        m::SERVER_VERSION,
     ];
     names.sort_unstable();
     Ok(Value::Array(names.into_iter().map(|n| Value::String(n.into())).collect()))

@@ -6,7 +6,10 @@
 use rusqlite::Connection;
 
 /// (version, sql) in order. Append only; never edit a released migration.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../sql/agent-monitor/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../sql/agent-monitor/0001_init.sql")),
+    (2, include_str!("../../../sql/agent-monitor/0002_pushes.sql")),
+];
 
 pub fn apply(conn: &mut Connection) -> anyhow::Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
