@@ -68,6 +68,15 @@ fn id_of(p: Result<Path<i64>, PathRejection>, what: &'static str) -> Result<i64,
     p.map(|Path(id)| id).map_err(|_| PageError::NotFound(what))
 }
 
+/// `file:line`, escaped; tools may report no file (line 0 means "no line").
+fn location(file: &str, line: i64) -> String {
+    match (file.is_empty(), line) {
+        (true, _) => "(no location)".to_string(),
+        (false, 0) => esc(file),
+        (false, l) => format!("{}:{l}", esc(file)),
+    }
+}
+
 pub async fn index(User(user): User, State(st): State<Arc<AppState>>) -> Result<Html<String>, PageError> {
     let list = st.with_db(|c| projects::summaries(c)).await?;
     let ctx = &st.config.context;
@@ -163,13 +172,12 @@ pub async fn project(
         let gone = if r.present { "" } else { " class=\"gone\" title=\"not in the latest results of this tool\"" };
         let _ = write!(
             b,
-            "<tr{gone}><td class=\"sev {sev}\">{sev}</td><td>{tool}</td><td>{rule}</td><td>{file}:{line}</td>\
+            "<tr{gone}><td class=\"sev {sev}\">{sev}</td><td>{tool}</td><td>{rule}</td><td>{loc}</td>\
              <td class=\"msg\"><a href=\"{ctx}/findings/{fid}\">{msg}</a></td><td class=\"status\">{status}</td></tr>",
             sev = r.severity.name(),
             tool = esc(&r.tool),
             rule = esc(&r.rule),
-            file = esc(&r.file),
-            line = r.line,
+            loc = location(&r.file, r.line),
             fid = r.id,
             msg = if r.message.is_empty() { "(no message)".to_string() } else { esc(&r.message) },
             status = esc(&r.status),
@@ -204,13 +212,12 @@ pub async fn finding(
         b,
         "<table class=\"box\"><tr><th>Severity</th><td class=\"sev {sev}\">{sev}</td></tr>\
          <tr><th>Tool</th><td>{}</td></tr><tr><th>Rule</th><td>{}</td></tr><tr><th>Category</th><td>{}</td></tr>\
-         <tr><th>Location</th><td id=\"location\">{}:{}</td></tr><tr><th>In latest results</th><td>{}</td></tr>\
+         <tr><th>Location</th><td id=\"location\">{}</td></tr><tr><th>In latest results</th><td>{}</td></tr>\
          <tr><th>Fingerprint</th><td><code>{}</code></td></tr></table><h2>Message</h2><pre id=\"message\">{}</pre>",
         esc(&r.tool),
         esc(&r.rule),
         esc(&d.category),
-        esc(&r.file),
-        r.line,
+        location(&r.file, r.line),
         if r.present { "yes" } else { "no" },
         r.fingerprint,
         esc(&r.message),
@@ -219,7 +226,7 @@ pub async fn finding(
     if !d.locations.is_empty() {
         b.push_str("<h2>Locations</h2><table><tr><th>#</th><th>Location</th><th>Message</th></tr>");
         for (i, l) in d.locations.iter().enumerate() {
-            let _ = write!(b, "<tr><td>{}</td><td>{}:{}</td><td class=\"msg\">{}</td></tr>", i + 1, esc(&l.file), l.line, esc(&l.message));
+            let _ = write!(b, "<tr><td>{}</td><td>{}</td><td class=\"msg\">{}</td></tr>", i + 1, location(&l.file, l.line), esc(&l.message));
         }
         b.push_str("</table>");
     }
