@@ -15,10 +15,11 @@ VIEWER_PID=${VRUN_VIEWER_PID:-/run/viewer.pid}
 VIEWER_EXIT=${VRUN_VIEWER_EXIT:-/run/viewer.exit}
 CFG=/cfg
 LOG=/var/log/viewer.log
+export NO_COLOR=1   # plain text in the viewer's log
 
 ev() { printf '%s\n' "$*" > "$SERIAL"; }
-firstline() { # first non-empty line, control characters dropped
-    tr -d '\000-\011\013-\037\177' | sed -n '/./{p;q;}'
+errline() { # the viewer's one error line ("viewer: ..."), else the last line
+    tr -d '\000-\011\013-\037\177' | sed -n '/./h; /^viewer: /{h;x;p;q;}; ${x;p;}' | tail -n 1
 }
 fail() { ev "VRUNERROR $*"; exit 1; }
 
@@ -27,18 +28,18 @@ ev RUNSHSTART
 mkdir -p "$CFG" "$DATA" "$(dirname "$LOG")"
 # The configuration disk is a plain ustar archive from offset 0.
 if ! err=$(tar -xf "$CFGDISK" -C "$CFG" 2>&1); then
-    fail "configuration disk is not a tar archive: $(printf '%s\n' "$err" | firstline)"
+    fail "configuration disk is not a tar archive: $(printf '%s\n' "$err" | errline)"
 fi
 [ -f "$CFG/run.json" ] || fail "run.json missing from the configuration disk"
 
 if ! err=$(viewer check --config "$CFG/run.json" 2>&1 >/dev/null); then
-    line=$(printf '%s\n' "$err" | firstline)
+    line=$(printf '%s\n' "$err" | errline)
     fail "${line:-viewer check failed}"
 fi
 
 if [ -e "$CFG/viewerdb.archive" ]; then
     if ! err=$(viewer import --data "$DATA" "$CFG/viewerdb.archive" 2>&1 >/dev/null); then
-        line=$(printf '%s\n' "$err" | firstline)
+        line=$(printf '%s\n' "$err" | errline)
         fail "viewer import failed: ${line:-exit status non-zero}"
     fi
     rm -f "$CFG/viewerdb.archive"   # free the RAM it used

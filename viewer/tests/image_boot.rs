@@ -279,19 +279,20 @@ impl Vm {
         read_reply("system_powerdown");
     }
 
-    /// `GET /<urluuid>/api/projects` through the host forward; returns the
-    /// status code and body.
-    fn get_projects(&self, apikey: &str) -> (u16, String) {
+    /// One request to `/<urluuid>/api/projects` through the host forward;
+    /// returns the status code and body.
+    fn projects(&self, method: &str, body: Option<&str>) -> (u16, String) {
+        let path = format!("/{URLUUID}/api/projects");
         let mut last_err = String::new();
         // The forward is live once VIEWERUP is printed; retry briefly anyway.
         for _ in 0..10 {
-            match http_get(self.port, &format!("/{URLUUID}/api/projects"), apikey) {
+            match http(self.port, method, &path, APIKEY, body) {
                 Ok(r) => return r,
                 Err(e) => last_err = e.to_string(),
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        panic!("GET /{URLUUID}/api/projects via 127.0.0.1:{}: {last_err}\n{}", self.port, self.tail());
+        panic!("{method} {path} via 127.0.0.1:{}: {last_err}\n{}", self.port, self.tail());
     }
 }
 
@@ -304,12 +305,15 @@ impl Drop for Vm {
     }
 }
 
-fn http_get(port: u16, path: &str, apikey: &str) -> std::io::Result<(u16, String)> {
+fn http(port: u16, method: &str, path: &str, apikey: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let body = body.unwrap_or("");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAPI-Key: {apikey}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAPI-Key: {apikey}\r\nAccept: application/json\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
@@ -358,9 +362,17 @@ fn viewer_bin() -> &'static str {
     env!("CARGO_BIN_EXE_viewer")
 }
 
-/// Boots with `cfg`, waits for VIEWERUP, checks the API, presses the power
-/// button and returns the saved archive (verified against header and serial).
-fn serve_and_power_down(dir: &Path, cfg: &Path, db_line: &str) -> PathBuf {
+/// Boots with `cfg`, waits for VIEWERUP, checks the API (the project named
+/// `expect_project` must be listed, if given; `create_project` is created),
+/// presses the power button and returns the saved archive (verified against
+/// header and serial).
+fn serve_and_power_down(
+    dir: &Path,
+    cfg: &Path,
+    db_line: &str,
+    expect_project: Option<&str>,
+    create_project: Option<&str>,
+) -> PathBuf {
     let out = output_disk(dir);
     let mut vm = Vm::boot(dir, cfg, &out);
     vm.wait_line("RUNSHSTART", BOOT_TIMEOUT);
@@ -372,9 +384,16 @@ fn serve_and_power_down(dir: &Path, cfg: &Path, db_line: &str) -> PathBuf {
     let addr = up.trim_start_matches("VIEWERUP ");
     assert!(addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()), "bad VIEWERUP line {up:?}");
 
-    let (status, body) = vm.get_projects(APIKEY);
+    let (status, body) = vm.projects("GET", None);
     assert_eq!(status, 200, "GET projects with the API key: {body}\n{}", vm.tail());
-    assert!(body.contains("projects"), "unexpected projects body {body:?}");
+    assert!(body.contains("\"projects\""), "unexpected projects body {body:?}");
+    if let Some(name) = expect_project {
+        assert!(body.contains(&format!("\"{name}\"")), "project {name} missing after restore: {body}");
+    }
+    if let Some(name) = create_project {
+        let (status, body) = vm.projects("PUT", Some(&format!(r#"{{"name":"{name}"}}"#)));
+        assert_eq!(status, 201, "PUT projects: {body}\n{}", vm.tail());
+    }
 
     vm.powerdown();
     vm.wait_exit(EXIT_TIMEOUT);
@@ -421,14 +440,14 @@ fn fresh_boot_serves_saves_and_restores() {
     let first = scratch.0.join("first");
     fs::create_dir_all(&first).unwrap();
     let cfg = config_disk(&first, &[("run.json", run_json().as_bytes())]);
-    let archive = serve_and_power_down(&first, &cfg, "DBFRESH");
+    let archive = serve_and_power_down(&first, &cfg, "DBFRESH", None, Some("image-boot-test"));
 
     // Second boot restores what the first one saved.
     let second = scratch.0.join("second");
     fs::create_dir_all(&second).unwrap();
     let db = fs::read(&archive).unwrap();
     let cfg = config_disk(&second, &[("run.json", run_json().as_bytes()), ("viewerdb.archive", &db)]);
-    serve_and_power_down(&second, &cfg, "DBRESTORED");
+    serve_and_power_down(&second, &cfg, "DBRESTORED", Some("image-boot-test"), None);
 }
 
 #[test]
