@@ -224,7 +224,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: [(&str, fn(&mut RunJson)); 6] = [
+        type Spoil = fn(&mut RunJson);
+        let cases: [(&str, Spoil); 6] = [
             ("project", |r| r.project = "../etc".into()),
             ("viewer", |r| r.viewer = "a b".into()),
             ("users", |r| r.users.clear()),

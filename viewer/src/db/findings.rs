@@ -112,6 +112,25 @@ pub struct Row {
     pub fingerprint: String,
 }
 
+/// Reads a [`Row`] from the first ten columns, in [`ROW_COLUMNS`] order.
+fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
+    Ok(Row {
+        id: r.get(0)?,
+        severity: Severity::from_rank(r.get(1)?),
+        tool: r.get(2)?,
+        rule: r.get(3)?,
+        file: r.get(4)?,
+        line: r.get(5)?,
+        message: r.get(6)?,
+        status: r.get(7)?,
+        present: r.get(8)?,
+        fingerprint: r.get(9)?,
+    })
+}
+
+/// The columns [`row`] reads, for queries on `findings`.
+const ROW_COLUMNS: &str = "id, severity, tool, rule, file, line, message, triage_status, present, fingerprint";
+
 /// One page of rows plus the number of rows matching the filter.
 pub fn list(
     conn: &Connection,
@@ -147,26 +166,12 @@ pub fn list(
     let total: i64 = conn.query_row(&format!("SELECT count(*){sql}"), params_from_iter(args.iter()), |r| r.get(0))?;
     let order = sort.columns().replace("{d}", if descending { "DESC" } else { "ASC" });
     let query = format!(
-        "SELECT id, severity, tool, rule, file, line, message, triage_status, present, fingerprint{sql}
-         ORDER BY {order} LIMIT ? OFFSET ?"
+        "SELECT {ROW_COLUMNS}{sql} ORDER BY {order} LIMIT ? OFFSET ?"
     );
     args.push(limit.into());
     args.push(offset.into());
     let mut stmt = conn.prepare(&query)?;
-    let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-        Ok(Row {
-            id: r.get(0)?,
-            severity: Severity::from_rank(r.get(1)?),
-            tool: r.get(2)?,
-            rule: r.get(3)?,
-            file: r.get(4)?,
-            line: r.get(5)?,
-            message: r.get(6)?,
-            status: r.get(7)?,
-            present: r.get(8)?,
-            fingerprint: r.get(9)?,
-        })
-    })?;
+    let rows = stmt.query_map(params_from_iter(args.iter()), row)?;
     Ok((rows.collect::<Result<_, _>>()?, total))
 }
 
@@ -201,25 +206,15 @@ pub struct Detail {
 pub fn detail(conn: &Connection, id: i64) -> Result<Option<Detail>, DbError> {
     let found = conn
         .query_row(
-            "SELECT f.id, f.severity, f.tool, f.rule, f.file, f.line, f.message, f.triage_status,
-                    f.present, f.fingerprint, f.project_id, p.name, f.category, f.triage_comment,
-                    f.triage_user, f.triage_time
-             FROM findings f JOIN projects p ON p.id = f.project_id WHERE f.id = ?1",
+            &format!(
+                "SELECT {ROW_COLUMNS}, project_id, (SELECT name FROM projects p WHERE p.id = project_id),
+                        category, triage_comment, triage_user, triage_time
+                 FROM findings WHERE id = ?1"
+            ),
             [id],
             |r| {
                 Ok(Detail {
-                    row: Row {
-                        id: r.get(0)?,
-                        severity: Severity::from_rank(r.get(1)?),
-                        tool: r.get(2)?,
-                        rule: r.get(3)?,
-                        file: r.get(4)?,
-                        line: r.get(5)?,
-                        message: r.get(6)?,
-                        status: r.get(7)?,
-                        present: r.get(8)?,
-                        fingerprint: r.get(9)?,
-                    },
+                    row: row(r)?,
                     project_id: r.get(10)?,
                     project_name: r.get(11)?,
                     category: r.get(12)?,
