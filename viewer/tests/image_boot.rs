@@ -426,7 +426,7 @@ fn boot_expecting_error(dir: &Path, cfg: &Path) -> String {
     let mut header = [0u8; 8];
     File::open(&out).unwrap().read_exact(&mut header).unwrap();
     assert_eq!(header, [0u8; 8], "output disk written after a VRUNERROR");
-    eprintln!("{line}");
+    eprintln!("{line} (powered off after {:.1?})", vm.started.elapsed());
     line
 }
 
