@@ -15,7 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 const APIKEY: &str = "5f0c2a3e9b8d4c7a1e6f0b2d3c4a5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d";
@@ -430,13 +430,28 @@ fn boot_expecting_error(dir: &Path, cfg: &Path) -> String {
     line
 }
 
+/// The start of every test: `None` when skipped, else the one-VM lock and a
+/// scratch directory.
+fn begin(tag: &str) -> Option<(MutexGuard<'static, ()>, Scratch)> {
+    if skip() {
+        return None;
+    }
+    let one = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    Some((one, Scratch::new(tag)))
+}
+
+/// Boots a configuration disk with `members` that must fail fast with a
+/// VRUNERROR line containing `expect`.
+fn fails_fast(tag: &str, members: &[(&str, &[u8])], expect: &str) {
+    let Some((_one, scratch)) = begin(tag) else { return };
+    let cfg = config_disk(&scratch.0, members);
+    let line = boot_expecting_error(&scratch.0, &cfg);
+    assert!(line.contains(expect), "expected {expect:?} in {line:?}");
+}
+
 #[test]
 fn fresh_boot_serves_saves_and_restores() {
-    if skip() {
-        return;
-    }
-    let _one = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let scratch = Scratch::new("fresh");
+    let Some((_one, scratch)) = begin("fresh") else { return };
     let first = scratch.0.join("first");
     fs::create_dir_all(&first).unwrap();
     let cfg = config_disk(&first, &[("run.json", run_json().as_bytes())]);
@@ -452,39 +467,21 @@ fn fresh_boot_serves_saves_and_restores() {
 
 #[test]
 fn missing_run_json_fails_fast() {
-    if skip() {
-        return;
-    }
-    let _one = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let scratch = Scratch::new("norunjson");
-    let cfg = config_disk(&scratch.0, &[("notes.txt", b"no run.json here\n")]);
-    let line = boot_expecting_error(&scratch.0, &cfg);
-    assert!(line.contains("run.json"), "{line}");
+    fails_fast("norunjson", &[("notes.txt", b"no run.json here\n")], "run.json");
 }
 
 #[test]
 fn invalid_run_json_fails_fast() {
-    if skip() {
-        return;
-    }
-    let _one = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let scratch = Scratch::new("badrunjson");
     let bad = r#"{"project":"p","viewer":"CodeDX","users":["alice"],"apikey":"short","urluuid":"x","port":8080}"#;
-    let cfg = config_disk(&scratch.0, &[("run.json", bad.as_bytes())]);
-    boot_expecting_error(&scratch.0, &cfg);
+    fails_fast("badrunjson", &[("run.json", bad.as_bytes())], "apikey");
 }
 
 #[test]
 fn bad_archive_fails_fast() {
-    if skip() {
-        return;
-    }
-    let _one = VM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let scratch = Scratch::new("badarchive");
-    let cfg = config_disk(
-        &scratch.0,
-        &[("run.json", run_json().as_bytes()), ("viewerdb.archive", b"this is not an archive\n")],
+    let run = run_json();
+    fails_fast(
+        "badarchive",
+        &[("run.json", run.as_bytes()), ("viewerdb.archive", b"this is not an archive\n")],
+        "import",
     );
-    let line = boot_expecting_error(&scratch.0, &cfg);
-    assert!(line.contains("import"), "{line}");
 }
