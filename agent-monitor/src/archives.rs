@@ -30,18 +30,19 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RpcError> {
     crate::launcher::write_private_atomic(path, bytes).map_err(io)
 }
 
+/// An archive file that is on disk and about to be recorded.
+pub struct Stored<'a> {
+    pub pair: &'a Pair,
+    pub generation: i64,
+    pub checksum: &'a str,
+    pub size: usize,
+    pub path: &'a Path,
+}
+
 /// Records a stored archive and returns the files of versions that fell off the end.
-pub fn record(
-    c: &Connection,
-    pair: &Pair,
-    generation: i64,
-    checksum: &str,
-    size: usize,
-    path: &Path,
-    keep: usize,
-    now_ms: i64,
-) -> Db<Vec<PathBuf>> {
-    let path_s = path.to_string_lossy();
+pub fn record(c: &Connection, a: &Stored<'_>, keep: usize, now_ms: i64) -> Db<Vec<PathBuf>> {
+    let (pair, generation, checksum, size) = (a.pair, a.generation, a.checksum, a.size);
+    let path_s = a.path.to_string_lossy();
     let already: bool = c
         .prepare_cached("SELECT count(*) FROM archives WHERE project = ?1 AND viewer = ?2 AND path = ?3")?
         .query_row(params![pair.project(), pair.viewer(), path_s], |r| r.get::<_, i64>(0))?

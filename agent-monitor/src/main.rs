@@ -12,7 +12,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon.
-    Serve(agent_monitor::config::Settings),
+    Serve(Box<agent_monitor::config::Settings>),
     /// Show every viewer instance, read over XML-RPC.
     Status(agent_monitor::status::StatusArgs),
 }
@@ -28,7 +28,7 @@ fn main() {
         .init();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = match cli.command {
-        Command::Serve(settings) => rt.block_on(serve(settings)),
+        Command::Serve(settings) => rt.block_on(serve(*settings)),
         Command::Status(args) => rt.block_on(agent_monitor::status::run(args)),
     };
     if let Err(e) = result {

@@ -10,8 +10,10 @@
 //! - [`value`]: lenient decoding of XML-RPC structs (optional members may be absent).
 //! - [`methods`]: method names and typed requests and replies.
 //! - [`job`]: the job description agent-monitor hands to `vruntask run`.
+//! - [`domain`]: the libvirt metadata that marks a domain as vrun's.
 //! - [`client`]: a typed XML-RPC client (feature `client`).
 
+pub mod domain;
 pub mod fault;
 pub mod job;
 pub mod methods;

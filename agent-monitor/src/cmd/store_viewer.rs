@@ -37,7 +37,8 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
         .store
         .write(move |c| {
             current(c, &req.pair, req.generation)?;
-            archives::record(c, &req.pair, req.generation, &req.checksum, size, &path, keep, now_ms())
+            let stored = archives::Stored { pair: &req.pair, generation: req.generation, checksum: &req.checksum, size, path: &path };
+            archives::record(c, &stored, keep, now_ms())
         })
         .await?;
     for old in dropped {

@@ -1,0 +1,168 @@
+//! The VM's two raw disks (see docs/image.md, "Host contract").
+//!
+//! - Configuration disk: a ustar archive from offset 0 holding `run.json` (data only, read by
+//!   the viewer binary, never by a shell) and, when restoring, `viewerdb.archive`.
+//! - Output disk: zeros; at shutdown the guest writes the exported database from offset 512
+//!   and then the header line `VRUNDB1 <size> <sha256>` in block 0.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1 << 20;
+const HEADER_MAGIC: &str = "VRUNDB1";
+
+/// `run.json`: what the viewer inside the VM needs. The viewer refuses unknown fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunConfig {
+    pub project: String,
+    pub viewer: String,
+    pub users: Vec<String>,
+    pub apikey: String,
+    pub urluuid: String,
+    pub port: u16,
+}
+
+fn append(builder: &mut tar::Builder<&mut File>, name: &str, size: u64, data: impl Read) -> std::io::Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(0o600);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut h, name, data)
+}
+
+/// Writes the configuration disk; returns its size.
+pub fn write_config_disk(path: &Path, run: &RunConfig, restore: Option<&Path>) -> std::io::Result<u64> {
+    let mut f = File::create(path)?;
+    {
+        let mut b = tar::Builder::new(&mut f);
+        let json = serde_json::to_vec_pretty(run).map_err(std::io::Error::other)?;
+        append(&mut b, "run.json", json.len() as u64, json.as_slice())?;
+        if let Some(archive) = restore {
+            let a = File::open(archive)?;
+            let len = a.metadata()?.len();
+            append(&mut b, "viewerdb.archive", len, a)?;
+        }
+        b.finish()?;
+    }
+    let len = f.stream_position()?;
+    let padded = len.div_ceil(MIB).max(1) * MIB;
+    f.set_len(padded)?;
+    f.sync_all()?;
+    Ok(padded)
+}
+
+/// Creates a sparse, zeroed output disk big enough for an archive of `expected` bytes.
+pub fn create_output_disk(path: &Path, expected: u64) -> std::io::Result<()> {
+    let size = (expected * 2 + 64 * MIB).div_ceil(MIB) * MIB;
+    let f = File::create(path)?;
+    f.set_len(size)
+}
+
+/// A database archive the guest saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
+/// Reads the output disk. `Ok(None)`: the guest saved nothing. `Err`: a header that lies
+/// (truncated or corrupt archive), which must never be stored over a good version.
+pub fn read_saved(path: &Path) -> Result<Option<Saved>, String> {
+    let mut f = File::open(path).map_err(|e| format!("cannot open output disk: {e}"))?;
+    let mut block = [0u8; 512];
+    f.read_exact(&mut block).map_err(|e| format!("cannot read output disk: {e}"))?;
+    if !block.starts_with(HEADER_MAGIC.as_bytes()) {
+        return Ok(None);
+    }
+    let line_end = block.iter().position(|&b| b == b'\n').ok_or("output disk header has no end")?;
+    let line = std::str::from_utf8(&block[..line_end]).map_err(|_| "output disk header is not text")?;
+    let mut parts = line.split(' ');
+    let (Some(_), Some(size), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("malformed output disk header {line:?}"));
+    };
+    let size: u64 = size.parse().map_err(|_| format!("bad size in output disk header {line:?}"))?;
+    let disk_len = f.metadata().map_err(|e| e.to_string())?.len();
+    if size > disk_len.saturating_sub(512) {
+        return Err(format!("output disk header claims {size} bytes, the disk holds {disk_len}"));
+    }
+    f.seek(SeekFrom::Start(512)).map_err(|e| e.to_string())?;
+    let mut bytes = vec![0u8; size as usize];
+    f.read_exact(&mut bytes).map_err(|e| format!("cannot read saved archive: {e}"))?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != sum.to_ascii_lowercase() {
+        return Err(format!("saved archive checksum {actual} does not match the header's {sum}"));
+    }
+    Ok(Some(Saved { bytes, sha256: actual }))
+}
+
+/// What a guest writes; used by tests to play the guest's part.
+pub fn write_saved(path: &Path, bytes: &[u8]) -> std::io::Result<String> {
+    let sum = hex::encode(Sha256::digest(bytes));
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.seek(SeekFrom::Start(512))?;
+    f.write_all(bytes)?;
+    let mut block = format!("{HEADER_MAGIC} {} {sum}\n", bytes.len()).into_bytes();
+    block.resize(512, 0);
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&block)?;
+    Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_disk_is_a_tar_with_run_json_and_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a");
+        std::fs::write(&archive, b"db bytes").unwrap();
+        let run = RunConfig {
+            project: "p".into(),
+            viewer: "v".into(),
+            users: vec!["alice".into()],
+            apikey: "k".into(),
+            urluuid: "proxy-x".into(),
+            port: 8080,
+        };
+        let disk = dir.path().join("cfg.img");
+        let size = write_config_disk(&disk, &run, Some(&archive)).unwrap();
+        assert_eq!(size % MIB, 0);
+        let mut t = tar::Archive::new(File::open(&disk).unwrap());
+        let mut names = Vec::new();
+        for e in t.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut body = String::new();
+            e.read_to_string(&mut body).unwrap();
+            if name == "run.json" {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(v["users"][0], "alice");
+            } else {
+                assert_eq!(body, "db bytes");
+            }
+            names.push(name);
+        }
+        assert_eq!(names, ["run.json", "viewerdb.archive"]);
+    }
+
+    #[test]
+    fn output_disk_round_trip_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.img");
+        create_output_disk(&out, 10).unwrap();
+        assert_eq!(read_saved(&out).unwrap(), None, "a fresh disk holds nothing");
+        let sum = write_saved(&out, b"the database").unwrap();
+        assert_eq!(read_saved(&out).unwrap().unwrap(), Saved { bytes: b"the database".to_vec(), sha256: sum });
+        // Flip a byte of the archive: refused, never stored.
+        let mut f = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
+        f.seek(SeekFrom::Start(513)).unwrap();
+        f.write_all(b"X").unwrap();
+        assert!(read_saved(&out).is_err());
+    }
+}

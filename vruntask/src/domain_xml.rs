@@ -1,0 +1,105 @@
+//! The libvirt domain XML of one viewer VM.
+//!
+//! Every value spliced in is either validated (pair, generation, numbers) or a path that
+//! vruntask chose itself, and paths are XML-escaped anyway.
+
+use std::path::PathBuf;
+
+use vrun_proto::domain::metadata_element;
+use vrun_proto::Pair;
+
+use crate::accel::Accel;
+
+/// How the VM boots.
+#[derive(Debug, Clone)]
+pub enum Boot {
+    /// Direct kernel boot of the viewer image (kernel + initramfs).
+    Kernel { kernel: PathBuf, initrd: PathBuf, cmdline: String },
+    /// A disk image platform, booted through a copy-on-write overlay.
+    Disk { overlay: PathBuf },
+}
+
+/// How the viewer is reached.
+#[derive(Debug, Clone)]
+pub enum Net {
+    /// QEMU user-mode networking with a TCP forward from `127.0.0.1:host_port`.
+    Loopback { host_port: u16, guest_port: u16 },
+    /// A named libvirt network (production); the address comes from the VIEWERUP line.
+    Bridge { network: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct DomainSpec {
+    pub name: String,
+    pub pair: Pair,
+    pub generation: i64,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub accel: Accel,
+    pub boot: Boot,
+    pub config_disk: PathBuf,
+    pub output_disk: PathBuf,
+    pub serial_log: PathBuf,
+    pub net: Net,
+}
+
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+}
+
+fn disk(path: &std::path::Path, dev: &str, format: &str, readonly: bool) -> String {
+    format!(
+        "    <disk type='file' device='disk'>\n      <driver name='qemu' type='{format}'/>\n      <source file='{}'/>\n      <target dev='{dev}' bus='virtio'/>{}\n    </disk>\n",
+        escape(&path.to_string_lossy()),
+        if readonly { "\n      <readonly/>" } else { "" }
+    )
+}
+
+impl DomainSpec {
+    pub fn to_xml(&self) -> String {
+        let os = match &self.boot {
+            Boot::Kernel { kernel, initrd, cmdline } => format!(
+                "    <type arch='x86_64' machine='q35'>hvm</type>\n    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>{}</cmdline>\n",
+                escape(&kernel.to_string_lossy()),
+                escape(&initrd.to_string_lossy()),
+                escape(cmdline)
+            ),
+            Boot::Disk { .. } => "    <type arch='x86_64' machine='q35'>hvm</type>\n    <boot dev='hd'/>\n".to_string(),
+        };
+        // The image's init expects the configuration disk first and the output disk second.
+        let mut disks = String::new();
+        if let Boot::Disk { overlay } = &self.boot {
+            disks.push_str(&disk(overlay, "vda", "qcow2", false));
+            disks.push_str(&disk(&self.config_disk, "vdb", "raw", true));
+            disks.push_str(&disk(&self.output_disk, "vdc", "raw", false));
+        } else {
+            disks.push_str(&disk(&self.config_disk, "vda", "raw", true));
+            disks.push_str(&disk(&self.output_disk, "vdb", "raw", false));
+        }
+        let (iface, qemu_args) = match &self.net {
+            // libvirt 9's <interface type='user'> cannot forward ports without passt, so the
+            // NIC is added on QEMU's own command line, at a fixed root-bus slot that libvirt's
+            // own address assignment (which starts at 0x1) does not reach. The forward binds loopback only, and
+            // restrict=on keeps the guest from reaching any network (forwards still work).
+            Net::Loopback { host_port, guest_port } => (
+                String::new(),
+                format!(
+                    "  <qemu:commandline>\n    <qemu:arg value='-netdev'/>\n    <qemu:arg value='user,id=vrunnet0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}'/>\n    <qemu:arg value='-device'/>\n    <qemu:arg value='virtio-net-pci,netdev=vrunnet0,bus=pcie.0,addr=0x10'/>\n  </qemu:commandline>\n"
+                ),
+            ),
+            Net::Bridge { network } => (
+                format!("    <interface type='network'>\n      <source network='{}'/>\n      <model type='virtio'/>\n    </interface>\n", escape(network)),
+                String::new(),
+            ),
+        };
+        format!(
+            "<domain type='{accel}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n  <name>{name}</name>\n  <metadata>\n    {meta}\n  </metadata>\n  <memory unit='MiB'>{mem}</memory>\n  <vcpu>{vcpus}</vcpu>\n  <os>\n{os}  </os>\n  <features><acpi/></features>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n{disks}{iface}    <serial type='file'>\n      <source path='{serial}'/>\n      <target port='0'/>\n    </serial>\n    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  </devices>\n{qemu_args}</domain>\n",
+            accel = self.accel.domain_type(),
+            name = escape(&self.name),
+            meta = metadata_element(&self.pair, self.generation),
+            mem = self.memory_mib,
+            vcpus = self.vcpus,
+            serial = escape(&self.serial_log.to_string_lossy()),
+        )
+    }
+}

@@ -1,0 +1,105 @@
+//! The VM manager sees the hypervisor only through [`Hypervisor`]; [`Libvirt`] implements
+//! it with the `virt` crate (any URI: `qemu:///system` in production, `test:///default`
+//! for fast tests of the same code).
+
+use virt::connect::Connect;
+use virt::domain::{Domain, DomainState};
+
+#[derive(Debug, thiserror::Error)]
+#[error("libvirt: {0}")]
+pub struct HvError(pub String);
+
+impl From<virt::error::Error> for HvError {
+    fn from(e: virt::error::Error) -> HvError {
+        HvError(e.message().to_string())
+    }
+}
+
+/// What the hypervisor says about a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmState {
+    Running,
+    /// Defined but not running (the guest powered off, or it was destroyed).
+    Off,
+    /// No such domain.
+    Missing,
+}
+
+pub trait Hypervisor: Send + Sync {
+    /// Defines the domain from XML and starts it.
+    fn define_and_start(&self, xml: &str) -> Result<(), HvError>;
+    fn state(&self, name: &str) -> Result<VmState, HvError>;
+    /// Presses the ACPI power button.
+    fn shutdown(&self, name: &str) -> Result<(), HvError>;
+    /// Pulls the plug. Not an error when the domain is not running.
+    fn destroy(&self, name: &str) -> Result<(), HvError>;
+    /// Removes the definition. Not an error when the domain is already gone.
+    fn undefine(&self, name: &str) -> Result<(), HvError>;
+}
+
+pub struct Libvirt {
+    conn: Connect,
+}
+
+impl Libvirt {
+    pub fn connect(uri: &str) -> Result<Libvirt, HvError> {
+        // libvirt prints every error to stderr by default; we report them ourselves.
+        virt::error::clear_error_callback();
+        Ok(Libvirt { conn: Connect::open(Some(uri))? })
+    }
+
+    fn lookup(&self, name: &str) -> Result<Option<Domain>, HvError> {
+        match self.conn.lookup_domain_by_name(name) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Hypervisor for Libvirt {
+    fn define_and_start(&self, xml: &str) -> Result<(), HvError> {
+        let dom = self.conn.define_domain_xml(xml)?;
+        if let Err(e) = dom.create() {
+            // Leave nothing behind when the start fails.
+            let _ = dom.undefine();
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn state(&self, name: &str) -> Result<VmState, HvError> {
+        let Some(dom) = self.lookup(name)? else { return Ok(VmState::Missing) };
+        let (state, _) = dom.state()?;
+        Ok(match state.known() {
+            Some(DomainState::Shutoff) | Some(DomainState::Crashed) => VmState::Off,
+            _ => VmState::Running,
+        })
+    }
+
+    fn shutdown(&self, name: &str) -> Result<(), HvError> {
+        match self.lookup(name)? {
+            Some(dom) => Ok(dom.shutdown()?),
+            None => Ok(()),
+        }
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), HvError> {
+        match self.lookup(name)? {
+            Some(dom) if dom.is_active()? => Ok(dom.destroy()?),
+            _ => Ok(()),
+        }
+    }
+
+    fn undefine(&self, name: &str) -> Result<(), HvError> {
+        match self.lookup(name)? {
+            Some(dom) => {
+                if dom.is_active()? {
+                    dom.destroy()?;
+                }
+                Ok(dom.undefine()?)
+            }
+            None => Ok(()),
+        }
+    }
+}
