@@ -1,0 +1,126 @@
+//! `launchviewer`: what a database stored procedure runs when a user clicks View.
+//!
+//! It makes sure the (project, viewer) pair has a running viewer, pushes the results into
+//! it exactly once per viewer generation however many clicks arrive together, and prints
+//! one line saying where the findings are (or why not). The contract of that line and of
+//! the exit codes is in docs/launchviewer.md; the caller parses it, so it never changes
+//! shape: everything meant for humans goes to stderr, and only when that is a terminal.
+//!
+//! SWAMP's launchviewer published the viewer URL before the upload had finished and
+//! polled for ten minutes in fixed 10 s steps; here the URL is printed only after the
+//! viewer reports the import `completed`, and polling is cheap (250 ms).
+//!
+//! # Layout
+//! - [`input`]: validates names, reads the results (and source) file, tells SARIF from
+//!   SCARF and computes the push checksum, all before anyone is contacted.
+//! - [`monitor`]: the agent-monitor side: ask, launch, and wait for `ready`.
+//! - [`codedx`]: the viewer's Code Dx API: find or create the project, upload, follow the
+//!   import job; transient failures are retried with backoff inside the time budget.
+//! - [`push`]: the once-only push through agent-monitor's `claimPush`/`pushDone`.
+//! - [`outcome`]: the one stdout line (text or JSON) and the exit codes.
+//! - [`progress`]: elapsed-time state lines on stderr for people at a terminal.
+
+pub mod codedx;
+pub mod input;
+pub mod monitor;
+pub mod outcome;
+pub mod progress;
+pub mod push;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+pub use outcome::Outcome;
+
+use crate::monitor::{Monitor, Waited};
+use crate::progress::Progress;
+use crate::push::PushError;
+
+/// Without `--wait`, an already running viewer still gets the results; this bounds that
+/// upload so a click never hangs the stored procedure for long.
+pub const UPLOAD_BUDGET_WITHOUT_WAIT: Duration = Duration::from_secs(30);
+
+/// How often agent-monitor is asked again while waiting: its answers come from a read
+/// connection, so a quick poll costs little and shortens the wait a user sees.
+pub const POLL_EVERY: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "launchviewer", version, about = "Start (or find) a project's viewer, push results into it, print its URL")]
+pub struct Args {
+    /// SWAMP project (letters, digits, '_' and '-').
+    #[arg(long)]
+    pub project: String,
+    /// Viewer name, e.g. CodeDX.
+    #[arg(long)]
+    pub viewer: String,
+    /// Results to show: SARIF 2.1.0 (JSON) or SCARF (XML).
+    #[arg(long)]
+    pub results: PathBuf,
+    /// Source archive (zip) uploaded next to the results.
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// Code Dx project name the results go into. [default: the results file name without its last extension]
+    #[arg(long)]
+    pub package: Option<String>,
+    /// The user who clicked View (becomes an authorised user of a newly launched viewer).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Wait up to this many seconds for the viewer and the import; without it, a viewer that
+    /// is not up yet is launched and `LAUNCHING <state>` is printed at once.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
+    /// agent-monitor's XML-RPC endpoint.
+    #[arg(long, env = "AGENT_MONITOR_URL", default_value = "http://127.0.0.1:8085/RPC2")]
+    pub agent_monitor: String,
+    /// Print one JSON object instead of one text line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs one View click to its outcome. Never panics on bad input or unreachable peers:
+/// every failure becomes an [`Outcome::Error`] with a one-line message.
+pub fn run(args: Args) -> Outcome {
+    let start = Instant::now();
+    let progress = Progress::new(start);
+    let input = match input::prepare(&args) {
+        Ok(i) => i,
+        Err(e) => return Outcome::usage(e),
+    };
+    let monitor = match Monitor::new(&args.agent_monitor) {
+        Ok(m) => m,
+        Err(e) => return Outcome::usage(e),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return Outcome::error(format!("cannot start the async runtime: {e}")),
+    };
+    let wait = args.wait.map(Duration::from_secs);
+    rt.block_on(flow(&monitor, &input, start, wait, &progress))
+}
+
+/// Ready the viewer, then push; if the instance ends under the push, start over (a new
+/// generation needs its own push) while the budget lasts.
+async fn flow(monitor: &Monitor, input: &input::Input, start: Instant, wait: Option<Duration>, progress: &Progress) -> Outcome {
+    let deadline = wait.map(|w| start + w);
+    // A bound on start-overs: each one needs an instance that became ready and then ended,
+    // so more than a few within one click means something is wrong, not slow.
+    for _ in 0..5 {
+        let avail = match monitor.ready_or_launch(&input.pair, input.user.as_deref(), deadline, wait, progress).await {
+            Ok(Waited::Ready(a)) => a,
+            Ok(Waited::Launching { state, generation }) => return Outcome::Launching { state, generation },
+            Err(e) => return Outcome::error(e),
+        };
+        let push_deadline = deadline.unwrap_or_else(|| Instant::now() + UPLOAD_BUDGET_WITHOUT_WAIT);
+        match push::push(monitor, &avail, input, push_deadline, progress).await {
+            Ok(url) => {
+                progress.state("ready");
+                return Outcome::Ready { url };
+            }
+            Err(PushError::Gone) => progress.state("viewer instance ended during the upload; starting over"),
+            Err(e) => return Outcome::error(e),
+        }
+    }
+    Outcome::error("the viewer kept ending before the results could be imported; ask an administrator to check agent-monitor's log")
+}

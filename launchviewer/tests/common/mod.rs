@@ -1,0 +1,251 @@
+//! Test harness: the real agent-monitor on a loopback port, with `tests/host-job` as its job
+//! command. host-job is a fast stand-in for vruntask: instead of booting a viewer VM it runs
+//! the real `viewer` binary on the host and reports to agent-monitor exactly as vruntask
+//! does (ready + address, heartbeats, stopped). So every launch, lock, claim and upload in
+//! these tests is the real one; only the VM is missing.
+//!
+//! agent-monitor and viewer are not dependencies of this crate (their binaries would not
+//! be built for it anyway), so they are taken from the target directory these tests were
+//! built into; `scripts/test` builds the whole workspace first.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `target/debug` (or whichever profile): the test binary lives in its `deps/`.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_owned()
+}
+
+/// A workspace binary next to this test's build, or a panic saying how to get it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first with `cargo build -p agent-monitor -p viewer` (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// How the stand-in job behaves (host-job's HOSTJOB_MODE).
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    Normal,
+    /// Never reports ready.
+    Sleep,
+    /// Gives the viewer another API key than the one agent-monitor hands out.
+    BadKey,
+}
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub daemon: Child,
+    pub url: String,
+}
+
+impl Env {
+    pub fn start(mode: Mode) -> Env {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state = tmp.path().join("state");
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(tmp.path().join("agent-monitor.log")).unwrap();
+        let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/host-job");
+        let mode = match mode {
+            Mode::Normal => "normal",
+            Mode::Sleep => "sleep",
+            Mode::BadKey => "badkey",
+        };
+        let daemon = Command::new(workspace_bin("agent-monitor"))
+            .args(["serve", "--state-dir"])
+            .arg(&state)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--job-command"])
+            .arg(&job)
+            .env("VRUN_TEST_LAUNCH_LOG", tmp.path().join("launches.log"))
+            .env("HOSTJOB_VIEWER", workspace_bin("viewer"))
+            .env("HOSTJOB_WORK", &work)
+            .env("HOSTJOB_MODE", mode)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn agent-monitor");
+        let env = Env { tmp, daemon, url: format!("http://127.0.0.1:{port}/RPC2") };
+        env.wait_serving();
+        env
+    }
+
+    fn wait_serving(&self) {
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if self.daemon_log().contains("serving XML-RPC") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("agent-monitor did not start serving:\n{}", self.daemon_log());
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.tmp.path().join("agent-monitor.log")).unwrap_or_default()
+    }
+
+    /// (pid, job file) of every host-job started so far.
+    pub fn launches(&self) -> Vec<(i32, PathBuf)> {
+        std::fs::read_to_string(self.tmp.path().join("launches.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (pid, file) = l.split_once(' ')?;
+                Some((pid.parse().ok()?, PathBuf::from(file)))
+            })
+            .collect()
+    }
+
+    /// Jobs agent-monitor says it started. It spawns them after answering launchViewer,
+    /// so a job may not have written its own launch line yet.
+    fn jobs_started(&self) -> usize {
+        self.daemon_log().matches("job started").count()
+    }
+
+    /// Waits (bounded) until every started job has recorded itself; returns the launches.
+    pub fn settled_launches(&self) -> Vec<(i32, PathBuf)> {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let l = self.launches();
+            if l.len() >= self.jobs_started() || Instant::now() > end {
+                return l;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The job description of the only launch so far.
+    pub fn only_job(&self) -> serde_json::Value {
+        let l = self.settled_launches();
+        assert_eq!(l.len(), 1, "expected exactly one launch, got {l:?}");
+        serde_json::from_slice(&std::fs::read(&l[0].1).unwrap()).unwrap()
+    }
+
+    /// Completed imports the viewer of `generation` logged (one per accepted upload).
+    pub fn imports(&self, generation: i64) -> usize {
+        let log = self.tmp.path().join(format!("work/g{generation}/viewer.log"));
+        std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains(" imported ")).count()
+    }
+
+    /// Runs launchviewer against this agent-monitor.
+    pub fn launchviewer(&self, args: &[&str]) -> Run {
+        launchviewer(&self.url, args)
+    }
+
+    pub fn spawn_launchviewer(&self, args: &[&str]) -> Child {
+        command(&self.url, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn launchviewer")
+    }
+
+    pub fn file(&self, name: &str, content: &[u8]) -> String {
+        let p = self.tmp.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // No new jobs once the daemon is gone; then each job is its own session and process
+        // group (agent-monitor setsid()s it) with its viewer in it: one kill takes both.
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        for (pid, _) in self.settled_launches() {
+            // SAFETY: plain kill(2) of process groups this test's daemon started.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn command(url: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_launchviewer"));
+    c.args(args).args(["--agent-monitor", url]).env_remove("AGENT_MONITOR_URL").stdin(Stdio::null());
+    c
+}
+
+/// What one launchviewer run printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+impl Run {
+    pub fn from_output(o: Output) -> Run {
+        Run {
+            stdout: String::from_utf8(o.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            code: o.status.code().expect("launchviewer exited normally"),
+        }
+    }
+
+    /// The one stdout line (the contract allows no other).
+    pub fn line(&self) -> &str {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "expected exactly one stdout line: {self:?}");
+        lines[0]
+    }
+
+    /// The URL of a `READY <url>` line, after checking it and the exit code.
+    pub fn ready_url(&self) -> String {
+        let url = self.line().strip_prefix("READY ").unwrap_or_else(|| panic!("not READY: {self:?}"));
+        assert_eq!(self.code, 0, "{self:?}");
+        url.to_owned()
+    }
+}
+
+pub fn launchviewer(url: &str, args: &[&str]) -> Run {
+    Run::from_output(command(url, args).output().expect("run launchviewer"))
+}
+
+pub fn sample() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/sample.sarif").to_str().unwrap().to_owned()
+}
+
+/// `http://127.0.0.1:P/proxy-U/projects/N` → (`http://127.0.0.1:P/proxy-U`, N).
+pub fn split_url(url: &str) -> (String, i64) {
+    let (base, id) = url.rsplit_once("/projects/").unwrap_or_else(|| panic!("not a findings URL: {url}"));
+    (base.to_owned(), id.parse().unwrap_or_else(|_| panic!("no project id in {url}")))
+}
+
+/// GET `{base}/api/{path}` with the viewer's key; the JSON body.
+pub fn api_get(base: &str, apikey: &str, path: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{base}/api/{path}"))
+            .header("API-Key", apikey)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.unwrap()
+    })
+}
+
+/// Asks agent-monitor for the pair's availability (what launchviewer itself sees).
+pub fn availability(url: &str, project: &str, viewer: &str) -> vrun_proto::methods::Availability {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = vrun_proto::client::AgentMonitorClient::new(url, vrun_proto::client::Credentials::None).unwrap();
+    let pair = vrun_proto::Pair::new(project, viewer).unwrap();
+    rt.block_on(client.is_viewer_available(&pair)).unwrap()
+}
