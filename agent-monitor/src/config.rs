@@ -57,6 +57,9 @@ pub struct Settings {
     /// Largest accepted request body in bytes. [default: 67108864]
     #[arg(long, env = "AGENT_MONITOR_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// libvirt URI of the hypervisor inventory, or `none`. [default: qemu:///system]
+    #[arg(long, env = "AGENT_MONITOR_LIBVIRT_URI")]
+    pub libvirt_uri: Option<String>,
     /// Stored viewer database versions kept per pair. [default: 3]
     #[arg(long, env = "AGENT_MONITOR_ARCHIVES_KEEP")]
     pub archives_keep: Option<usize>,
@@ -83,6 +86,7 @@ pub struct Resolved {
     pub vcpus: u32,
     pub max_body_bytes: usize,
     pub archives_keep: usize,
+    pub libvirt_uri: String,
 }
 
 impl Settings {
@@ -95,7 +99,7 @@ impl Settings {
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))?;
             layer!(self, file, state_dir, listen, public_url, lease_secs, heartbeat_secs, start_grace_secs,
                    reap_every_ms, cancel_grace_secs, job_command, platform, memory_mib, vcpus, max_body_bytes,
-                   archives_keep);
+                   archives_keep, libvirt_uri);
         }
         let lease = Duration::from_secs(self.lease_secs.unwrap_or(30).max(1));
         let heartbeat = Duration::from_secs(self.heartbeat_secs.unwrap_or(5).max(1));
@@ -118,6 +122,7 @@ impl Settings {
             vcpus: self.vcpus.unwrap_or(1),
             max_body_bytes: self.max_body_bytes.unwrap_or(64 << 20),
             archives_keep: self.archives_keep.unwrap_or(3).max(1),
+            libvirt_uri: self.libvirt_uri.unwrap_or_else(|| "qemu:///system".into()),
         })
     }
 }

@@ -12,6 +12,7 @@
 //! - [`instances`]: the instance rows that are the locks; returns effects, never acts.
 //! - [`archives`]: stored viewer database versions.
 //! - [`launcher`]: the `Launcher` trait and the local process launcher.
+//! - [`hypervisor`]: the `Hypervisor` inventory trait and its libvirt implementation.
 //! - [`monitor`]: shared state; carries out effects after commits.
 //! - [`cmd`]: one file per XML-RPC method.
 //! - [`rpc`]: the HTTP endpoint and its edge checks.
@@ -21,6 +22,7 @@
 pub mod archives;
 pub mod cmd;
 pub mod config;
+pub mod hypervisor;
 pub mod instances;
 pub mod launcher;
 pub mod monitor;
@@ -38,6 +40,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Resolved;
 use crate::instances::JobDefaults;
+use crate::hypervisor::Hypervisor;
 use crate::launcher::{Launcher, ProcessLauncher};
 use crate::monitor::{Monitor, Timing};
 
@@ -45,14 +48,19 @@ use crate::monitor::{Monitor, Timing};
 /// directory lock (see [`statedir::lock`]).
 pub async fn run(listener: TcpListener, cfg: Resolved, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let launcher: Arc<dyn Launcher> = Arc::new(ProcessLauncher::new(cfg.sub("jobs"), cfg.job_command.clone())?);
-    run_with(listener, cfg, launcher, shutdown).await
+    let hv: Arc<dyn Hypervisor> = match cfg.libvirt_uri.as_str() {
+        "none" => Arc::new(hypervisor::NoHypervisor),
+        uri => Arc::new(hypervisor::Libvirt::new(uri)),
+    };
+    run_with(listener, cfg, launcher, hv, shutdown).await
 }
 
-/// [`run`] with a chosen launcher.
+/// [`run`] with a chosen launcher and hypervisor.
 pub async fn run_with(
     listener: TcpListener,
     cfg: Resolved,
     launcher: Arc<dyn Launcher>,
+    hypervisor: Arc<dyn Hypervisor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
@@ -68,6 +76,7 @@ pub async fn run_with(
     let monitor = Arc::new(Monitor {
         store,
         launcher,
+        hypervisor,
         defaults,
         timing: Timing {
             lease: cfg.lease,

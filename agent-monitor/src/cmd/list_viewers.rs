@@ -13,5 +13,20 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
         return Err(RpcError::invalid_params("listViewers takes no parameters"));
     }
     let all = m.store.read(instances::latest_per_pair).await?;
-    Ok(Value::Array(all.iter().map(|i| i.record().to_value()).collect()))
+    let hv = Arc::clone(&m.hypervisor);
+    // The hypervisor's word on each instance's domain: yes, no, or unknown (unreachable).
+    let domains = tokio::task::spawn_blocking(move || hv.inventory()).await.ok().and_then(Result::ok);
+    Ok(Value::Array(
+        all.iter()
+            .map(|i| {
+                let mut rec = i.record();
+                rec.domain_exists = match &domains {
+                    None => "unknown".into(),
+                    Some(ds) if ds.iter().any(|d| d.generation == i.generation) => "yes".into(),
+                    Some(_) => "no".into(),
+                };
+                rec.to_value()
+            })
+            .collect(),
+    ))
 }

@@ -1,0 +1,92 @@
+//! What the hypervisor says, which is the truth: the domains that carry vrun's metadata.
+//!
+//! agent-monitor sees the hypervisor only through the [`Hypervisor`] trait object. Domains
+//! without vrun's metadata are invisible here, so they can never be touched.
+
+use vrun_proto::domain::{parse_metadata, METADATA_URI};
+use vrun_proto::Pair;
+
+/// One of vrun's domains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrunDomain {
+    pub name: String,
+    pub pair: Pair,
+    pub generation: i64,
+    pub running: bool,
+}
+
+pub trait Hypervisor: Send + Sync {
+    /// Every domain carrying vrun's metadata.
+    fn inventory(&self) -> Result<Vec<VrunDomain>, String>;
+    /// Destroys and undefines a domain of ours. Its database is not salvaged here.
+    fn remove(&self, name: &str) -> Result<(), String>;
+}
+
+/// libvirt at a URI, connected per call (closed on drop): libvirtd may restart under a
+/// long-lived daemon, and a connection costs a millisecond.
+pub struct Libvirt {
+    uri: String,
+}
+
+impl Libvirt {
+    pub fn new(uri: &str) -> Libvirt {
+        virt::error::clear_error_callback();
+        Libvirt { uri: uri.to_string() }
+    }
+
+    fn connect(&self) -> Result<virt::connect::Connect, String> {
+        virt::connect::Connect::open(Some(&self.uri)).map_err(|e| format!("cannot connect to {}: {}", self.uri, e.message()))
+    }
+}
+
+impl Hypervisor for Libvirt {
+    fn inventory(&self) -> Result<Vec<VrunDomain>, String> {
+        let conn = self.connect()?;
+        let domains = conn.list_all_domains(0).map_err(|e| e.message().to_string());
+        let mut out = Vec::new();
+        for dom in domains.unwrap_or_default() {
+            let meta = dom.metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(METADATA_URI), 0);
+            let Some((pair, generation)) = meta.ok().and_then(|m| parse_metadata(&m)) else { continue };
+            let (Ok(name), Ok(running)) = (dom.name(), dom.is_active()) else { continue };
+            out.push(VrunDomain { name, pair, generation, running });
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, name: &str) -> Result<(), String> {
+        let conn = self.connect()?;
+        match conn.lookup_domain_by_name(name) {
+            Ok(dom) => {
+                // Only ever our own: check the metadata before pulling the plug.
+                let ours = dom
+                    .metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(METADATA_URI), 0)
+                    .ok()
+                    .and_then(|m| parse_metadata(&m))
+                    .is_some();
+                if !ours {
+                    Err(format!("domain {name} is not vrun's; not touching it"))
+                } else {
+                    if dom.is_active().unwrap_or(false) {
+                        dom.destroy().map_err(|e| e.message().to_string())?;
+                    }
+                    dom.undefine().map_err(|e| e.message().to_string())
+                }
+            }
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => Ok(()),
+            Err(e) => Err(e.message().to_string()),
+        }
+    }
+}
+
+/// No hypervisor configured (`--libvirt-uri none`): everything is unknown, nothing is removed.
+pub struct NoHypervisor;
+
+impl Hypervisor for NoHypervisor {
+    fn inventory(&self) -> Result<Vec<VrunDomain>, String> {
+        Err("no hypervisor configured".into())
+    }
+
+    fn remove(&self, _name: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
