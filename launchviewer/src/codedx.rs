@@ -209,7 +209,10 @@ impl CodeDx {
         loop {
             let j = self.retry("report the import job", deadline, || self.job(&job)).await?;
             match j.status.as_str() {
-                "completed" => return Ok(project),
+                "completed" => {
+                    progress.state("results imported");
+                    return Ok(project);
+                }
                 "failed" => return Err(CodeDxError::ImportFailed(j.message)),
                 _ => {}
             }
@@ -227,11 +230,11 @@ impl CodeDx {
 
 /// Classifies a response and decodes its JSON body.
 async fn json<T: serde::de::DeserializeOwned>(resp: reqwest::Result<reqwest::Response>) -> Result<T, CallError> {
-    let resp = resp.map_err(|e| CallError::Transient(crate::monitor::short_cause(&error_chain(&e))))?;
+    let resp = resp.map_err(|e| CallError::Transient(root_cause(&e)))?;
     let status = resp.status();
     if status.is_success() {
         // A body cut off mid-way is a dropped connection, not a wrong answer.
-        let bytes = resp.bytes().await.map_err(|e| CallError::Transient(error_chain(&e)))?;
+        let bytes = resp.bytes().await.map_err(|e| CallError::Transient(root_cause(&e)))?;
         return serde_json::from_slice(&bytes).map_err(|e| CallError::BadReply(e.to_string()));
     }
     let body = resp.text().await.unwrap_or_default();
@@ -248,13 +251,12 @@ async fn json<T: serde::de::DeserializeOwned>(resp: reqwest::Result<reqwest::Res
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+/// reqwest's own text stops at "error sending request"; the innermost cause ("connection
+/// refused") is the one that explains a retry.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
     }
-    s
+    crate::monitor::short_cause(&cur.to_string())
 }

@@ -114,10 +114,7 @@ async fn flow(monitor: &Monitor, input: &input::Input, start: Instant, wait: Opt
         };
         let push_deadline = deadline.unwrap_or_else(|| Instant::now() + UPLOAD_BUDGET_WITHOUT_WAIT);
         match push::push(monitor, &avail, input, push_deadline, progress).await {
-            Ok(url) => {
-                progress.state("ready");
-                return Outcome::Ready { url };
-            }
+            Ok(url) => return Outcome::Ready { url },
             Err(PushError::Gone) => progress.state("viewer instance ended during the upload; starting over"),
             Err(e) => return Outcome::error(e),
         }

@@ -175,7 +175,8 @@ impl Monitor {
                 }
                 watching = avail.generation;
             }
-            if !avail.state.is_empty() {
+            // `ready` is reported with its address at the top of the loop.
+            if !avail.state.is_empty() && !avail.ready {
                 progress.state(&avail.state);
             }
         }

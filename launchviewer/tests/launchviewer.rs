@@ -73,6 +73,23 @@ fn cold_view_waits_imports_and_warm_views_do_not_upload_again() {
 }
 
 #[test]
+fn view_while_the_viewer_stops_is_served_by_the_next_generation() {
+    // Jobs heartbeat every second and linger 2 s in `stopping`, so the second View below
+    // arrives while the first viewer is still stopping (agent-monitor queues it).
+    let env = Env::start_with(Mode::Normal, &["--heartbeat-secs", "1"], &[("HOSTJOB_STOP_DELAY", "2")]);
+    let sample = leak(sample());
+    let first = env.launchviewer(&with(base_args(sample), &["--wait", "120"])).ready_url();
+    abort(&env.url, P, V);
+    assert_eq!(availability(&env.url, P, V).state, "stopping");
+    let second = env.launchviewer(&with(base_args(sample), &["--wait", "120"])).ready_url();
+    assert_ne!(second, first, "the stopped viewer's URL was handed out");
+    let launches = env.settled_launches();
+    assert_eq!(launches.len(), 2, "{launches:?}");
+    let g2: serde_json::Value = serde_json::from_slice(&std::fs::read(&launches[1].1).unwrap()).unwrap();
+    assert_eq!(env.imports(g2["generation"].as_i64().unwrap()), 1, "the new viewer did not get the results");
+}
+
+#[test]
 fn twenty_simultaneous_cold_views_launch_once_and_import_once() {
     let env = Env::start(Mode::Normal);
     let sample = leak(sample());
@@ -105,6 +122,14 @@ fn wait_that_runs_out_is_an_error_naming_the_state() {
     let r = env.launchviewer(&with(base_args(leak(sample())), &["--wait", "2"]));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.line().starts_with("ERROR viewer not ready after 2 s (state "), "{r:?}");
+}
+
+#[test]
+fn viewer_that_refuses_connections_at_first_is_retried() {
+    let env = Env::start(Mode::Early);
+    let r = env.launchviewer(&with(base_args(leak(sample())), &["--wait", "60"]));
+    r.ready_url();
+    assert_eq!(env.imports(env.only_job()["generation"].as_i64().unwrap()), 1);
 }
 
 #[test]

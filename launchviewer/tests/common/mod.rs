@@ -43,6 +43,8 @@ pub enum Mode {
     Sleep,
     /// Gives the viewer another API key than the one agent-monitor hands out.
     BadKey,
+    /// Reports ready 1.5 s before the viewer listens.
+    Early,
 }
 
 pub struct Env {
@@ -53,6 +55,11 @@ pub struct Env {
 
 impl Env {
     pub fn start(mode: Mode) -> Env {
+        Env::start_with(mode, &[], &[])
+    }
+
+    /// `extra`: more agent-monitor flags; `vars`: more environment for it and its jobs.
+    pub fn start_with(mode: Mode, extra: &[&str], vars: &[(&str, &str)]) -> Env {
         let tmp = tempfile::tempdir().expect("tempdir");
         let state = tmp.path().join("state");
         let work = tmp.path().join("work");
@@ -64,12 +71,15 @@ impl Env {
             Mode::Normal => "normal",
             Mode::Sleep => "sleep",
             Mode::BadKey => "badkey",
+            Mode::Early => "early",
         };
         let daemon = Command::new(workspace_bin("agent-monitor"))
             .args(["serve", "--state-dir"])
             .arg(&state)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--job-command"])
             .arg(&job)
+            .args(extra)
+            .envs(vars.iter().copied())
             .env("VRUN_TEST_LAUNCH_LOG", tmp.path().join("launches.log"))
             .env("HOSTJOB_VIEWER", workspace_bin("viewer"))
             .env("HOSTJOB_WORK", &work)
@@ -120,10 +130,15 @@ impl Env {
 
     /// Waits (bounded) until every started job has recorded itself; returns the launches.
     pub fn settled_launches(&self) -> Vec<(i32, PathBuf)> {
+        self.launches_at_least(0)
+    }
+
+    /// Like [`Env::settled_launches`], also waiting (bounded) for `min` of them.
+    fn launches_at_least(&self, min: usize) -> Vec<(i32, PathBuf)> {
         let end = Instant::now() + Duration::from_secs(10);
         loop {
             let l = self.launches();
-            if l.len() >= self.jobs_started() || Instant::now() > end {
+            if (l.len() >= min && l.len() >= self.jobs_started()) || Instant::now() > end {
                 return l;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -132,7 +147,7 @@ impl Env {
 
     /// The job description of the only launch so far.
     pub fn only_job(&self) -> serde_json::Value {
-        let l = self.settled_launches();
+        let l = self.launches_at_least(1);
         assert_eq!(l.len(), 1, "expected exactly one launch, got {l:?}");
         serde_json::from_slice(&std::fs::read(&l[0].1).unwrap()).unwrap()
     }
@@ -240,6 +255,14 @@ pub fn api_get(base: &str, apikey: &str, path: &str) -> serde_json::Value {
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
         resp.json().await.unwrap()
     })
+}
+
+/// Asks agent-monitor to stop the pair's viewer (what an administrator's Stop does).
+pub fn abort(url: &str, project: &str, viewer: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = vrun_proto::client::AgentMonitorClient::new(url, vrun_proto::client::Credentials::None).unwrap();
+    let pair = vrun_proto::Pair::new(project, viewer).unwrap();
+    rt.block_on(client.abort_viewer(&pair)).unwrap()
 }
 
 /// Asks agent-monitor for the pair's availability (what launchviewer itself sees).
