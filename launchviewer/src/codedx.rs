@@ -102,7 +102,12 @@ impl CodeDx {
         if !vrun_proto::job::is_urluuid(&avail.urluuid) {
             return Err(bad(&format!("urluuid {:?} is not proxy-<uuid>", avail.urluuid)));
         }
-        let apikey = HeaderValue::from_str(&avail.apikey).ok().filter(|_| !avail.apikey.is_empty()).ok_or_else(|| bad("empty or malformed API key"))?;
+        let mut apikey = HeaderValue::from_str(&avail.apikey)
+            .ok()
+            .filter(|_| !avail.apikey.is_empty())
+            .ok_or_else(|| bad("empty or malformed API key"))?;
+        // Keeps the key out of any debug output of requests.
+        apikey.set_sensitive(true);
         // The address is a hypervisor-local forward: a proxy from the environment must not
         // get in between (nor see the key).
         let http = reqwest::Client::builder()
