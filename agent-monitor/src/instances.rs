@@ -30,6 +30,8 @@ pub struct JobDefaults {
     pub heartbeat_secs: u64,
     /// Time a new job gets to send its first heartbeat.
     pub start_grace_ms: i64,
+    /// Mints each job's token.
+    pub secrets: std::sync::Arc<crate::auth::Secrets>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,7 +221,7 @@ pub fn job_spec(inst: &Instance, d: &JobDefaults) -> JobSpec {
         memory_mib: d.memory_mib,
         vcpus: d.vcpus,
         agent_monitor_url: d.agent_monitor_url.clone(),
-        job_token: None,
+        job_token: Some(d.secrets.job_token(&inst.pair, inst.generation)),
         heartbeat_secs: d.heartbeat_secs,
     }
 }

@@ -15,11 +15,12 @@
 //! - [`hypervisor`]: the `Hypervisor` inventory trait and its libvirt implementation.
 //! - [`monitor`]: shared state; carries out effects after commits.
 //! - [`cmd`]: one file per XML-RPC method.
-//! - [`rpc`]: the HTTP endpoint and its edge checks.
+//! - [`rpc`]: the HTTP endpoint and its edge checks. [`auth`]: roles and credentials.
 //! - [`reaper`]: lease expiry. [`restore`]: start-up repair.
 //! - [`status`]: the `agent-monitor status` admin command.
 
 pub mod archives;
+pub mod auth;
 pub mod cmd;
 pub mod config;
 pub mod hypervisor;
@@ -65,6 +66,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let store = store::Store::open(&cfg.db_path())?;
+    let secrets = Arc::new(auth::Secrets::load_or_create(&cfg.state_dir)?);
     let defaults = JobDefaults {
         platform: cfg.platform.clone(),
         memory_mib: cfg.memory_mib,
@@ -72,6 +74,7 @@ pub async fn run_with(
         agent_monitor_url: cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}/RPC2")),
         heartbeat_secs: cfg.heartbeat.as_secs(),
         start_grace_ms: cfg.start_grace.as_millis() as i64,
+        secrets: Arc::clone(&secrets),
     };
     let monitor = Arc::new(Monitor {
         store,
@@ -91,9 +94,11 @@ pub async fn run_with(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reaper = tokio::spawn(reaper::run(Arc::clone(&monitor), stop_rx));
-    let app = rpc::router(cmd::handlers(Arc::clone(&monitor)), cfg.max_body_bytes);
+    let app = rpc::router(cmd::handlers(Arc::clone(&monitor)), secrets, cfg.max_body_bytes);
     tracing::info!(%addr, state_dir = %cfg.state_dir.display(), "agent-monitor serving XML-RPC at /RPC2");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
     let _ = stop_tx.send(true);
     let _ = reaper.await;
     tracing::info!("agent-monitor stopped");

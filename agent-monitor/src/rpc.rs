@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -18,16 +20,19 @@ use dxr::{Fault, FaultResponse, MethodCall, MethodResponse};
 use dxr_server::Handler;
 use vrun_proto::{FaultCode, RpcError};
 
+use crate::auth::{self, Secrets};
+
 /// Deepest `<array>`/`<struct>` nesting accepted. Real calls nest two or three levels.
 pub const MAX_NESTING: usize = 32;
 
 pub struct Rpc {
     handlers: HashMap<&'static str, Box<dyn Handler>>,
+    secrets: Arc<Secrets>,
     max_body: usize,
 }
 
-pub fn router(handlers: HashMap<&'static str, Box<dyn Handler>>, max_body: usize) -> Router {
-    let rpc = Arc::new(Rpc { handlers, max_body });
+pub fn router(handlers: HashMap<&'static str, Box<dyn Handler>>, secrets: Arc<Secrets>, max_body: usize) -> Router {
+    let rpc = Arc::new(Rpc { handlers, secrets, max_body });
     Router::new()
         .route("/RPC2", post(endpoint))
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -46,7 +51,22 @@ fn fault(e: RpcError) -> Response {
     }
 }
 
-async fn endpoint(State(rpc): State<Arc<Rpc>>, headers: HeaderMap, body: Body) -> Response {
+async fn endpoint(
+    State(rpc): State<Arc<Rpc>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    // Who is calling is settled before the body is even read.
+    let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let caller = match rpc.secrets.authenticate(auth_header) {
+        Ok(c) => c,
+        Err(e) => {
+            // The reason, never the credentials.
+            tracing::warn!(%peer, reason = %e.message, "refused a call");
+            return fault(e);
+        }
+    };
     let too_large = || {
         RpcError::new(FaultCode::RequestTooLarge, format!("request body is larger than {} bytes", rpc.max_body))
     };
@@ -72,6 +92,10 @@ async fn endpoint(State(rpc): State<Arc<Rpc>>, headers: HeaderMap, body: Body) -
         let name: String = call.name.chars().take(64).collect();
         return fault(RpcError::new(FaultCode::UnknownMethod, format!("unknown method {name:?}")));
     };
+    if let Err(e) = auth::authorize(&caller, &call.name, &call.params) {
+        tracing::warn!(%peer, ?caller, method = %call.name, reason = %e.message, "refused a call");
+        return fault(e);
+    }
     match handler.handle(&call.params, headers).await {
         Ok(value) => match (MethodResponse { value }).to_xml() {
             Ok(body) => xml(StatusCode::OK, body),

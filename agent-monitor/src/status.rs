@@ -8,13 +8,17 @@ pub struct StatusArgs {
     /// agent-monitor's XML-RPC URL.
     #[arg(long, env = "AGENT_MONITOR_URL", default_value = "http://127.0.0.1:8085/RPC2")]
     pub url: String,
+    /// The admin secret (created by agent-monitor at first start).
+    #[arg(long, env = "AGENT_MONITOR_SECRET_FILE", default_value = "var/agent-monitor/secrets/admin.secret")]
+    pub secret_file: std::path::PathBuf,
     /// One JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let client = AgentMonitorClient::new(&args.url, Credentials::None)?;
+    let creds = Credentials::from_secret_file("admin", &args.secret_file)?;
+    let client = AgentMonitorClient::new(&args.url, creds)?;
     let records = client.list_viewers().await?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
     if args.json {

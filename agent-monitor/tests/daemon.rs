@@ -76,9 +76,11 @@ fn invalid_names_are_refused_and_nothing_is_stored() {
 fn hostile_bodies_get_faults_and_the_daemon_keeps_serving() {
     let env = Env::new();
     let d = env.start(&["--max-body-bytes", "100000"]);
+    let admin = std::fs::read_to_string(env.state_dir().join("secrets/admin.secret")).unwrap();
+    let user = format!("admin:{}", admin.trim());
     let post = |body: Vec<u8>| -> String {
         let out = Command::new("curl")
-            .args(["-s", "-H", "Content-Type: text/xml", "--data-binary", "@-", &d.url])
+            .args(["-s", "-u", &user, "-H", "Content-Type: text/xml", "--data-binary", "@-", &d.url])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -114,4 +116,54 @@ fn hostile_bodies_get_faults_and_the_daemon_keeps_serving() {
     // Still serving, nothing stored.
     let rt = runtime();
     assert!(rt.block_on(d.client().list_viewers()).unwrap().is_empty());
+}
+
+#[test]
+fn credentials_and_roles_are_enforced() {
+    use vrun_proto::client::{AgentMonitorClient, Credentials};
+    use vrun_proto::methods::{LaunchViewer, SetViewerState};
+    let env = Env::new();
+    let d = env.start(&[]);
+    let p = Pair::new("authz", "CodeDX").unwrap();
+    let secrets = env.state_dir().join("secrets");
+    for f in ["admin.secret", "launcher.secret", "jobs.key"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(secrets.join(f)).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{f} must be private");
+    }
+    let admin_secret = std::fs::read_to_string(secrets.join("admin.secret")).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let nobody = AgentMonitorClient::new(&d.url, Credentials::None).unwrap();
+        let wrong = AgentMonitorClient::new(&d.url, Credentials::Basic { user: "admin".into(), secret: "guess".into() }).unwrap();
+        for c in [&nobody, &wrong] {
+            let err = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap_err();
+            assert_eq!(err.fault_code(), Some(FaultCode::NotAuthorised), "{err}");
+        }
+        let launcher = d.client_as("launcher");
+        let g = launcher.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        // The launcher may not stop viewers or list everything.
+        assert_eq!(launcher.abort_viewer(&p).await.unwrap_err().fault_code(), Some(FaultCode::NotAuthorised));
+        assert_eq!(launcher.list_viewers().await.unwrap_err().fault_code(), Some(FaultCode::NotAuthorised));
+
+        // A job's token (from its job file) speaks for its own pair and generation only.
+        let jobs = env.wait_launches(1, std::time::Duration::from_secs(20));
+        let token = common::job_spec(&jobs[0].1).job_token.expect("job token");
+        let job = AgentMonitorClient::new(&d.url, Credentials::Bearer(token.clone())).unwrap();
+        assert!(job.heartbeat(&p, g).await.unwrap());
+        let report = |pair: &Pair, generation| SetViewerState {
+            pair: pair.clone(), generation, state: vrun_proto::ViewerState::Booting, ipaddress: None, domain: None, message: None,
+        };
+        let other = Pair::new("other", "CodeDX").unwrap();
+        for (pair, generation) in [(&other, g), (&p, g + 1)] {
+            let err = job.set_viewer_state(&report(pair, generation)).await.unwrap_err();
+            assert_eq!(err.fault_code(), Some(FaultCode::NotAuthorised), "{err}");
+        }
+        assert_eq!(job.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap_err().fault_code(), Some(FaultCode::NotAuthorised));
+        job.set_viewer_state(&report(&p, g)).await.unwrap();
+        assert_eq!(d.client().viewer_status(&p).await.unwrap().state, "booting");
+    });
+    // Refusals are logged with their reason, never with a secret.
+    let log = d.log();
+    assert!(log.contains("refused a call"), "{log}");
+    assert!(!log.contains(admin_secret.trim()), "a secret reached the log");
 }

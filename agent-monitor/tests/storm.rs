@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{job_spec, pair, runtime, Env};
+use vrun_proto::client::Credentials;
 use vrun_proto::methods::LaunchViewer;
 
 const PAIRS: usize = 200;
@@ -21,12 +22,12 @@ type Acks = Arc<Mutex<HashMap<String, HashSet<i64>>>>;
 
 /// 64 clients send `calls` launchViewer calls spread over the pairs; every acknowledged
 /// generation is recorded per pair. Errors (a killed daemon) end a client quietly.
-async fn storm(url: String, calls: usize, acks: Acks, launched: Arc<Mutex<usize>>) {
+async fn storm(url: String, creds: Credentials, calls: usize, acks: Acks, launched: Arc<Mutex<usize>>) {
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
-        let (url, acks, launched) = (url.clone(), acks.clone(), launched.clone());
+        let (url, creds, acks, launched) = (url.clone(), creds.clone(), acks.clone(), launched.clone());
         tasks.push(tokio::spawn(async move {
-            let client = vrun_proto::client::AgentMonitorClient::new(&url, vrun_proto::client::Credentials::None).unwrap();
+            let client = vrun_proto::client::AgentMonitorClient::new(&url, creds).unwrap();
             let mut i = c;
             while i < calls {
                 let p = pair_of(i);
@@ -54,7 +55,7 @@ fn storm_launches_each_pair_exactly_once() {
     let d = env.start(&[]);
     let acks: Acks = Default::default();
     let launched = Arc::new(Mutex::new(0));
-    runtime().block_on(storm(d.url.clone(), CALLS, acks.clone(), launched.clone()));
+    runtime().block_on(storm(d.url.clone(), d.creds("launcher"), CALLS, acks.clone(), launched.clone()));
 
     let acks = acks.lock().unwrap();
     assert_eq!(acks.len(), PAIRS, "every pair got answers");
@@ -84,7 +85,7 @@ fn kill_9_mid_storm_loses_no_acknowledged_lock_and_launches_nothing_twice() {
     let launched = Arc::new(Mutex::new(0));
     let rt = runtime();
     let url = d.url.clone();
-    let storm_task = rt.spawn(storm(url, CALLS, acks.clone(), launched.clone()));
+    let storm_task = rt.spawn(storm(url, d.creds("launcher"), CALLS, acks.clone(), launched.clone()));
     // Let part of the storm through, then kill the daemon without warning.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while acks.lock().unwrap().values().map(|s| s.len()).sum::<usize>() < PAIRS / 2 {
@@ -109,7 +110,7 @@ fn kill_9_mid_storm_loses_no_acknowledged_lock_and_launches_nothing_twice() {
     });
     // The rest of the pairs now, through the restarted daemon.
     let acks2: Acks = Default::default();
-    rt.block_on(storm(d2.url.clone(), CALLS, acks2.clone(), Arc::new(Mutex::new(0))));
+    rt.block_on(storm(d2.url.clone(), d2.creds("launcher"), CALLS, acks2.clone(), Arc::new(Mutex::new(0))));
     for (p, gens) in acks2.lock().unwrap().iter() {
         assert_eq!(gens.len(), 1, "{p}: several generations after restart");
         if let Some(g) = before.get(p) {

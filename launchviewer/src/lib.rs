@@ -74,6 +74,9 @@ pub struct Args {
     /// agent-monitor's XML-RPC endpoint.
     #[arg(long, env = "AGENT_MONITOR_URL", default_value = "http://127.0.0.1:8085/RPC2")]
     pub agent_monitor: String,
+    /// The launcher role's secret (agent-monitor writes it to `<state>/secrets/launcher.secret`).
+    #[arg(long, env = "AGENT_MONITOR_SECRET_FILE", default_value = "var/agent-monitor/secrets/launcher.secret")]
+    pub secret_file: PathBuf,
     /// Print one JSON object instead of one text line.
     #[arg(long)]
     pub json: bool,
@@ -88,7 +91,7 @@ pub fn run(args: Args) -> Outcome {
         Ok(i) => i,
         Err(e) => return Outcome::usage(e),
     };
-    let monitor = match Monitor::new(&args.agent_monitor) {
+    let monitor = match Monitor::new(&args.agent_monitor, &args.secret_file) {
         Ok(m) => m,
         Err(e) => return Outcome::usage(e),
     };

@@ -22,6 +22,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum MonitorError {
     #[error("invalid --agent-monitor URL {url:?}: {detail}")]
     BadUrl { url: String, detail: String },
+    #[error("{detail} (pass the launcher secret with --secret-file or AGENT_MONITOR_SECRET_FILE)")]
+    Credentials { detail: String },
     #[error("cannot reach agent-monitor at {url}: {cause}")]
     Unreachable { url: String, cause: String },
     #[error("agent-monitor refused {method}: {} (fault {}){}", .err.message, .err.code.code(), hint(.err.code))]
@@ -38,6 +40,7 @@ fn hint(code: FaultCode) -> &'static str {
     match code {
         FaultCode::ShuttingDown => "; agent-monitor is restarting: View again in a minute",
         FaultCode::Internal => "; ask an administrator to check agent-monitor's log",
+        FaultCode::NotAuthorised => "; check the launcher secret (--secret-file)",
         _ => "",
     }
 }
@@ -68,9 +71,11 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn new(url: &str) -> Result<Monitor, MonitorError> {
+    pub fn new(url: &str, secret_file: &std::path::Path) -> Result<Monitor, MonitorError> {
         let parsed_ok = url.starts_with("http://") || url.starts_with("https://");
-        let client = AgentMonitorClient::new(url, Credentials::None)
+        let creds = Credentials::from_secret_file("launcher", secret_file)
+            .map_err(|e| MonitorError::Credentials { detail: e.to_string() })?;
+        let client = AgentMonitorClient::new(url, creds)
             .ok()
             .filter(|_| parsed_ok)
             .ok_or_else(|| MonitorError::BadUrl { url: url.into(), detail: "expected http://host:port/RPC2".into() })?;

@@ -79,8 +79,8 @@ fn view_while_the_viewer_stops_is_served_by_the_next_generation() {
     let env = Env::start_with(Mode::Normal, &["--heartbeat-secs", "1"], &[("HOSTJOB_STOP_DELAY", "2")]);
     let sample = leak(sample());
     let first = env.launchviewer(&with(base_args(sample), &["--wait", "120"])).ready_url();
-    abort(&env.url, P, V);
-    assert_eq!(availability(&env.url, P, V).state, "stopping");
+    abort(&env, P, V);
+    assert_eq!(availability(&env, P, V).state, "stopping");
     let second = env.launchviewer(&with(base_args(sample), &["--wait", "120"])).ready_url();
     assert_ne!(second, first, "the stopped viewer's URL was handed out");
     let launches = env.settled_launches();
@@ -162,7 +162,7 @@ fn results_that_are_neither_sarif_nor_scarf_launch_nothing() {
         assert_eq!(r.code, 2, "{r:?}");
         assert!(r.line().starts_with("ERROR results file ") && r.line().contains("neither SARIF 2.1.0 nor SCARF"), "{r:?}");
     }
-    assert_eq!(availability(&env.url, P, V).state, "", "a bad results file started a viewer");
+    assert_eq!(availability(&env, P, V).state, "", "a bad results file started a viewer");
     assert!(env.settled_launches().is_empty());
 }
 

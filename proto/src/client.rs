@@ -33,11 +33,32 @@ pub struct AgentMonitorClient {
 }
 
 /// Credentials: HTTP Basic (user, secret) or a bearer token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Credentials {
     None,
     Basic { user: String, secret: String },
     Bearer(String),
+}
+
+/// Never prints the secret.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Basic { user, .. } => write!(f, "Basic({user}:..)"),
+            Credentials::Bearer(_) => f.write_str("Bearer(..)"),
+        }
+    }
+}
+
+impl Credentials {
+    /// HTTP Basic as `role` with the secret read from `path` (agent-monitor writes them to
+    /// `<state>/secrets/<role>.secret`).
+    pub fn from_secret_file(role: &str, path: &std::path::Path) -> std::io::Result<Credentials> {
+        let secret = std::fs::read_to_string(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read secret file {}: {e}", path.display())))?;
+        Ok(Credentials::Basic { user: role.to_string(), secret: secret.trim().to_string() })
+    }
 }
 
 impl AgentMonitorClient {

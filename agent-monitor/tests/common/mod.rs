@@ -109,8 +109,17 @@ pub fn start_daemon(state: &Path, job: &Path, launch_log: &Path, extra: &[&str])
 }
 
 impl Daemon {
+    /// A client with the admin role.
     pub fn client(&self) -> AgentMonitorClient {
-        AgentMonitorClient::new(&self.url, Credentials::None).unwrap()
+        self.client_as("admin")
+    }
+
+    pub fn client_as(&self, role: &str) -> AgentMonitorClient {
+        AgentMonitorClient::new(&self.url, self.creds(role)).unwrap()
+    }
+
+    pub fn creds(&self, role: &str) -> Credentials {
+        Credentials::from_secret_file(role, &self.dir.join(format!("secrets/{role}.secret"))).unwrap()
     }
 
     fn wait_serving(&self) {

@@ -160,11 +160,21 @@ impl Env {
 
     /// Runs launchviewer against this agent-monitor.
     pub fn launchviewer(&self, args: &[&str]) -> Run {
-        launchviewer(&self.url, args)
+        Run::from_output(command(&self.url, &self.secret("launcher"), args).output().expect("run launchviewer"))
+    }
+
+    /// A role's secret file, written by agent-monitor at its first start.
+    pub fn secret(&self, role: &str) -> PathBuf {
+        self.tmp.path().join(format!("state/secrets/{role}.secret"))
+    }
+
+    pub fn client(&self, role: &str) -> vrun_proto::client::AgentMonitorClient {
+        let creds = vrun_proto::client::Credentials::from_secret_file(role, &self.secret(role)).unwrap();
+        vrun_proto::client::AgentMonitorClient::new(&self.url, creds).unwrap()
     }
 
     pub fn spawn_launchviewer(&self, args: &[&str]) -> Child {
-        command(&self.url, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn launchviewer")
+        command(&self.url, &self.secret("launcher"), args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn launchviewer")
     }
 
     pub fn file(&self, name: &str, content: &[u8]) -> String {
@@ -187,10 +197,22 @@ impl Drop for Env {
     }
 }
 
-fn command(url: &str, args: &[&str]) -> Command {
+fn command(url: &str, secret: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_launchviewer"));
-    c.args(args).args(["--agent-monitor", url]).env_remove("AGENT_MONITOR_URL").stdin(Stdio::null());
+    c.args(args)
+        .args(["--agent-monitor", url, "--secret-file"])
+        .arg(secret)
+        .env_remove("AGENT_MONITOR_URL")
+        .env_remove("AGENT_MONITOR_SECRET_FILE")
+        .stdin(Stdio::null());
     c
+}
+
+/// A secret file for runs against an agent-monitor that is not there.
+fn dummy_secret() -> PathBuf {
+    let p = std::env::temp_dir().join("launchviewer-test-dummy.secret");
+    std::fs::write(&p, "not-a-real-secret\n").unwrap();
+    p
 }
 
 /// What one launchviewer run printed and returned.
@@ -226,7 +248,7 @@ impl Run {
 }
 
 pub fn launchviewer(url: &str, args: &[&str]) -> Run {
-    Run::from_output(command(url, args).output().expect("run launchviewer"))
+    Run::from_output(command(url, &dummy_secret(), args).output().expect("run launchviewer"))
 }
 
 pub fn sample() -> String {
@@ -258,17 +280,17 @@ pub fn api_get(base: &str, apikey: &str, path: &str) -> serde_json::Value {
 }
 
 /// Asks agent-monitor to stop the pair's viewer (what an administrator's Stop does).
-pub fn abort(url: &str, project: &str, viewer: &str) {
+pub fn abort(env: &Env, project: &str, viewer: &str) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = vrun_proto::client::AgentMonitorClient::new(url, vrun_proto::client::Credentials::None).unwrap();
+    let client = env.client("admin");
     let pair = vrun_proto::Pair::new(project, viewer).unwrap();
     rt.block_on(client.abort_viewer(&pair)).unwrap()
 }
 
 /// Asks agent-monitor for the pair's availability (what launchviewer itself sees).
-pub fn availability(url: &str, project: &str, viewer: &str) -> vrun_proto::methods::Availability {
+pub fn availability(env: &Env, project: &str, viewer: &str) -> vrun_proto::methods::Availability {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = vrun_proto::client::AgentMonitorClient::new(url, vrun_proto::client::Credentials::None).unwrap();
+    let client = env.client("launcher");
     let pair = vrun_proto::Pair::new(project, viewer).unwrap();
     rt.block_on(client.is_viewer_available(&pair)).unwrap()
 }

@@ -1,0 +1,213 @@
+//! Who may call what.
+//!
+//! Three roles. `admin` may call everything. `launcher` (what a click runs) may launch, ask
+//! and push. A job may report only for its own pair and generation: its token is an HMAC of
+//! `project.viewer.generation` under a key only agent-monitor knows, so it needs no storage
+//! and cannot be forged or reused for another pair.
+//!
+//! Credentials come as HTTP Basic (`admin:<secret>`, `launcher:<secret>`, `job:<token>`; what
+//! Python's and Perl's XML-RPC clients send for `http://user:secret@host/RPC2`) or as
+//! `Authorization: Bearer <secret or token>`. The secrets are created at first start from
+//! the OS CSPRNG in `<state>/secrets/` (directory 0700, files 0600) and are never logged.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use dxr::Value;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use vrun_proto::methods as m;
+use vrun_proto::{FaultCode, Pair, RpcError};
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Launcher,
+    Job { pair: Pair, generation: i64 },
+}
+
+pub struct Secrets {
+    admin: String,
+    launcher: String,
+    job_key: Vec<u8>,
+}
+
+/// Never prints a secret, so a stray `{:?}` cannot leak one into a log.
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+fn random_hex() -> std::io::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(hex::encode(b))
+}
+
+fn load_or_create(path: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if s.trim().len() >= 32 => Ok(s.trim().to_string()),
+        _ => {
+            let s = random_hex()?;
+            crate::launcher::write_private_atomic(path, format!("{s}\n").as_bytes())?;
+            Ok(s)
+        }
+    }
+}
+
+/// Where a role's secret lives (clients read it from here).
+pub fn secret_path(state_dir: &Path, role: &str) -> PathBuf {
+    state_dir.join("secrets").join(format!("{role}.secret"))
+}
+
+impl Secrets {
+    pub fn load_or_create(state_dir: &Path) -> std::io::Result<Secrets> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = state_dir.join("secrets");
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        Ok(Secrets {
+            admin: load_or_create(&secret_path(state_dir, "admin"))?,
+            launcher: load_or_create(&secret_path(state_dir, "launcher"))?,
+            job_key: hex::decode(load_or_create(&dir.join("jobs.key"))?).map_err(std::io::Error::other)?,
+        })
+    }
+
+    /// The token a job presents: `job.<project>.<viewer>.<generation>.<hmac>`.
+    pub fn job_token(&self, pair: &Pair, generation: i64) -> String {
+        let claim = format!("{}.{}.{generation}", pair.project(), pair.viewer());
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.job_key).expect("any key length");
+        mac.update(claim.as_bytes());
+        format!("job.{claim}.{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    fn check_job_token(&self, token: &str) -> Option<Caller> {
+        let rest = token.strip_prefix("job.")?;
+        let mut parts = rest.split('.');
+        let (Some(p), Some(v), Some(g), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let pair = Pair::new(p, v).ok()?;
+        let generation: i64 = g.parse().ok()?;
+        let expected = self.job_token(&pair, generation);
+        bool::from(expected.as_bytes().ct_eq(token.as_bytes())).then_some(Caller::Job { pair, generation })
+    }
+
+    fn check_secret(&self, secret: &str) -> Option<Caller> {
+        if bool::from(self.admin.as_bytes().ct_eq(secret.as_bytes())) {
+            Some(Caller::Admin)
+        } else if bool::from(self.launcher.as_bytes().ct_eq(secret.as_bytes())) {
+            Some(Caller::Launcher)
+        } else {
+            None
+        }
+    }
+
+    /// Identifies the caller from the `Authorization` header.
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, RpcError> {
+        let denied = |why: &str| RpcError::new(FaultCode::NotAuthorised, format!("not authorised: {why}"));
+        let header = header.ok_or_else(|| denied("credentials required (HTTP Basic or Bearer)"))?;
+        let caller = if let Some(b64) = header.strip_prefix("Basic ") {
+            let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| denied("malformed Basic credentials"))?;
+            let raw = String::from_utf8(raw).map_err(|_| denied("malformed Basic credentials"))?;
+            let (user, secret) = raw.split_once(':').ok_or_else(|| denied("malformed Basic credentials"))?;
+            match user {
+                "job" => self.check_job_token(secret),
+                "admin" | "launcher" => self.check_secret(secret).filter(|c| {
+                    matches!((user, c), ("admin", Caller::Admin) | ("launcher", Caller::Launcher))
+                }),
+                _ => None,
+            }
+        } else if let Some(token) = header.strip_prefix("Bearer ") {
+            let token = token.trim();
+            if token.starts_with("job.") { self.check_job_token(token) } else { self.check_secret(token) }
+        } else {
+            None
+        };
+        caller.ok_or_else(|| denied("wrong credentials"))
+    }
+}
+
+/// Whether `caller` may call `method` with `params`. Jobs may only speak for themselves.
+pub fn authorize(caller: &Caller, method: &str, params: &[Value]) -> Result<(), RpcError> {
+    let denied = |why: String| RpcError::new(FaultCode::NotAuthorised, format!("not authorised: {why}"));
+    match caller {
+        Caller::Admin => Ok(()),
+        Caller::Launcher => match method {
+            m::LAUNCH_VIEWER | m::IS_VIEWER_AVAILABLE | m::VIEWER_STATUS | m::CLAIM_PUSH | m::PUSH_DONE
+            | m::LIST_METHODS | m::SERVER_VERSION => Ok(()),
+            _ => Err(denied(format!("the launcher role may not call {method}"))),
+        },
+        Caller::Job { pair, generation } => match method {
+            m::SET_VIEWER_STATE | m::HEARTBEAT | m::STORE_VIEWER => {
+                let Some(Value::Struct(members)) = params.first() else {
+                    return Err(denied("a job's call must name its pair and generation".into()));
+                };
+                let s = |k: &str| match members.get(k) {
+                    Some(Value::String(v)) => Some(v.clone()),
+                    _ => None,
+                };
+                let g = match members.get("generation") {
+                    Some(Value::Integer(i)) => Some(i64::from(*i)),
+                    Some(Value::String(v)) => v.trim().parse().ok(),
+                    _ => None,
+                };
+                if s("project").as_deref() == Some(pair.project()) && s("viewer").as_deref() == Some(pair.viewer()) && g == Some(*generation) {
+                    Ok(())
+                } else {
+                    Err(denied(format!("this job may only report for {pair} generation {generation}")))
+                }
+            }
+            m::LIST_METHODS | m::SERVER_VERSION => Ok(()),
+            _ => Err(denied(format!("a job may not call {method}"))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> Secrets {
+        Secrets { admin: "a".repeat(64), launcher: "l".repeat(64), job_key: vec![7; 32] }
+    }
+
+    fn basic(user: &str, secret: &str) -> String {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")))
+    }
+
+    #[test]
+    fn roles_from_credentials() {
+        let s = secrets();
+        assert_eq!(s.authenticate(Some(&basic("admin", &"a".repeat(64)))).unwrap(), Caller::Admin);
+        assert_eq!(s.authenticate(Some(&format!("Bearer {}", "l".repeat(64)))).unwrap(), Caller::Launcher);
+        // The launcher's secret does not make anyone admin.
+        assert!(s.authenticate(Some(&basic("admin", &"l".repeat(64)))).is_err());
+        assert!(s.authenticate(None).is_err());
+        assert!(s.authenticate(Some("Basic !!!")).is_err());
+        let p = Pair::new("p", "v").unwrap();
+        let t = s.job_token(&p, 3);
+        assert_eq!(s.authenticate(Some(&format!("Bearer {t}"))).unwrap(), Caller::Job { pair: p.clone(), generation: 3 });
+        let forged = t.replace(".3.", ".4.");
+        assert!(s.authenticate(Some(&format!("Bearer {forged}"))).is_err(), "a token is bound to its generation");
+    }
+
+    #[test]
+    fn jobs_speak_only_for_themselves() {
+        let p = Pair::new("p", "v").unwrap();
+        let job = Caller::Job { pair: p.clone(), generation: 3 };
+        let params = |proj: &str, g: i32| {
+            vec![vrun_proto::value::StructBuilder::new().str("project", proj).str("viewer", "v").int("generation", g.into()).build()]
+        };
+        assert!(authorize(&job, m::HEARTBEAT, &params("p", 3)).is_ok());
+        assert!(authorize(&job, m::HEARTBEAT, &params("q", 3)).is_err());
+        assert!(authorize(&job, m::SET_VIEWER_STATE, &params("p", 4)).is_err());
+        assert!(authorize(&job, m::LAUNCH_VIEWER, &params("p", 3)).is_err());
+        assert!(authorize(&Caller::Launcher, m::ABORT_VIEWER, &[]).is_err());
+        assert!(authorize(&Caller::Launcher, m::LAUNCH_VIEWER, &[]).is_ok());
+        assert!(authorize(&Caller::Admin, m::ABORT_VIEWER, &[]).is_ok());
+    }
+}
