@@ -60,9 +60,57 @@ pub struct Settings {
     /// libvirt URI of the hypervisor inventory, or `none`. [default: qemu:///system]
     #[arg(long, env = "AGENT_MONITOR_LIBVIRT_URI")]
     pub libvirt_uri: Option<String>,
+    /// Seconds between reconciliation sweeps (libvirt events also trigger one). [default: 30]
+    #[arg(long, env = "AGENT_MONITOR_SWEEP_SECS")]
+    pub sweep_secs: Option<u64>,
+    /// Seconds a vrun domain with no live instance may exist before it is salvaged and destroyed. [default: 60]
+    #[arg(long, env = "AGENT_MONITOR_ORPHAN_GRACE_SECS")]
+    pub orphan_grace_secs: Option<u64>,
+    /// Seconds an orphaned guest gets to save its database after the power button. [default: 60]
+    #[arg(long, env = "AGENT_MONITOR_SALVAGE_TIMEOUT_SECS")]
+    pub salvage_timeout_secs: Option<u64>,
+    /// Seconds an instance may stay launching or booting before it is failed. [default: 600]
+    #[arg(long, env = "AGENT_MONITOR_LAUNCH_DEADLINE_SECS")]
+    pub launch_deadline_secs: Option<u64>,
+    /// Seconds an instance may stay stopping before it is failed. [default: 300]
+    #[arg(long, env = "AGENT_MONITOR_STOP_DEADLINE_SECS")]
+    pub stop_deadline_secs: Option<u64>,
+    /// Seconds without user activity after which a ready viewer is stopped. [default: 3600]
+    #[arg(long, env = "AGENT_MONITOR_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds after which a viewer is stopped however busy it is. [default: 28800]
+    #[arg(long, env = "AGENT_MONITOR_MAX_LIFETIME_SECS")]
+    pub max_lifetime_secs: Option<u64>,
+    /// Per viewer type overrides (TOML only): `[viewer.CodeDX] idle_timeout_secs = 1800`.
+    #[arg(skip)]
+    #[serde(default)]
+    pub viewer: std::collections::BTreeMap<String, ViewerLimits>,
     /// Stored viewer database versions kept per pair. [default: 3]
     #[arg(long, env = "AGENT_MONITOR_ARCHIVES_KEEP")]
     pub archives_keep: Option<usize>,
+}
+
+/// Idle and lifetime limits of one viewer type.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewerLimits {
+    pub idle_timeout_secs: Option<u64>,
+    pub max_lifetime_secs: Option<u64>,
+}
+
+/// Limits with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub per_viewer: std::collections::BTreeMap<String, (Duration, Duration)>,
+}
+
+impl Limits {
+    /// (idle timeout, max lifetime) for a viewer type.
+    pub fn for_viewer(&self, viewer: &str) -> (Duration, Duration) {
+        self.per_viewer.get(viewer).copied().unwrap_or((self.idle_timeout, self.max_lifetime))
+    }
 }
 
 macro_rules! layer {
@@ -87,6 +135,12 @@ pub struct Resolved {
     pub max_body_bytes: usize,
     pub archives_keep: usize,
     pub libvirt_uri: String,
+    pub sweep_every: Duration,
+    pub orphan_grace: Duration,
+    pub salvage_timeout: Duration,
+    pub launch_deadline: Duration,
+    pub stop_deadline: Duration,
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -99,7 +153,11 @@ impl Settings {
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))?;
             layer!(self, file, state_dir, listen, public_url, lease_secs, heartbeat_secs, start_grace_secs,
                    reap_every_ms, cancel_grace_secs, job_command, platform, memory_mib, vcpus, max_body_bytes,
-                   archives_keep, libvirt_uri);
+                   archives_keep, libvirt_uri, sweep_secs, orphan_grace_secs, salvage_timeout_secs,
+                   launch_deadline_secs, stop_deadline_secs, idle_timeout_secs, max_lifetime_secs);
+            if self.viewer.is_empty() {
+                self.viewer = file.viewer.clone();
+            }
         }
         let lease = Duration::from_secs(self.lease_secs.unwrap_or(30).max(1));
         let heartbeat = Duration::from_secs(self.heartbeat_secs.unwrap_or(5).max(1));
@@ -123,6 +181,25 @@ impl Settings {
             max_body_bytes: self.max_body_bytes.unwrap_or(64 << 20),
             archives_keep: self.archives_keep.unwrap_or(3).max(1),
             libvirt_uri: self.libvirt_uri.unwrap_or_else(|| "qemu:///system".into()),
+            sweep_every: Duration::from_secs(self.sweep_secs.unwrap_or(30).max(1)),
+            orphan_grace: Duration::from_secs(self.orphan_grace_secs.unwrap_or(60)),
+            salvage_timeout: Duration::from_secs(self.salvage_timeout_secs.unwrap_or(60)),
+            launch_deadline: Duration::from_secs(self.launch_deadline_secs.unwrap_or(600)),
+            stop_deadline: Duration::from_secs(self.stop_deadline_secs.unwrap_or(300)),
+            limits: {
+                let idle = Duration::from_secs(self.idle_timeout_secs.unwrap_or(3600));
+                let life = Duration::from_secs(self.max_lifetime_secs.unwrap_or(8 * 3600));
+                let per_viewer = self
+                    .viewer
+                    .iter()
+                    .map(|(k, v)| {
+                        let i = v.idle_timeout_secs.map(Duration::from_secs).unwrap_or(idle);
+                        let l = v.max_lifetime_secs.map(Duration::from_secs).unwrap_or(life);
+                        (k.clone(), (i, l))
+                    })
+                    .collect();
+                Limits { idle_timeout: idle, max_lifetime: life, per_viewer }
+            },
         })
     }
 }

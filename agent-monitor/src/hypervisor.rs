@@ -20,6 +20,12 @@ pub trait Hypervisor: Send + Sync {
     fn inventory(&self) -> Result<Vec<VrunDomain>, String>;
     /// Destroys and undefines a domain of ours. Its database is not salvaged here.
     fn remove(&self, name: &str) -> Result<(), String>;
+    /// Presses a domain's ACPI power button (the guest then saves its database and powers off).
+    fn shutdown(&self, name: &str) -> Result<(), String>;
+    /// Whether the domain runs; `None` when it does not exist (or cannot be asked).
+    fn is_running(&self, name: &str) -> Option<bool>;
+    /// The domain's output disk (vruntask names it `output.img`), where a guest saves its database.
+    fn output_disk(&self, name: &str) -> Option<std::path::PathBuf>;
 }
 
 /// libvirt at a URI, connected per call (closed on drop): libvirtd may restart under a
@@ -39,6 +45,27 @@ impl Libvirt {
     }
 }
 
+impl Libvirt {
+    /// Runs `f` on one of our domains; `Ok(None)` when there is no such domain.
+    fn with_ours<T>(&self, name: &str, f: impl FnOnce(&virt::domain::Domain) -> Result<T, String>) -> Result<Option<T>, String> {
+        let conn = self.connect()?;
+        let dom = match conn.lookup_domain_by_name(name) {
+            Ok(d) => d,
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => return Ok(None),
+            Err(e) => return Err(e.message().to_string()),
+        };
+        let ours = dom
+            .metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(METADATA_URI), 0)
+            .ok()
+            .and_then(|m| parse_metadata(&m))
+            .is_some();
+        if !ours {
+            return Err(format!("domain {name} is not vrun's; not touching it"));
+        }
+        f(&dom).map(Some)
+    }
+}
+
 impl Hypervisor for Libvirt {
     fn inventory(&self) -> Result<Vec<VrunDomain>, String> {
         let conn = self.connect()?;
@@ -54,27 +81,32 @@ impl Hypervisor for Libvirt {
     }
 
     fn remove(&self, name: &str) -> Result<(), String> {
-        let conn = self.connect()?;
-        match conn.lookup_domain_by_name(name) {
-            Ok(dom) => {
-                // Only ever our own: check the metadata before pulling the plug.
-                let ours = dom
-                    .metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(METADATA_URI), 0)
-                    .ok()
-                    .and_then(|m| parse_metadata(&m))
-                    .is_some();
-                if !ours {
-                    Err(format!("domain {name} is not vrun's; not touching it"))
-                } else {
-                    if dom.is_active().unwrap_or(false) {
-                        dom.destroy().map_err(|e| e.message().to_string())?;
-                    }
-                    dom.undefine().map_err(|e| e.message().to_string())
-                }
+        // Only ever our own: with_ours checks the metadata before pulling the plug.
+        self.with_ours(name, |dom| {
+            if dom.is_active().unwrap_or(false) {
+                dom.destroy().map_err(|e| e.message().to_string())?;
             }
-            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => Ok(()),
-            Err(e) => Err(e.message().to_string()),
-        }
+            dom.undefine().map_err(|e| e.message().to_string())
+        })
+        .map(drop)
+    }
+
+    fn shutdown(&self, name: &str) -> Result<(), String> {
+        self.with_ours(name, |dom| dom.shutdown().map_err(|e| e.message().to_string())).map(drop)
+    }
+
+    fn is_running(&self, name: &str) -> Option<bool> {
+        self.with_ours(name, |dom| dom.is_active().map_err(|e| e.message().to_string())).ok().flatten()
+    }
+
+    fn output_disk(&self, name: &str) -> Option<std::path::PathBuf> {
+        let xml = self.with_ours(name, |dom| dom.xml_desc(0).map_err(|e| e.message().to_string())).ok()??;
+        xml.split("<source file='")
+            .skip(1)
+            .chain(xml.split("<source file=\"").skip(1))
+            .filter_map(|rest| rest.split(['\'', '"']).next())
+            .find(|p| p.ends_with("/output.img"))
+            .map(std::path::PathBuf::from)
     }
 }
 
@@ -88,5 +120,17 @@ impl Hypervisor for NoHypervisor {
 
     fn remove(&self, _name: &str) -> Result<(), String> {
         Ok(())
+    }
+
+    fn shutdown(&self, _name: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn is_running(&self, _name: &str) -> Option<bool> {
+        None
+    }
+
+    fn output_disk(&self, _name: &str) -> Option<std::path::PathBuf> {
+        None
     }
 }

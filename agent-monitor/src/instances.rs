@@ -260,6 +260,12 @@ pub fn transition(
     Ok(())
 }
 
+/// Records a decision about an instance that does not change its state (e.g. the sweep
+/// removed its domain).
+pub fn note(conn: &Connection, inst: &Instance, reason: &str, now_ms: i64) -> Db<()> {
+    record_history(conn, inst.generation, inst.state.as_str(), inst.state, reason, now_ms)
+}
+
 pub fn set_address(conn: &Connection, generation: i64, address: Option<&str>, domain: Option<&str>) -> Db<()> {
     conn.prepare_cached(
         "UPDATE instances SET address = coalesce(?2, address), domain = coalesce(?3, domain) WHERE generation = ?1",

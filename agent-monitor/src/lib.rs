@@ -17,12 +17,15 @@
 //! - [`cmd`]: one file per XML-RPC method.
 //! - [`rpc`]: the HTTP endpoint and its edge checks. [`auth`]: roles and credentials.
 //! - [`reaper`]: lease expiry. [`restore`]: start-up repair.
+//! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
+//!   [`events`] wakes it on libvirt lifecycle events. [`idle`]: idle and lifetime shutdown.
 //! - [`status`]: the `agent-monitor status` admin command.
 
 pub mod archives;
 pub mod auth;
 pub mod cmd;
 pub mod config;
+pub mod events;
 pub mod hypervisor;
 pub mod instances;
 pub mod launcher;
@@ -33,6 +36,8 @@ pub mod rpc;
 pub mod statedir;
 pub mod status;
 pub mod store;
+pub mod sweep;
+pub mod idle;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -86,6 +91,12 @@ pub async fn run_with(
             reap_every: cfg.reap_every,
             cancel_grace: cfg.cancel_grace,
             push_timeout: std::time::Duration::from_secs(600),
+            sweep_every: cfg.sweep_every,
+            orphan_grace: cfg.orphan_grace,
+            salvage_timeout: cfg.salvage_timeout,
+            launch_deadline: cfg.launch_deadline,
+            stop_deadline: cfg.stop_deadline,
+            limits: cfg.limits.clone(),
         },
         archive_dir: cfg.sub("archives"),
         archives_keep: cfg.archives_keep,
@@ -93,7 +104,13 @@ pub async fn run_with(
     restore::restore(&monitor).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reaper = tokio::spawn(reaper::run(Arc::clone(&monitor), stop_rx));
+    let reaper = tokio::spawn(reaper::run(Arc::clone(&monitor), stop_rx.clone()));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    if cfg.libvirt_uri != "none" {
+        events::spawn(cfg.libvirt_uri.clone(), Arc::clone(&wake));
+    }
+    let sweeper = tokio::spawn(sweep::run(Arc::clone(&monitor), wake, stop_rx.clone()));
+    let idler = tokio::spawn(idle::run(Arc::clone(&monitor), stop_rx));
     let app = rpc::router(cmd::handlers(Arc::clone(&monitor)), secrets, cfg.max_body_bytes);
     tracing::info!(%addr, state_dir = %cfg.state_dir.display(), "agent-monitor serving XML-RPC at /RPC2");
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -101,6 +118,8 @@ pub async fn run_with(
         .await?;
     let _ = stop_tx.send(true);
     let _ = reaper.await;
+    let _ = sweeper.await;
+    let _ = idler.await;
     tracing::info!("agent-monitor stopped");
     Ok(())
 }

@@ -24,6 +24,13 @@ pub struct Timing {
     pub cancel_grace: Duration,
     /// A push claim older than this is taken to be abandoned.
     pub push_timeout: Duration,
+    /// Reconciliation: how often, and how long things may look wrong before acting.
+    pub sweep_every: Duration,
+    pub orphan_grace: Duration,
+    pub salvage_timeout: Duration,
+    pub launch_deadline: Duration,
+    pub stop_deadline: Duration,
+    pub limits: crate::config::Limits,
 }
 
 pub struct Monitor {

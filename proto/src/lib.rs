@@ -11,6 +11,7 @@
 //! - [`methods`]: method names and typed requests and replies.
 //! - [`job`]: the job description agent-monitor hands to `vruntask run`.
 //! - [`domain`]: the libvirt metadata that marks a domain as vrun's.
+//! - [`outdisk`]: the output disk on which a guest hands back its viewer database.
 //! - [`client`]: a typed XML-RPC client (feature `client`).
 
 pub mod domain;
@@ -18,6 +19,7 @@ pub mod fault;
 pub mod job;
 pub mod methods;
 pub mod names;
+pub mod outdisk;
 pub mod state;
 pub mod value;
 

@@ -6,14 +6,14 @@
 //!   and then the header line `VRUNDB1 <size> <sha256>` in block 0.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+
+pub use vrun_proto::outdisk::{read_saved, write_saved, Saved};
 
 const MIB: u64 = 1 << 20;
-const HEADER_MAGIC: &str = "VRUNDB1";
 
 /// `run.json`: what the viewer inside the VM needs. The viewer refuses unknown fields.
 #[derive(Debug, Clone, Serialize)]
@@ -35,9 +35,20 @@ fn append(builder: &mut tar::Builder<&mut File>, name: &str, size: u64, data: im
     builder.append_data(&mut h, name, data)
 }
 
+/// Creates (or truncates) a disk file readable by its owner only: the configuration disk holds
+/// the viewer's API key and both disks its database, and the work directory's file names are
+/// predictable. libvirt hands the files to QEMU's user by changing their owner.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // `mode` only applies to a new file.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
 /// Writes the configuration disk; returns its size.
 pub fn write_config_disk(path: &Path, run: &RunConfig, restore: Option<&Path>) -> std::io::Result<u64> {
-    let mut f = File::create(path)?;
+    let mut f = create_private(path)?;
     {
         let mut b = tar::Builder::new(&mut f);
         let json = serde_json::to_vec_pretty(run).map_err(std::io::Error::other)?;
@@ -59,63 +70,14 @@ pub fn write_config_disk(path: &Path, run: &RunConfig, restore: Option<&Path>) -
 /// Creates a sparse, zeroed output disk big enough for an archive of `expected` bytes.
 pub fn create_output_disk(path: &Path, expected: u64) -> std::io::Result<()> {
     let size = (expected * 2 + 64 * MIB).div_ceil(MIB) * MIB;
-    let f = File::create(path)?;
+    let f = create_private(path)?;
     f.set_len(size)
-}
-
-/// A database archive the guest saved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Saved {
-    pub bytes: Vec<u8>,
-    pub sha256: String,
-}
-
-/// Reads the output disk. `Ok(None)`: the guest saved nothing. `Err`: a header that lies
-/// (truncated or corrupt archive), which must never be stored over a good version.
-pub fn read_saved(path: &Path) -> Result<Option<Saved>, String> {
-    let mut f = File::open(path).map_err(|e| format!("cannot open output disk: {e}"))?;
-    let mut block = [0u8; 512];
-    f.read_exact(&mut block).map_err(|e| format!("cannot read output disk: {e}"))?;
-    if !block.starts_with(HEADER_MAGIC.as_bytes()) {
-        return Ok(None);
-    }
-    let line_end = block.iter().position(|&b| b == b'\n').ok_or("output disk header has no end")?;
-    let line = std::str::from_utf8(&block[..line_end]).map_err(|_| "output disk header is not text")?;
-    let mut parts = line.split(' ');
-    let (Some(_), Some(size), Some(sum), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(format!("malformed output disk header {line:?}"));
-    };
-    let size: u64 = size.parse().map_err(|_| format!("bad size in output disk header {line:?}"))?;
-    let disk_len = f.metadata().map_err(|e| e.to_string())?.len();
-    if size > disk_len.saturating_sub(512) {
-        return Err(format!("output disk header claims {size} bytes, the disk holds {disk_len}"));
-    }
-    f.seek(SeekFrom::Start(512)).map_err(|e| e.to_string())?;
-    let mut bytes = vec![0u8; size as usize];
-    f.read_exact(&mut bytes).map_err(|e| format!("cannot read saved archive: {e}"))?;
-    let actual = hex::encode(Sha256::digest(&bytes));
-    if actual != sum.to_ascii_lowercase() {
-        return Err(format!("saved archive checksum {actual} does not match the header's {sum}"));
-    }
-    Ok(Some(Saved { bytes, sha256: actual }))
-}
-
-/// What a guest writes; used by tests to play the guest's part.
-pub fn write_saved(path: &Path, bytes: &[u8]) -> std::io::Result<String> {
-    let sum = hex::encode(Sha256::digest(bytes));
-    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-    f.seek(SeekFrom::Start(512))?;
-    f.write_all(bytes)?;
-    let mut block = format!("{HEADER_MAGIC} {} {sum}\n", bytes.len()).into_bytes();
-    block.resize(512, 0);
-    f.seek(SeekFrom::Start(0))?;
-    f.write_all(&block)?;
-    Ok(sum)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{SeekFrom, Write};
 
     #[test]
     fn config_disk_is_a_tar_with_run_json_and_archive() {

@@ -71,6 +71,13 @@ impl Env {
     pub fn start(&self, extra: &[&str]) -> Daemon {
         start_daemon(&self.state_dir(), &self.tmp.path().join("fake-job"), &self.launch_log(), extra)
     }
+
+    /// The daemon's own libvirt URI is `test:///default` unless `extra` names another.
+    pub fn start_on(&self, uri: &str, extra: &[&str]) -> Daemon {
+        let mut args = vec!["--libvirt-uri", uri];
+        args.extend_from_slice(extra);
+        self.start(&args)
+    }
 }
 
 impl Drop for Env {
@@ -93,10 +100,11 @@ pub fn start_daemon(state: &Path, job: &Path, launch_log: &Path, extra: &[&str])
     let child = Command::new(env!("CARGO_BIN_EXE_agent-monitor"))
         .args(["serve", "--state-dir"])
         .arg(state)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--libvirt-uri", "test:///default", "--job-command"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--job-command"])
         .arg(job)
         .args(extra)
         .env("VRUN_TEST_LAUNCH_LOG", launch_log)
+        .env("AGENT_MONITOR_LIBVIRT_URI", "test:///default")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -189,4 +197,20 @@ pub fn pair(p: &str, v: &str) -> vrun_proto::Pair {
 /// First line of a file (used to read the daemon's own lines from a log).
 pub fn first_line(path: &Path) -> String {
     BufReader::new(std::fs::File::open(path).unwrap()).lines().next().unwrap_or(Ok(String::new())).unwrap()
+}
+
+/// A binary of this workspace, built next to the test binaries (scripts/test builds all).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_agent-monitor")).with_file_name(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace` first", p.display());
+    p
+}
+
+/// Waits (bounded) until `f` holds.
+pub fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -1,0 +1,207 @@
+//! Reconciliation, SWAMP's DomainMonitor role: what agent-monitor believes is compared with
+//! what the job system and the hypervisor say, and the hypervisor wins.
+//!
+//! Each sweep (every `sweep_every`, and at once when libvirt reports a lifecycle event):
+//! - a live instance stuck in `launching`/`booting` past `launch_deadline`, or in `stopping`
+//!   past `stop_deadline` → `failed`, its job cancelled;
+//! - a live instance whose job was started and is no longer running → `failed` (its domain,
+//!   if any, is then an orphan, below);
+//! - a domain with vrun's metadata and no live instance of its generation, for longer than
+//!   `orphan_grace` → salvaged: power button, wait for the guest to save, store the database
+//!   if the guest saved one and its generation is still the pair's newest, then destroy and
+//!   undefine it and remove its work directory;
+//! - domains without vrun's metadata are never touched.
+//!
+//! Every decision is logged with its reason and recorded in the instance's history.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vrun_proto::ViewerState;
+
+use crate::archives;
+use crate::hypervisor::VrunDomain;
+use crate::instances;
+use crate::launcher::JobProbe;
+use crate::monitor::Monitor;
+use crate::store::now_ms;
+
+/// What the sweeper remembers between sweeps.
+#[derive(Default)]
+pub struct SweepState {
+    /// Orphaned domains and when they were first seen orphaned.
+    orphans: Mutex<HashMap<String, Instant>>,
+    /// Domains being salvaged right now.
+    salvaging: Mutex<HashSet<String>>,
+}
+
+pub async fn run(m: Arc<Monitor>, wake: Arc<tokio::sync::Notify>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let st = Arc::new(SweepState::default());
+    let mut tick = tokio::time::interval(m.timing.sweep_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wake.notified() => {
+                // Let a burst of events settle into one sweep.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+        sweep_once(&m, &st).await;
+    }
+}
+
+fn deadline_reason(inst: &instances::Instance, t: &crate::monitor::Timing, now: i64) -> Option<String> {
+    let since = |ms: i64| Duration::from_millis((now - ms).max(0) as u64);
+    match inst.state {
+        ViewerState::Launching | ViewerState::Booting if since(inst.created_ms) > t.launch_deadline => Some(format!(
+            "stuck in {} for more than {} s",
+            inst.state,
+            t.launch_deadline.as_secs()
+        )),
+        ViewerState::Stopping if since(inst.updated_ms) > t.stop_deadline => {
+            Some(format!("stuck in stopping for more than {} s", t.stop_deadline.as_secs()))
+        }
+        _ => None,
+    }
+}
+
+pub async fn sweep_once(m: &Arc<Monitor>, st: &Arc<SweepState>) {
+    let Ok(live) = m.store.read(instances::all_live).await else { return };
+    let now = now_ms();
+    let launcher = Arc::clone(&m.launcher);
+    let probes: Vec<(instances::Instance, JobProbe)> = tokio::task::spawn_blocking(move || {
+        live.into_iter().map(|i| {
+            let p = launcher.probe(i.generation);
+            (i, p)
+        }).collect()
+    })
+    .await
+    .unwrap_or_default();
+    for (inst, probe) in probes {
+        if let Some(why) = deadline_reason(&inst, &m.timing, now) {
+            tracing::warn!(pair = %inst.pair, generation = inst.generation, reason = %why, "sweep: failing instance");
+            m.fail_generation(inst.generation, format!("sweep: {why}"), true).await;
+        } else if inst.job_started_ms.is_some() && probe == JobProbe::NotRunning {
+            let why = "its job exited without reporting a final state";
+            tracing::warn!(pair = %inst.pair, generation = inst.generation, reason = why, "sweep: failing instance");
+            m.fail_generation(inst.generation, format!("sweep: {why}"), false).await;
+        }
+    }
+
+    let hv = Arc::clone(&m.hypervisor);
+    let Ok(Ok(domains)) = tokio::task::spawn_blocking(move || hv.inventory()).await else {
+        tracing::debug!("sweep: hypervisor unreachable; domains not checked");
+        return;
+    };
+    let Ok(live_now) = m.store.read(instances::all_live).await else { return };
+    let live_gens: HashSet<i64> = live_now.iter().map(|i| i.generation).collect();
+    let orphans: Vec<VrunDomain> = domains.into_iter().filter(|d| !live_gens.contains(&d.generation)).collect();
+    let due: Vec<VrunDomain> = {
+        let mut seen = st.orphans.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|name, _| orphans.iter().any(|d| &d.name == name));
+        orphans
+            .into_iter()
+            .filter(|d| seen.entry(d.name.clone()).or_insert_with(Instant::now).elapsed() >= m.timing.orphan_grace)
+            .collect()
+    };
+    for d in due {
+        if !st.salvaging.lock().unwrap_or_else(|p| p.into_inner()).insert(d.name.clone()) {
+            continue;
+        }
+        let (m, st) = (Arc::clone(m), Arc::clone(st));
+        tokio::spawn(async move {
+            salvage(&m, &d).await;
+            st.salvaging.lock().unwrap_or_else(|p| p.into_inner()).remove(&d.name);
+            st.orphans.lock().unwrap_or_else(|p| p.into_inner()).remove(&d.name);
+        });
+    }
+}
+
+/// Power button, wait, keep what the guest saved, then remove the domain and its files.
+async fn salvage(m: &Arc<Monitor>, d: &VrunDomain) {
+    tracing::warn!(domain = %d.name, generation = d.generation, "sweep: domain has no live instance; salvaging and removing it");
+    let hv = Arc::clone(&m.hypervisor);
+    let (name, wait) = (d.name.clone(), m.timing.salvage_timeout);
+    let disk = tokio::task::spawn_blocking(move || {
+        if hv.is_running(&name) == Some(true) {
+            let _ = hv.shutdown(&name);
+            let end = Instant::now() + wait;
+            while hv.is_running(&name) == Some(true) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        hv.output_disk(&name)
+    })
+    .await
+    .ok()
+    .flatten();
+
+    let mut note = String::from("domain had no live instance; removed by the sweep");
+    if let Some(disk) = &disk {
+        match vrun_proto::outdisk::read_saved(disk) {
+            Ok(Some(saved)) => note = keep_salvaged(m, d, saved).await,
+            Ok(None) => note.push_str(" (its guest saved no database)"),
+            Err(e) => note.push_str(&format!(" (its saved database is corrupt and was not kept: {e})")),
+        }
+    }
+    let hv = Arc::clone(&m.hypervisor);
+    let name = d.name.clone();
+    match tokio::task::spawn_blocking(move || hv.remove(&name)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(domain = %d.name, error = %e, "sweep: cannot remove domain");
+            return;
+        }
+        Err(_) => return,
+    }
+    // The work directory is named after the domain; remove it only if that holds.
+    if let Some(dir) = disk.as_ref().and_then(|p| p.parent()) {
+        if dir.file_name().and_then(|n| n.to_str()) == Some(d.name.as_str()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    tracing::warn!(domain = %d.name, generation = d.generation, %note, "sweep: domain removed");
+    let generation = d.generation;
+    let _ = m
+        .store
+        .write(move |c| {
+            if let Some(inst) = instances::by_generation(c, generation)? {
+                instances::note(c, &inst, &note, now_ms())?;
+            }
+            Ok(())
+        })
+        .await;
+}
+
+/// Stores a salvaged database when its generation is still the pair's newest (an older one
+/// would replace newer work as "the newest version").
+async fn keep_salvaged(m: &Arc<Monitor>, d: &VrunDomain, saved: vrun_proto::outdisk::Saved) -> String {
+    let (pair, generation) = (d.pair.clone(), d.generation);
+    let newest = m.store.read(move |c| Ok(instances::latest(c, &pair)?.map(|i| i.generation))).await;
+    if newest.ok().flatten() != Some(generation) {
+        return "domain had no live instance; removed by the sweep (its database is older than the pair's newest run and was not kept)".into();
+    }
+    let path = archives::archive_path(&m.archive_dir, &d.pair, generation, &saved.sha256);
+    let (p2, bytes) = (path.clone(), saved.bytes);
+    let size = bytes.len();
+    if let Ok(Err(e)) | Err(e) = tokio::task::spawn_blocking(move || archives::write_file(&p2, &bytes)).await.map_err(|e| {
+        vrun_proto::RpcError::new(vrun_proto::FaultCode::Internal, e.to_string())
+    }) {
+        return format!("domain had no live instance; its database could not be written: {e}");
+    }
+    let (pair, sum, keep) = (d.pair.clone(), saved.sha256.clone(), m.archives_keep);
+    let dropped = m
+        .store
+        .write(move |c| {
+            let stored = archives::Stored { pair: &pair, generation, checksum: &sum, size, path: &path };
+            archives::record(c, &stored, keep, now_ms())
+        })
+        .await;
+    for old in dropped.unwrap_or_default() {
+        let _ = std::fs::remove_file(old);
+    }
+    format!("domain had no live instance; its database ({} bytes, sha256 {}) was salvaged; removed by the sweep", size, saved.sha256)
+}
