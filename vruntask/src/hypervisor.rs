@@ -37,19 +37,35 @@ pub trait Hypervisor: Send + Sync {
     fn undefine(&self, name: &str) -> Result<(), HvError>;
 }
 
+/// A libvirt connection that re-opens itself: libvirtd may be restarted while a viewer runs
+/// (QEMU keeps running meanwhile), and the run must still end in a proper teardown.
 pub struct Libvirt {
-    conn: Connect,
+    uri: String,
+    conn: std::sync::Mutex<Connect>,
 }
 
 impl Libvirt {
     pub fn connect(uri: &str) -> Result<Libvirt, HvError> {
         // libvirt prints every error to stderr by default; we report them ourselves.
         virt::error::clear_error_callback();
-        Ok(Libvirt { conn: Connect::open(Some(uri))? })
+        Ok(Libvirt { uri: uri.to_string(), conn: std::sync::Mutex::new(Connect::open(Some(uri))?) })
     }
 
-    fn lookup(&self, name: &str) -> Result<Option<Domain>, HvError> {
-        match self.conn.lookup_domain_by_name(name) {
+    /// Runs `f` on the connection; if it fails on a dead connection, re-opens it and tries once more.
+    fn with_conn<T>(&self, f: impl Fn(&Connect) -> Result<T, HvError>) -> Result<T, HvError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        match f(&conn) {
+            Err(e) if !conn.is_alive().unwrap_or(false) => {
+                tracing::debug!(uri = %self.uri, error = %e, "libvirt connection lost; reconnecting");
+                *conn = Connect::open(Some(&self.uri))?;
+                f(&conn)
+            }
+            other => other,
+        }
+    }
+
+    fn lookup(conn: &Connect, name: &str) -> Result<Option<Domain>, HvError> {
+        match conn.lookup_domain_by_name(name) {
             Ok(d) => Ok(Some(d)),
             Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => Ok(None),
             Err(e) => Err(e.into()),
@@ -59,40 +75,44 @@ impl Libvirt {
 
 impl Hypervisor for Libvirt {
     fn define_and_start(&self, xml: &str) -> Result<(), HvError> {
-        let dom = self.conn.define_domain_xml(xml)?;
-        if let Err(e) = dom.create() {
-            // Leave nothing behind when the start fails.
-            let _ = dom.undefine();
-            return Err(e.into());
-        }
-        Ok(())
+        self.with_conn(|conn| {
+            let dom = conn.define_domain_xml(xml)?;
+            if let Err(e) = dom.create() {
+                // Leave nothing behind when the start fails.
+                let _ = dom.undefine();
+                return Err(e.into());
+            }
+            Ok(())
+        })
     }
 
     fn state(&self, name: &str) -> Result<VmState, HvError> {
-        let Some(dom) = self.lookup(name)? else { return Ok(VmState::Missing) };
-        let (state, _) = dom.state()?;
-        Ok(match state.known() {
-            Some(DomainState::Shutoff) | Some(DomainState::Crashed) => VmState::Off,
-            _ => VmState::Running,
+        self.with_conn(|conn| {
+            let Some(dom) = Self::lookup(conn, name)? else { return Ok(VmState::Missing) };
+            let (state, _) = dom.state()?;
+            Ok(match state.known() {
+                Some(DomainState::Shutoff) | Some(DomainState::Crashed) => VmState::Off,
+                _ => VmState::Running,
+            })
         })
     }
 
     fn shutdown(&self, name: &str) -> Result<(), HvError> {
-        match self.lookup(name)? {
+        self.with_conn(|conn| match Self::lookup(conn, name)? {
             Some(dom) => Ok(dom.shutdown()?),
             None => Ok(()),
-        }
+        })
     }
 
     fn destroy(&self, name: &str) -> Result<(), HvError> {
-        match self.lookup(name)? {
+        self.with_conn(|conn| match Self::lookup(conn, name)? {
             Some(dom) if dom.is_active()? => Ok(dom.destroy()?),
             _ => Ok(()),
-        }
+        })
     }
 
     fn undefine(&self, name: &str) -> Result<(), HvError> {
-        match self.lookup(name)? {
+        self.with_conn(|conn| match Self::lookup(conn, name)? {
             Some(dom) => {
                 if dom.is_active()? {
                     dom.destroy()?;
@@ -100,6 +120,6 @@ impl Hypervisor for Libvirt {
                 Ok(dom.undefine()?)
             }
             None => Ok(()),
-        }
+        })
     }
 }

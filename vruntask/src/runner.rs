@@ -186,6 +186,8 @@ async fn watch_inner(
     let boot_deadline = Instant::now() + opts.boot_timeout;
     let beat_every = Duration::from_secs(job.heartbeat_secs.max(1));
     let mut next_beat = Instant::now();
+    // libvirtd may be down for a while (QEMU runs on): say so once, not four times a second.
+    let mut hv_down = false;
     loop {
         for ev in tail.poll() {
             tracing::info!(?ev, "guest event");
@@ -205,11 +207,17 @@ async fn watch_inner(
                 _ => {}
             }
         }
-        match hv.state(name) {
-            Ok(VmState::Running) => {}
+        let state = hv.state(name);
+        match (&state, hv_down) {
+            (Err(e), false) => tracing::warn!(error = %e, "cannot read domain state; the viewer keeps serving"),
+            (Ok(_), true) => tracing::info!("libvirt answers again"),
+            _ => {}
+        }
+        hv_down = state.is_err();
+        match state {
+            Ok(VmState::Running) | Err(_) => {}
             Ok(VmState::Off) => return End::GuestOff,
             Ok(VmState::Missing) => return End::Failure("the VM's domain vanished".into()),
-            Err(e) => tracing::warn!(error = %e, "cannot read domain state"),
         }
         if !*ready && Instant::now() > boot_deadline {
             return End::Failure(format!("no VIEWERUP within {} s of boot", opts.boot_timeout.as_secs()));
