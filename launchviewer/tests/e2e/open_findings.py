@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""What a user does with the URL launchviewer printed: open it in headless Chromium.
+
+Usage: open_findings.py URL MIN_ROWS MESSAGE COMMENT SCREENSHOT
+  URL         the READY line's URL (http://127.0.0.1:P/proxy-<uuid>/projects/N)
+  MIN_ROWS    the findings table must list at least this many findings
+  MESSAGE     a finding message that must be listed; that finding is triaged
+  COMMENT     the triage comment (plain ASCII)
+  SCREENSHOT  PNG of the findings page after the triage
+
+As user alice (the front end's `Authorization: SWAMP alice` header, injected over CDP):
+load the page, check the rows, open the finding whose message is MESSAGE, set it to
+"false positive" with COMMENT through the form, reload to see it kept, screenshot the
+findings table. Prints `TRIAGED <finding id>` on success; exits non-zero with a message
+on the first failed expectation. Driven by launchviewer/tests/e2e_vm.rs; run it with
+/usr/bin/python3 (Debian's python3-selenium, chromium, chromium-driver).
+"""
+import shutil
+import sys
+import tempfile
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def browser(user_data_dir):
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--window-size=1400,1000", f"--user-data-dir={user_data_dir}"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+def main():
+    url, min_rows, message, comment, screenshot = sys.argv[1:6]
+    profile = tempfile.mkdtemp(prefix="e2e-chromium-")
+    driver = browser(profile)
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": "SWAMP alice"}})
+        driver.get(url)
+        links = driver.find_elements(By.CSS_SELECTOR, "#findings tr td.msg a")
+        if len(links) < int(min_rows):
+            body = driver.find_element(By.TAG_NAME, "body").text[:300]
+            fail(f"expected at least {min_rows} findings, the table has {len(links)}; page says: {body!r}")
+        target = [a for a in links if a.text == message]
+        if len(target) != 1:
+            fail(f"expected one finding {message!r}, found {len(target)}")
+        target[0].click()
+        wait.until(lambda d: "/findings/" in d.current_url)
+        finding_url = driver.current_url
+        finding_id = finding_url.rstrip("/").rsplit("/", 1)[1]
+
+        Select(driver.find_element(By.ID, "status")).select_by_value("false_positive")
+        box = driver.find_element(By.ID, "comment")
+        box.clear()
+        box.send_keys(comment)
+        driver.find_element(By.ID, "save").click()
+        wait.until(lambda d: "Last triaged by alice" in d.page_source)
+
+        driver.get(finding_url)  # a fresh load, not the POST's answer
+        chosen = Select(driver.find_element(By.ID, "status")).first_selected_option.get_attribute("value")
+        if chosen != "false_positive":
+            fail(f"status after reload is {chosen!r}")
+        if driver.find_element(By.ID, "comment").get_attribute("value") != comment:
+            fail("the comment was not kept")
+
+        driver.get(url)
+        statuses = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#findings td.status")]
+        if statuses.count("false_positive") != 1:
+            fail(f"the findings table shows statuses {statuses}")
+        driver.save_screenshot(screenshot)
+        print(f"TRIAGED {finding_id}")
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
