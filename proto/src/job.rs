@@ -80,6 +80,19 @@ impl JobSpec {
     }
 }
 
+/// `run.json` on the VM's configuration disk: what the viewer inside needs, as data (the
+/// viewer binary reads it; no shell ever does). vruntask writes it, the viewer validates it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunJson {
+    pub project: String,
+    pub viewer: String,
+    pub users: Vec<String>,
+    pub apikey: String,
+    pub urluuid: String,
+    pub port: u16,
+}
+
 /// `proxy-` followed by a lowercase hyphenated UUID.
 pub fn is_urluuid(s: &str) -> bool {
     let Some(u) = s.strip_prefix("proxy-") else { return false };

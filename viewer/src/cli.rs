@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::archive;
-use crate::config::{Config, Limits, RunJson};
+use crate::config::{load_run_json, Config, Limits};
 use crate::server::{shutdown_signal, ServeError, Server};
 
 pub const EXIT_RUNTIME: u8 = 1;
@@ -93,7 +93,7 @@ pub fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Check { config } => match RunJson::load(&config) {
+        Command::Check { config } => match load_run_json(&config) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => fail(EXIT_USAGE, e),
         },
@@ -112,7 +112,7 @@ pub fn main() -> ExitCode {
 fn serve_config(args: &ServeArgs) -> Result<(Config, SocketAddr), String> {
     let (config, port) = match &args.config {
         Some(path) => {
-            let run = RunJson::load(path).map_err(|e| e.to_string())?;
+            let run = load_run_json(path).map_err(|e| e.to_string())?;
             (Config::from_run_json(&run, args.data.clone()), run.port)
         }
         None => {

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 
 /// Why a configuration was refused. `viewer check` prints the message as its one line.
 #[derive(Debug, thiserror::Error)]
@@ -24,46 +23,33 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field, reason: reason.into() }
 }
 
-/// `run.json` exactly as vruntask writes it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunJson {
-    pub project: String,
-    pub viewer: String,
-    pub users: Vec<String>,
-    pub apikey: String,
-    pub urluuid: String,
-    pub port: u16,
+/// `run.json` exactly as vruntask writes it (the shape is part of the wire protocol).
+pub use vrun_proto::job::RunJson;
+
+/// Reads and validates a `run.json` file.
+pub fn load_run_json(path: &Path) -> Result<RunJson, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let run: RunJson = serde_json::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+    validate_run_json(&run)?;
+    Ok(run)
 }
 
-impl RunJson {
-    /// Reads and validates a `run.json` file.
-    pub fn load(path: &Path) -> Result<RunJson, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let run: RunJson = serde_json::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
-        run.validate()?;
-        Ok(run)
+/// Checks every field of a `run.json`; the first problem found is returned.
+pub fn validate_run_json(run: &RunJson) -> Result<(), ConfigError> {
+    validate_name("project", &run.project)?;
+    validate_name("viewer", &run.viewer)?;
+    validate_users(&run.users)?;
+    validate_apikey(&run.apikey)?;
+    validate_urluuid(&run.urluuid)?;
+    if run.port == 0 {
+        return Err(invalid("port", "must be 1-65535"));
     }
+    Ok(())
+}
 
-    /// Checks every field; the first problem found is returned.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_name("project", &self.project)?;
-        validate_name("viewer", &self.viewer)?;
-        validate_users(&self.users)?;
-        validate_apikey(&self.apikey)?;
-        validate_urluuid(&self.urluuid)?;
-        if self.port == 0 {
-            return Err(invalid("port", "must be 1-65535"));
-        }
-        Ok(())
-    }
-
-    /// The context path every URL of this viewer lives under: `/` + urluuid.
-    pub fn context(&self) -> String {
-        format!("/{}", self.urluuid)
-    }
+/// The context path every URL of this viewer lives under: `/` + urluuid.
+pub fn context_of(run: &RunJson) -> String {
+    format!("/{}", run.urluuid)
 }
 
 /// Limits that keep one upload from exhausting the VM. Documented in docs/viewer.md.
@@ -116,7 +102,7 @@ impl Config {
             project: run.project.clone(),
             users: run.users.clone(),
             apikey: run.apikey.clone(),
-            context: run.context(),
+            context: context_of(run),
             data_dir,
             limits: Limits::default(),
         }
@@ -209,8 +195,8 @@ mod tests {
     #[test]
     fn sample_is_valid_and_context_is_slash_urluuid() {
         let run = sample();
-        run.validate().unwrap();
-        assert_eq!(run.context(), "/proxy-0f8b8d7e-3c1a-4e5b-9a6d-2b7c8e9f0a1b");
+        validate_run_json(&run).unwrap();
+        assert_eq!(context_of(&run), "/proxy-0f8b8d7e-3c1a-4e5b-9a6d-2b7c8e9f0a1b");
     }
 
     #[test]
@@ -236,7 +222,7 @@ mod tests {
         for (field, spoil) in cases {
             let mut run = sample();
             spoil(&mut run);
-            match run.validate() {
+            match validate_run_json(&run) {
                 Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("expected {field} to be refused, got {other:?}"),
             }

@@ -9,22 +9,12 @@ use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::Path;
 
-use serde::Serialize;
 
 pub use vrun_proto::outdisk::{read_saved, write_saved, Saved};
 
 const MIB: u64 = 1 << 20;
 
-/// `run.json`: what the viewer inside the VM needs. The viewer refuses unknown fields.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunConfig {
-    pub project: String,
-    pub viewer: String,
-    pub users: Vec<String>,
-    pub apikey: String,
-    pub urluuid: String,
-    pub port: u16,
-}
+pub use vrun_proto::job::RunJson as RunConfig;
 
 fn append(builder: &mut tar::Builder<&mut File>, name: &str, size: u64, data: impl Read) -> std::io::Result<()> {
     let mut h = tar::Header::new_ustar();
