@@ -146,15 +146,9 @@ pub fn authorize(caller: &Caller, method: &str, params: &[Value]) -> Result<(), 
                 let Some(Value::Struct(members)) = params.first() else {
                     return Err(denied("a job's call must name its pair and generation".into()));
                 };
-                let s = |k: &str| match members.get(k) {
-                    Some(Value::String(v)) => Some(v.clone()),
-                    _ => None,
-                };
-                let g = match members.get("generation") {
-                    Some(Value::Integer(i)) => Some(i64::from(*i)),
-                    Some(Value::String(v)) => v.trim().parse().ok(),
-                    _ => None,
-                };
+                // Read exactly as the method's decoder will, so no client's encoding slips by.
+                let s = |k: &str| members.get(k).and_then(vrun_proto::value::lenient_str);
+                let g = members.get("generation").and_then(vrun_proto::value::lenient_int);
                 if s("project").as_deref() == Some(pair.project()) && s("viewer").as_deref() == Some(pair.viewer()) && g == Some(*generation) {
                     Ok(())
                 } else {

@@ -58,7 +58,7 @@ fn invalid_names_are_refused_and_nothing_is_stored() {
         // Unknown members, wrong types and missing members are faults too.
         let cases = [
             vrun_proto::value::StructBuilder::new().str("project", "p").str("viewer", "v").str("colour", "red").build(),
-            vrun_proto::value::StructBuilder::new().str("project", "p").int("viewer", 3).build(),
+            vrun_proto::value::StructBuilder::new().str("project", "p").bool("viewer", true).build(),
             vrun_proto::value::StructBuilder::new().str("project", "p").build(),
         ];
         for v in cases {

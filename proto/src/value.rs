@@ -88,22 +88,31 @@ fn missing(key: &str) -> RpcError {
     RpcError::invalid_params(format!("missing member {key}"))
 }
 
-fn value_str(key: &str, v: &Value) -> Result<String, RpcError> {
+/// A string member as every client sends it: Perl's RPC::XML sends a digit-only string (a
+/// numeric project name) as `<int>`.
+pub fn lenient_str(v: &Value) -> Option<String> {
     match v {
-        Value::String(s) => Ok(s.clone()),
-        _ => Err(RpcError::invalid_params(format!("member {key} must be a string"))),
+        Value::String(s) => Some(s.clone()),
+        Value::Integer(i) => Some(i.to_string()),
+        _ => None,
     }
 }
 
-fn value_int(key: &str, v: &Value) -> Result<i64, RpcError> {
+/// An integer member as every client sends it (Perl may send numbers as strings).
+pub fn lenient_int(v: &Value) -> Option<i64> {
     match v {
-        Value::Integer(i) => Ok(i64::from(*i)),
-        Value::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| RpcError::invalid_params(format!("member {key} must be an integer"))),
-        _ => Err(RpcError::invalid_params(format!("member {key} must be an integer"))),
+        Value::Integer(i) => Some(i64::from(*i)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
+}
+
+fn value_str(key: &str, v: &Value) -> Result<String, RpcError> {
+    lenient_str(v).ok_or_else(|| RpcError::invalid_params(format!("member {key} must be a string")))
+}
+
+fn value_int(key: &str, v: &Value) -> Result<i64, RpcError> {
+    lenient_int(v).ok_or_else(|| RpcError::invalid_params(format!("member {key} must be an integer")))
 }
 
 fn value_bool(key: &str, v: &Value) -> Result<bool, RpcError> {
