@@ -182,3 +182,28 @@ fn results_are_pushed_once_per_generation() {
         assert_eq!(err.fault_code(), Some(FaultCode::StaleGeneration));
     });
 }
+
+#[test]
+fn a_job_that_cannot_start_fails_its_instance_and_frees_the_pair() {
+    let env = Env::new();
+    // The job command is gone (a broken install).
+    std::fs::remove_file(env.tmp.path().join("fake-job")).unwrap();
+    let d = env.start(&[]);
+    let c = d.client();
+    let p = pair("nostart", "CodeDX");
+    runtime().block_on(async {
+        let g = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        let mut rec = c.viewer_status(&p).await.unwrap();
+        for _ in 0..100 {
+            if rec.state == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            rec = c.viewer_status(&p).await.unwrap();
+        }
+        assert_eq!(rec.state, "failed");
+        assert!(rec.reason.contains("could not be started") && rec.reason.contains("fake-job"), "{}", rec.reason);
+        let again = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap();
+        assert!(again.launched && again.generation > g, "the pair is free again");
+    });
+}
