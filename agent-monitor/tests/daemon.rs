@@ -167,3 +167,42 @@ fn credentials_and_roles_are_enforced() {
     assert!(log.contains("refused a call"), "{log}");
     assert!(!log.contains(admin_secret.trim()), "a secret reached the log");
 }
+
+#[test]
+fn status_shows_every_viewer_as_a_table_and_as_json() {
+    let env = Env::new();
+    let d = env.start(&[]);
+    let rt = runtime();
+    for p in ["statA", "statB"] {
+        let pair = Pair::new(p, "CodeDX").unwrap();
+        rt.block_on(d.client().launch_viewer(&vrun_proto::methods::LaunchViewer::new(pair))).unwrap();
+    }
+    let status = |json: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_agent-monitor"));
+        c.args(["status", "--url", &d.url, "--secret-file"]).arg(env.state_dir().join("secrets/admin.secret"));
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = status(false);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("PROJECT") && lines[0].contains("STATE") && lines[0].contains("ADDRESS"), "{table}");
+    assert!(lines.iter().any(|l| l.starts_with("statA") && l.contains("launching")), "{table}");
+    let rows: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["project"], "statB");
+    assert_eq!(rows[1]["state"], "launching");
+    // The daemon's own hypervisor in tests is libvirt's test driver, which has no such domain.
+    assert_eq!(rows[1]["domain_exists"], "no");
+    // Without the admin secret, status is refused with one line.
+    let out = Command::new(env!("CARGO_BIN_EXE_agent-monitor"))
+        .args(["status", "--url", &d.url, "--secret-file", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
