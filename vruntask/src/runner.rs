@@ -102,7 +102,6 @@ fn boot_of(platform: &Path, work: &WorkDir) -> Result<Boot, String> {
     Err(format!("platform {} does not exist", platform.display()))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_in(
     job: &JobSpec,
     pair: &Pair,
