@@ -186,7 +186,8 @@ impl Launcher for ProcessLauncher {
 }
 
 /// PIDs with an open descriptor on `lock` (the job and anything that inherited its lock).
-fn lock_holders(lock: &Path) -> Vec<i32> {
+/// Public for tests that look for a generation's job process.
+pub fn lock_holders(lock: &Path) -> Vec<i32> {
     let Ok(target) = lock.canonicalize() else { return Vec::new() };
     let me = std::process::id() as i32;
     let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };

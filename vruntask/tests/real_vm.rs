@@ -16,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+// PIDs holding a file open: a job holds its `g<N>.lock` for as long as it runs.
+use agent_monitor::launcher::lock_holders as holders;
 use vrun_proto::client::{AgentMonitorClient, Credentials};
 use vrun_proto::methods::{InstanceRecord, LaunchViewer};
 use vrun_proto::Pair;
@@ -66,22 +68,6 @@ fn all_domains() -> Vec<String> {
 fn domains_of(project: &str) -> Vec<String> {
     let prefix = format!("vrun-{project}-");
     all_domains().into_iter().filter(|d| d.starts_with(&prefix)).collect()
-}
-
-/// PIDs holding `path` open (a job holds its `g<N>.lock` for as long as it runs).
-fn holders(path: &Path) -> Vec<i32> {
-    let Ok(target) = path.canonicalize() else { return Vec::new() };
-    let me = std::process::id() as i32;
-    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
-    procs
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .map(|fds| fds.filter_map(|f| std::fs::read_link(f.ok()?.path()).ok()).any(|p| p == target))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 fn kill9(pid: i32) {
