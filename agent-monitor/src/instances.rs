@@ -274,8 +274,10 @@ pub fn set_address(conn: &Connection, generation: i64, address: Option<&str>, do
     Ok(())
 }
 
-pub fn extend_lease(conn: &Connection, generation: i64, until_ms: i64) -> Db<()> {
-    conn.prepare_cached("UPDATE instances SET lease_until_ms = max(lease_until_ms, ?2) WHERE generation = ?1")?
+/// Sets the lease exactly: a heartbeat buys `lease` from now, no more (a longer start grace
+/// must not outlive the job's first heartbeat).
+pub fn set_lease(conn: &Connection, generation: i64, until_ms: i64) -> Db<()> {
+    conn.prepare_cached("UPDATE instances SET lease_until_ms = ?2 WHERE generation = ?1")?
         .execute(params![generation, until_ms])?;
     Ok(())
 }

@@ -82,6 +82,7 @@ pub async fn run_with(
         secrets: Arc::clone(&secrets),
     };
     let monitor = Arc::new(Monitor {
+        salvaging: Default::default(),
         store,
         launcher,
         hypervisor,

@@ -34,6 +34,9 @@ pub struct Timing {
 }
 
 pub struct Monitor {
+    /// Domains being salvaged right now (by the sweep or after a lost lease), so that two
+    /// paths never power off and store the same domain at once.
+    pub salvaging: std::sync::Mutex<std::collections::HashSet<String>>,
     pub store: Store,
     pub launcher: Arc<dyn Launcher>,
     pub hypervisor: Arc<dyn crate::hypervisor::Hypervisor>,
@@ -75,25 +78,10 @@ impl Monitor {
             }
             Effect::CancelJob(generation) => {
                 self.launcher.cancel(generation, self.timing.cancel_grace);
-                // The job is gone; a VM it left behind must not outlive the lock it lost.
-                self.remove_domains_of(generation);
-            }
-        }
-    }
-
-    /// Destroys the domains (normally one) of a generation that no longer holds its pair.
-    pub fn remove_domains_of(&self, generation: i64) {
-        let domains = match self.hypervisor.inventory() {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(generation, error = %e, "cannot list domains; the sweep will retry");
-                return;
-            }
-        };
-        for d in domains.into_iter().filter(|d| d.generation == generation) {
-            match self.hypervisor.remove(&d.name) {
-                Ok(()) => tracing::warn!(generation, domain = %d.name, "destroyed the domain of an expired generation"),
-                Err(e) => tracing::error!(generation, domain = %d.name, error = %e, "cannot destroy domain"),
+                // The job is gone; a VM it left behind must not outlive the lock it lost. It is
+                // salvaged like any orphan: power button, keep its database, remove it.
+                let me = Arc::clone(self);
+                tokio::runtime::Handle::current().spawn(async move { crate::sweep::salvage_generation(&me, generation).await });
             }
         }
     }

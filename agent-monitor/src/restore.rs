@@ -39,11 +39,11 @@ pub async fn restore(m: &Arc<Monitor>) -> Result<(), RpcError> {
                 };
                 match probe {
                     JobProbe::Running => {
-                        instances::extend_lease(c, generation, now + lease_ms)?;
+                        instances::set_lease(c, generation, now + lease_ms)?;
                         adopted += 1;
                     }
                     JobProbe::NotRunning if inst.job_started_ms.is_none() && inst.state == ViewerState::Launching => {
-                        instances::extend_lease(c, generation, now + defaults.start_grace_ms)?;
+                        instances::set_lease(c, generation, now + defaults.start_grace_ms)?;
                         effects.push(Effect::StartJob(Box::new(instances::job_spec(&inst, &defaults))));
                         started += 1;
                     }

@@ -32,8 +32,6 @@ use crate::store::now_ms;
 pub struct SweepState {
     /// Orphaned domains and when they were first seen orphaned.
     orphans: Mutex<HashMap<String, Instant>>,
-    /// Domains being salvaged right now.
-    salvaging: Mutex<HashSet<String>>,
 }
 
 pub async fn run(m: Arc<Monitor>, wake: Arc<tokio::sync::Notify>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -87,7 +85,8 @@ pub async fn sweep_once(m: &Arc<Monitor>, st: &Arc<SweepState>) {
         } else if inst.job_started_ms.is_some() && probe == JobProbe::NotRunning {
             let why = "its job exited without reporting a final state";
             tracing::warn!(pair = %inst.pair, generation = inst.generation, reason = why, "sweep: failing instance");
-            m.fail_generation(inst.generation, format!("sweep: {why}"), false).await;
+            // "Cancelling" a dead job only salvages the VM it left behind.
+            m.fail_generation(inst.generation, format!("sweep: {why}"), true).await;
         }
     }
 
@@ -108,16 +107,37 @@ pub async fn sweep_once(m: &Arc<Monitor>, st: &Arc<SweepState>) {
             .collect()
     };
     for d in due {
-        if !st.salvaging.lock().unwrap_or_else(|p| p.into_inner()).insert(d.name.clone()) {
-            continue;
-        }
         let (m, st) = (Arc::clone(m), Arc::clone(st));
         tokio::spawn(async move {
-            salvage(&m, &d).await;
-            st.salvaging.lock().unwrap_or_else(|p| p.into_inner()).remove(&d.name);
+            salvage_once(&m, &d).await;
             st.orphans.lock().unwrap_or_else(|p| p.into_inner()).remove(&d.name);
         });
     }
+}
+
+/// Salvages the domains of a generation that just lost its pair (its lease ran out, its job
+/// died), without waiting for the orphan grace: nothing will ever claim them.
+pub async fn salvage_generation(m: &Arc<Monitor>, generation: i64) {
+    let hv = Arc::clone(&m.hypervisor);
+    let domains = match tokio::task::spawn_blocking(move || hv.inventory()).await {
+        Ok(Ok(d)) => d,
+        _ => {
+            tracing::warn!(generation, "cannot list domains; the sweep will find this generation's VM later");
+            return;
+        }
+    };
+    for d in domains.into_iter().filter(|d| d.generation == generation) {
+        salvage_once(m, &d).await;
+    }
+}
+
+/// [`salvage`], unless another path is already salvaging the same domain.
+async fn salvage_once(m: &Arc<Monitor>, d: &VrunDomain) {
+    if !m.salvaging.lock().unwrap_or_else(|p| p.into_inner()).insert(d.name.clone()) {
+        return;
+    }
+    salvage(m, d).await;
+    m.salvaging.lock().unwrap_or_else(|p| p.into_inner()).remove(&d.name);
 }
 
 /// Power button, wait, keep what the guest saved, then remove the domain and its files.

@@ -24,7 +24,7 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
             if inst.state.is_terminal() {
                 return Ok(false);
             }
-            instances::extend_lease(c, inst.generation, now_ms() + lease_ms)?;
+            instances::set_lease(c, inst.generation, now_ms() + lease_ms)?;
             Ok(inst.state != ViewerState::Stopping)
         })
         .await?;

@@ -56,6 +56,6 @@ fn decide(c: &Connection, req: &SetViewerState, defaults: &JobDefaults, lease_ms
         instances::transition(c, &mut inst, req.state, &reason, now)?;
     }
     // A report is as good as a heartbeat.
-    instances::extend_lease(c, inst.generation, now + lease_ms)?;
+    instances::set_lease(c, inst.generation, now + lease_ms)?;
     Ok(Vec::new())
 }
