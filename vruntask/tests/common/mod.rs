@@ -107,13 +107,16 @@ pub struct Harness {
     pub url: String,
     pub projects: Vec<String>,
     pub t0: Instant,
+    /// How the daemon was started, to start it again on the same state directory.
+    flags: Vec<String>,
+    env: Vec<(String, String)>,
+    port: u16,
 }
 
 impl Harness {
     /// Starts agent-monitor with `flags` (lease and timing) and `env` (VRUN_* for its jobs).
     pub fn start(flags: &[&str], env: &[(&str, &str)]) -> Harness {
-        let am = agent_monitor_bin();
-        let image = image_dir();
+        image_dir();
         // QEMU runs as libvirt-qemu: it must be able to traverse down to the job's work dir.
         let parent = bin_dir().parent().unwrap().join("test-work");
         std::fs::create_dir_all(&parent).unwrap();
@@ -124,35 +127,58 @@ impl Harness {
         std::fs::create_dir(&work).unwrap();
         std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o711)).unwrap();
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("agent-monitor.log")).unwrap();
-        let mut cmd = Command::new(am);
+        let mut h = Harness {
+            dir,
+            daemon: None,
+            url: format!("http://127.0.0.1:{port}/RPC2"),
+            projects: Vec::new(),
+            t0: Instant::now(),
+            flags: flags.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            port,
+        };
+        h.spawn_daemon();
+        h
+    }
+
+    /// Starts agent-monitor on this harness's state directory and port; waits until it serves.
+    pub fn spawn_daemon(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent-monitor.log")).unwrap();
+        let served_before = self.daemon_log().matches("serving XML-RPC").count();
+        let mut cmd = Command::new(agent_monitor_bin());
         cmd.args(["serve", "--state-dir"])
-            .arg(dir.path().join("state"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--libvirt-uri", URI, "--job-command"])
+            .arg(self.state())
+            .args(["--listen", &format!("127.0.0.1:{}", self.port), "--libvirt-uri", URI, "--job-command"])
             .arg(env!("CARGO_BIN_EXE_vruntask"))
             .arg("--platform")
-            .arg(&image)
-            .args(flags)
+            .arg(image_dir())
+            .args(&self.flags)
             .env("VRUN_LIBVIRT_URI", URI)
-            .env("VRUN_WORK_ROOT", &work)
-            .env("VRUN_RUNTIME_DIR", dir.path().join("run"))
+            .env("VRUN_WORK_ROOT", self.work_root())
+            .env("VRUN_RUNTIME_DIR", self.dir.path().join("run"))
             // KVM exists on the development machines but guests hang under it.
             .env("VRUN_ACCEL", std::env::var("VRUN_ACCEL").unwrap_or_else(|_| "tcg".into()))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        for (k, v) in env {
+        for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawn agent-monitor");
-        let h = Harness { dir, daemon: Some(child), url: format!("http://127.0.0.1:{port}/RPC2"), projects: Vec::new(), t0: Instant::now() };
+        self.daemon = Some(cmd.spawn().expect("spawn agent-monitor"));
         let end = Instant::now() + Duration::from_secs(30);
-        while !h.daemon_log().contains("serving XML-RPC") {
-            assert!(Instant::now() < end, "agent-monitor did not start:\n{}", h.daemon_log());
+        while self.daemon_log().matches("serving XML-RPC").count() <= served_before {
+            assert!(Instant::now() < end, "agent-monitor did not start:\n{}", self.daemon_log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        h
+    }
+
+    /// `kill -9` of agent-monitor (its jobs and their VMs keep running).
+    pub fn kill9_daemon(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
     }
 
     /// A pair with a project name no other test (or earlier run) uses.
