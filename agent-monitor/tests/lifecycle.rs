@@ -207,3 +207,31 @@ fn a_job_that_cannot_start_fails_its_instance_and_frees_the_pair() {
         assert!(again.launched && again.generation > g, "the pair is free again");
     });
 }
+
+#[test]
+fn vruntask_refuses_a_malformed_job_in_one_line_and_frees_the_pair() {
+    let env = Env::new();
+    let d = env.start(&[]);
+    let c = d.client();
+    let p = pair("badjob", "CodeDX");
+    let g = runtime().block_on(c.launch_viewer(&LaunchViewer::new(p.clone()))).unwrap().generation;
+    let jobs = env.wait_launches(1, Duration::from_secs(20));
+    // The real job file, damaged: an apikey that is not 64 hex digits.
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&jobs[0].1).unwrap()).unwrap();
+    v["apikey"] = serde_json::json!("$(reboot)");
+    let bad = env.tmp.path().join("bad-job.json");
+    std::fs::write(&bad, serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = std::process::Command::new(common::workspace_bin("vruntask")).arg("run").arg(&bad).env("VRUN_ACCEL", "tcg").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "exit code 2 = bad job");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains("apikey"), "{err}");
+    let rec = runtime().block_on(c.viewer_status(&p)).unwrap();
+    assert_eq!((rec.generation, rec.state.as_str()), (g, "failed"));
+    assert!(rec.reason.contains("vruntask refused its job"), "{}", rec.reason);
+    // Not even JSON: still one line and exit 2, and nothing to report to.
+    std::fs::write(&bad, b"\xff\xfe not json").unwrap();
+    let out = std::process::Command::new(common::workspace_bin("vruntask")).arg("run").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
