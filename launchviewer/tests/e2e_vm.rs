@@ -250,6 +250,9 @@ fn wait_that_runs_out_on_a_cold_pair_is_an_error() {
     stack.abort(&p, V);
     let rec = stack.wait_terminal(&p, V, g);
     log_step(t0, &format!("g{g} after the abort: {} ({})", rec.state, rec.reason));
+    if rec.state != "stopped" {
+        eprintln!("the aborted start did not end `stopped`:\n{}", stack.diagnostics());
+    }
     stack.wait_job_exit(g);
     assert_eq!(stack.job_files(), [format!("g{g}.json")]);
     stack.finish();
