@@ -22,8 +22,7 @@ use vrun_proto::{FaultCode, RpcError};
 
 use crate::auth::{self, Secrets};
 
-/// Deepest `<array>`/`<struct>` nesting accepted. Real calls nest two or three levels.
-pub const MAX_NESTING: usize = 32;
+pub use vrun_proto::value::{nesting_depth, MAX_NESTING};
 
 pub struct Rpc {
     handlers: HashMap<&'static str, Box<dyn Handler>>,
@@ -105,36 +104,5 @@ async fn endpoint(
             let code = FaultCode::from_code(f.code()).unwrap_or(FaultCode::Internal);
             fault(RpcError::new(code, f.string()))
         }
-    }
-}
-
-/// Deepest nesting of `<array>` and `<struct>` elements, found without parsing, so that a
-/// hostile body cannot drive the recursive XML-RPC parser into a stack overflow.
-pub fn nesting_depth(text: &str) -> usize {
-    let (mut depth, mut max) = (0usize, 0usize);
-    let b = text.as_bytes();
-    let mut i = 0;
-    while let Some(off) = b[i..].iter().position(|&c| c == b'<') {
-        let rest = &b[i + off + 1..];
-        if rest.starts_with(b"array") || rest.starts_with(b"struct") {
-            depth += 1;
-            max = max.max(depth);
-        } else if rest.starts_with(b"/array") || rest.starts_with(b"/struct") {
-            depth = depth.saturating_sub(1);
-        }
-        i += off + 1;
-    }
-    max
-}
-
-#[cfg(test)]
-mod tests {
-    use super::nesting_depth;
-
-    #[test]
-    fn measures_nesting() {
-        assert_eq!(nesting_depth("<params><param><value><string>x</string></value></param></params>"), 0);
-        assert_eq!(nesting_depth("<array><data><value><struct></struct></value></data></array>"), 2);
-        assert_eq!(nesting_depth(&"<array>".repeat(100)), 100);
     }
 }
