@@ -29,6 +29,8 @@ enum End {
 }
 
 const TICK: Duration = Duration::from_millis(250);
+/// How often the power button is pressed again while the guest has not powered off.
+const PRESS_AGAIN: Duration = Duration::from_secs(5);
 
 pub async fn run(
     job: JobSpec,
@@ -324,6 +326,31 @@ impl Vm<'_> {
         }
     }
 
+    /// Presses the power button and waits up to `stop_timeout` for the guest to save its
+    /// database and power off. The press is repeated every few seconds (one that arrives
+    /// before the guest's acpid runs is lost), and the job keeps heartbeating meanwhile: a
+    /// save that takes longer than the lease must not get the VM reaped.
+    async fn power_off_gracefully(&self) {
+        let Vm { name, opts, hv, rep, job, .. } = self;
+        let deadline = Instant::now() + opts.stop_timeout;
+        let beat_every = Duration::from_secs(job.heartbeat_secs.max(1));
+        let (mut next_press, mut next_beat) = (Instant::now(), Instant::now() + beat_every);
+        while matches!(hv.state(name), Ok(VmState::Running)) && Instant::now() < deadline {
+            if Instant::now() >= next_press {
+                if let Err(e) = hv.shutdown(name) {
+                    tracing::warn!(error = %e, "ACPI shutdown refused");
+                }
+                next_press = Instant::now() + PRESS_AGAIN;
+            }
+            if Instant::now() >= next_beat {
+                // The answer is moot (we are stopping either way); the lease is what counts.
+                let _ = rep.heartbeat().await;
+                next_beat = Instant::now() + beat_every;
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    }
+
     /// Every path ends here: power button, wait, destroy if needed, save, store, undefine, report.
     async fn teardown(&self, end: End, was_ready: bool) -> Exit {
         let Vm {
@@ -342,13 +369,7 @@ impl Vm<'_> {
             _ => None,
         };
         if matches!(hv.state(name), Ok(VmState::Running)) {
-            if let Err(e) = hv.shutdown(name) {
-                tracing::warn!(error = %e, "ACPI shutdown refused");
-            }
-            let deadline = Instant::now() + opts.stop_timeout;
-            while matches!(hv.state(name), Ok(VmState::Running)) && Instant::now() < deadline {
-                tokio::time::sleep(TICK).await;
-            }
+            self.power_off_gracefully().await;
             if matches!(hv.state(name), Ok(VmState::Running)) {
                 tracing::warn!(
                     domain = name,
