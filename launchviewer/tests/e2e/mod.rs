@@ -74,22 +74,8 @@ pub fn domains_of(project: &str) -> Vec<String> {
         .collect()
 }
 
-/// PIDs other than ours holding `path` open (a job holds its `g<N>.lock` while it runs).
-fn holders(path: &Path) -> Vec<i32> {
-    let Ok(target) = path.canonicalize() else { return Vec::new() };
-    let me = std::process::id() as i32;
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .map(|fds| fds.filter_map(|f| std::fs::read_link(f.ok()?.path()).ok()).any(|p| p == target))
-                .unwrap_or(false)
-        })
-        .collect()
-}
+// PIDs holding a file open: a job holds its `g<N>.lock` for as long as it runs.
+use agent_monitor::launcher::lock_holders as holders;
 
 fn names_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
