@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use vrun_proto::RpcError;
-
 use crate::instances::{self, Effect, JobDefaults};
 use crate::launcher::Launcher;
 use crate::store::{now_ms, Store};
@@ -105,6 +103,3 @@ impl Monitor {
         }
     }
 }
-
-/// Shorthand for handlers: a store failure is already an `RpcError`.
-pub type RpcResult<T> = Result<T, RpcError>;
