@@ -11,7 +11,7 @@ use crate::monitor::Monitor;
 
 pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = IsViewerAvailable::from_params(&params)?;
-    let live = m.store.read(move |c| instances::live(c, &req.pair)).await?;
+    let live = m.store.read_point(|c| instances::live(c, &req.pair))?;
     let reply = match live {
         None => Availability::default(),
         Some(i) => Availability {

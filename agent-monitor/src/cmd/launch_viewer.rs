@@ -15,8 +15,7 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
     let req = LaunchViewer::from_params(&params)?;
     // Most calls find the viewer already held: answer those from a read connection without
     // queueing behind writes. A committed live instance is the truth, so this is safe.
-    let pair = req.pair.clone();
-    if let Some(inst) = m.store.read(move |c| instances::live(c, &pair)).await? {
+    if let Some(inst) = m.store.read_point(|c| instances::live(c, &req.pair))? {
         if inst.state != ViewerState::Stopping {
             return Ok(held(&inst).to_value());
         }

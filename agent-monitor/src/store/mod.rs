@@ -113,6 +113,15 @@ impl Store {
         tokio::task::spawn_blocking(move || store.read_blocking(f)).await.map_err(internal)?
     }
 
+    /// Runs a point read (one indexed lookup, tens of microseconds) on a read connection
+    /// right here on the async worker, without the hop to the blocking pool that
+    /// [`Store::read`] pays (a thread wake-up and a context switch each way, which cost more
+    /// than the lookup: see docs/performance.md). Only for short reads: a WAL reader never
+    /// waits for the writer. Scans and anything long go through [`Store::read`].
+    pub fn read_point<T>(&self, f: impl FnOnce(&Connection) -> Db<T>) -> Result<T, RpcError> {
+        self.read_blocking(f)
+    }
+
     pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Db<T>) -> Result<T, RpcError> {
         let pooled = self.readers.lock().map_err(internal)?.pop();
         let conn = match pooled {
