@@ -4,26 +4,28 @@
 //! [`ProcessLauncher`] runs `vruntask run <job file>` as a detached local process.
 //!
 //! Liveness without PIDs: before spawning, the launcher takes an exclusive lock on
-//! `jobs/g<generation>.lock` and hands the locked descriptor to the child (fd
+//! `jobs/g<generation>.lock` and hands the locked descriptor to the child (its number in
 //! `VRUN_JOB_LOCK_FD`), then closes its own copy. The lock is therefore held from before the
 //! spawn until the job and everything that inherited the descriptor have exited. "Is the lock
 //! held?" answers "is a job for this generation running?" across agent-monitor restarts,
 //! with no PID-reuse races, and a second start of the same generation is impossible.
+//!
+//! Cost: jobs are spawned with `posix_spawn` (no `pre_exec`, so std need not `fork` the whole
+//! daemon for each job), in a process group of their own, and one reaper thread waits for all
+//! of them (a thread per job cost ~16 KB each and made every later spawn slower).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use vrun_proto::job::JobSpec;
 
 /// Environment variable naming the inherited lock descriptor.
 pub const LOCK_FD_ENV: &str = "VRUN_JOB_LOCK_FD";
-/// The descriptor number the lock is placed at in the child.
-const CHILD_LOCK_FD: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -58,12 +60,14 @@ pub struct ProcessLauncher {
     /// (Serialising starts made every launch wait for the previous job's fork and exec:
     /// about 20 job starts/s on a loaded machine, see docs/performance.md.)
     guard: RwLock<()>,
+    /// Held around one spawn, the only moment a job lock descriptor is inheritable.
+    spawn_window: Mutex<()>,
 }
 
 impl ProcessLauncher {
     pub fn new(jobs_dir: PathBuf, command: PathBuf) -> std::io::Result<ProcessLauncher> {
         std::fs::create_dir_all(&jobs_dir)?;
-        Ok(ProcessLauncher { jobs_dir, command, guard: RwLock::new(()) })
+        Ok(ProcessLauncher { jobs_dir, command, guard: RwLock::new(()), spawn_window: Mutex::new(()) })
     }
 
     pub fn job_file(&self, generation: i64) -> PathBuf {
@@ -113,46 +117,27 @@ impl Launcher for ProcessLauncher {
         let mut cmd = std::process::Command::new(&self.command);
         cmd.arg("run")
             .arg(&job_file)
-            .env(LOCK_FD_ENV, CHILD_LOCK_FD.to_string())
+            .env(LOCK_FD_ENV, lock_fd.to_string())
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(move || {
-                // Own session: the job outlives agent-monitor and its terminal.
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // dup2 clears close-on-exec on the new descriptor; when the lock already sits
-                // at that number dup2 is a no-op, so clear the flag by hand.
-                if lock_fd == CHILD_LOCK_FD {
-                    if libc::fcntl(lock_fd, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(lock_fd, CHILD_LOCK_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
-            command: self.command.display().to_string(),
-            source,
-        })?;
+        // Its own process group: signals for agent-monitor's group (a terminal's Ctrl-C, a
+        // service manager's stop) do not reach the job, which must outlive the daemon.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = {
+            // The only moment a job lock is inheritable; no other job may be spawned meanwhile
+            // or it would inherit this lock too.
+            let _window = self.spawn_window.lock().unwrap_or_else(|p| p.into_inner());
+            set_cloexec(lock_fd, false).map_err(|source| LaunchError::Spawn { command: "fcntl".into(), source })?;
+            let spawned = cmd.spawn();
+            let _ = set_cloexec(lock_fd, true);
+            spawned.map_err(|source| LaunchError::Spawn { command: self.command.display().to_string(), source })?
+        };
         // Unlocking would release the child's lock too (same open file description): keep the
         // lock, just close our descriptor when `lock` drops.
         std::mem::forget(held);
         tracing::info!(generation = spec.generation, pid = child.id(), job = %job_file.display(), "job started");
-        // Reap the child when it exits so it never lingers as a zombie.
-        std::thread::Builder::new()
-            .name(format!("job-g{}", spec.generation))
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let _ = child.wait();
-            })
-            .map_err(|source| LaunchError::Spawn { command: "reaper thread".into(), source })?;
+        reaper::adopt(child);
         Ok(())
     }
 
@@ -204,4 +189,58 @@ pub fn lock_holders(lock: &Path) -> Vec<i32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+fn set_cloexec(fd: i32, on: bool) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor this function's caller owns.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) };
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// One thread reaps every job agent-monitor started, so none lingers as a zombie. Jobs are
+/// the daemon's only children, so waiting for any child is waiting for a job.
+mod reaper {
+    use std::sync::{Condvar, Mutex, OnceLock};
+
+    struct Reaper {
+        running: Mutex<usize>,
+        more: Condvar,
+    }
+
+    fn reaper() -> &'static Reaper {
+        static R: OnceLock<Reaper> = OnceLock::new();
+        R.get_or_init(|| {
+            let _ = std::thread::Builder::new().name("job-reaper".into()).spawn(reap);
+            Reaper { running: Mutex::new(0), more: Condvar::new() }
+        })
+    }
+
+    /// Hands a started job to the reaper (its `Child` handle is not needed any more).
+    pub fn adopt(child: std::process::Child) {
+        drop(child);
+        let r = reaper();
+        *r.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        r.more.notify_one();
+    }
+
+    fn reap() {
+        let r = reaper();
+        loop {
+            {
+                let mut n = r.running.lock().unwrap_or_else(|p| p.into_inner());
+                while *n == 0 {
+                    n = r.more.wait(n).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+            let mut status = 0;
+            // SAFETY: waitpid for any child; jobs are the daemon's only children.
+            let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+            let mut n = r.running.lock().unwrap_or_else(|p| p.into_inner());
+            if pid > 0 {
+                *n = n.saturating_sub(1);
+            } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+                *n = 0;
+            }
+        }
+    }
 }
