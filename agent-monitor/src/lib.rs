@@ -102,7 +102,15 @@ pub async fn run_with(
         archive_dir: cfg.sub("archives"),
         archives_keep: cfg.archives_keep,
     });
-    restore::restore(&monitor).await?;
+    restore::renew_leases(&monitor).await?;
+    let restorer = {
+        let m = Arc::clone(&monitor);
+        tokio::spawn(async move {
+            if let Err(e) = restore::restore(&m).await {
+                tracing::error!(error = %e, "start-up repair failed; the sweep will retry what it can");
+            }
+        })
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reaper = tokio::spawn(reaper::run(Arc::clone(&monitor), stop_rx.clone()));
@@ -118,6 +126,7 @@ pub async fn run_with(
         .with_graceful_shutdown(shutdown)
         .await?;
     let _ = stop_tx.send(true);
+    let _ = restorer.await;
     let _ = reaper.await;
     let _ = sweeper.await;
     let _ = idler.await;

@@ -28,7 +28,12 @@ fn agent_monitor_killed_during_a_boot_adopts_the_vm() {
     std::thread::sleep(Duration::from_secs(2));
     h.spawn_daemon();
     step(h.t0, "agent-monitor restarted");
-    assert!(h.daemon_log().contains("adopted=1"), "{}", h.daemon_log());
+    // The start-up repair runs beside the first requests; wait for its verdict.
+    let end = Instant::now() + Duration::from_secs(30);
+    while !h.daemon_log().contains("adopted=1") {
+        assert!(Instant::now() < end, "the booting VM's job was not adopted:\n{}", h.daemon_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     runtime().block_on(async {
         let rec = h.wait_state(&pair, 1, "ready").await;
         assert_eq!(rec.generation, 1, "the same generation, not a relaunch");
