@@ -16,7 +16,7 @@ use vrun_proto::methods::Availability;
 
 use crate::input::Input;
 use crate::progress::Progress;
-use crate::POLL_EVERY;
+use crate::Pacer;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -211,6 +211,7 @@ impl CodeDx {
         // merges by fingerprint: harmless, so the POST is retried like the rest.
         let job = self.retry("accept the upload", deadline, || self.start_import(project, input)).await?;
         progress.state(&format!("importing (job {job})"));
+        let mut pacer = Pacer::default();
         loop {
             let j = self.retry("report the import job", deadline, || self.job(&job)).await?;
             match j.status.as_str() {
@@ -221,14 +222,15 @@ impl CodeDx {
                 "failed" => return Err(CodeDxError::ImportFailed(j.message)),
                 _ => {}
             }
-            if Instant::now() + POLL_EVERY > deadline {
+            let pause = pacer.pause();
+            if Instant::now() + pause > deadline {
                 return Err(CodeDxError::TimedOut {
                     address: self.address.clone(),
                     what: "finish the import",
                     last: format!("job {job} is still {}", j.status),
                 });
             }
-            tokio::time::sleep(POLL_EVERY).await;
+            tokio::time::sleep(pause).await;
         }
     }
 }

@@ -42,9 +42,32 @@ use crate::push::PushError;
 /// upload so a click never hangs the stored procedure for long.
 pub const UPLOAD_BUDGET_WITHOUT_WAIT: Duration = Duration::from_secs(30);
 
-/// How often agent-monitor is asked again while waiting: its answers come from a read
-/// connection, so a quick poll costs little and shortens the wait a user sees.
+/// How often agent-monitor (or the viewer's import job) is asked again while waiting, at
+/// most: its answers are cheap, so a quick poll shortens the wait a user sees.
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// Poll pauses that start short and double up to [`POLL_EVERY`]: most waits end soon after
+/// they begin (an import of a few MB takes a fraction of a second; a VM reports ready just
+/// after its viewer listens), and a fixed 250 ms pause added up to half a second to a View.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    next: Duration,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer { next: Duration::from_millis(20) }
+    }
+}
+
+impl Pacer {
+    /// The pause before the next poll.
+    pub fn pause(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(POLL_EVERY);
+        now
+    }
+}
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "launchviewer", version, about = "Start (or find) a project's viewer, push results into it, print its URL")]

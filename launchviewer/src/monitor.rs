@@ -13,7 +13,7 @@ use vrun_proto::methods::{Availability, ClaimPush, InstanceRecord, LaunchReply, 
 use vrun_proto::{FaultCode, Pair, RpcError};
 
 use crate::progress::Progress;
-use crate::POLL_EVERY;
+use crate::Pacer;
 
 /// No single call may hang a click: agent-monitor answers in milliseconds when healthy.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -134,6 +134,7 @@ impl Monitor {
         // The generation being followed, and the one a relaunch was last asked for.
         let mut watching = avail.generation;
         let mut asked_for: Option<i64> = None;
+        let mut pacer = Pacer::default();
         loop {
             if avail.ready {
                 progress.state(&format!("viewer ready at {}", avail.address));
@@ -159,11 +160,12 @@ impl Monitor {
             let Some(deadline) = deadline else {
                 return Ok(Waited::Launching { state: avail.state, generation: avail.generation });
             };
-            if Instant::now() + POLL_EVERY > deadline {
+            let pause = pacer.pause();
+            if Instant::now() + pause > deadline {
                 let state = if avail.state.is_empty() { "none".to_owned() } else { avail.state };
                 return Err(MonitorError::NotReady { secs: wait.unwrap_or_default().as_secs(), state });
             }
-            tokio::time::sleep(POLL_EVERY).await;
+            tokio::time::sleep(pause).await;
             avail = match self.available(pair).await {
                 Ok(a) => a,
                 // agent-monitor restarting mid-wait is survivable: it keeps its state.
