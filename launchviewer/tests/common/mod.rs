@@ -186,8 +186,8 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        // No new jobs once the daemon is gone; then each job is its own session and process
-        // group (agent-monitor setsid()s it) with its viewer in it: one kill takes both.
+        // No new jobs once the daemon is gone; then each job leads a process group of its own
+        // (agent-monitor starts it so) with its viewer in it: one kill takes both.
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
         for (pid, _) in self.settled_launches() {

@@ -193,7 +193,7 @@ def wait_launches(logfile, n, within):
 
 
 def kill_jobs(logfile):
-    # Each job runs in its own session: its pid is its process group.
+    # Each job runs in its own process group, led by the job: its pid is the group id.
     for pid, _ in launches(logfile):
         stop(int(pid), group=True)
 
