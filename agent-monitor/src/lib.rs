@@ -82,6 +82,7 @@ pub async fn run_with(
         secrets: Arc::clone(&secrets),
     };
     let monitor = Arc::new(Monitor {
+        starter: Default::default(),
         salvaging: Default::default(),
         store,
         launcher,

@@ -32,6 +32,8 @@ pub struct Timing {
 }
 
 pub struct Monitor {
+    /// Where job starts are queued (see [`Monitor::apply`]).
+    pub starter: std::sync::OnceLock<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
     /// Domains being salvaged right now (by the sweep or after a lost lease), so that two
     /// paths never power off and store the same domain at once.
     pub salvaging: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -46,11 +48,45 @@ pub struct Monitor {
 
 impl Monitor {
     /// Carries out effects in the background; failures are recorded on the instance.
+    ///
+    /// Job starts go to one dedicated thread, in order: spawns are serialised anyway (see
+    /// launcher.rs), and handing thousands of them to tokio's blocking pool grew it to 512
+    /// threads (most of the daemon's memory) and made reads wait behind them.
     pub fn apply(self: &Arc<Self>, effects: Vec<Effect>) {
         for effect in effects {
             let me = Arc::clone(self);
-            tokio::task::spawn_blocking(move || me.apply_one(effect));
+            match effect {
+                Effect::StartJob(_) => {
+                    let handle = tokio::runtime::Handle::current();
+                    let job = Box::new(move || {
+                        let _rt = handle.enter();
+                        me.apply_one(effect)
+                    });
+                    if let Err(e) = self.starter().send(job) {
+                        tracing::error!(error = %e, "job starter is gone");
+                    }
+                }
+                Effect::CancelJob(_) => {
+                    tokio::task::spawn_blocking(move || me.apply_one(effect));
+                }
+            }
         }
+    }
+
+    /// The queue of the thread that starts jobs (created on first use).
+    fn starter(&self) -> &std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>> {
+        self.starter.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+            let spawned = std::thread::Builder::new().name("job-starter".into()).spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the job starter thread");
+            }
+            tx
+        })
     }
 
     fn apply_one(self: &Arc<Self>, effect: Effect) {

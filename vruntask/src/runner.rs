@@ -28,7 +28,8 @@ enum End {
     Failure(String),
 }
 
-const TICK: Duration = Duration::from_millis(250);
+/// How often the serial log and the domain are looked at: VIEWERUP is noticed within this.
+const TICK: Duration = Duration::from_millis(100);
 /// How often the power button is pressed again while the guest has not powered off.
 const PRESS_AGAIN: Duration = Duration::from_secs(5);
 
