@@ -15,39 +15,26 @@ findings table. Prints `TRIAGED <finding id>` on success; exits non-zero with a 
 on the first failed expectation. Driven by launchviewer/tests/e2e_vm.rs; run it with
 /usr/bin/python3 (Debian's python3-selenium, chromium, chromium-driver).
 """
+import os
 import shutil
 import sys
 import tempfile
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-
-def fail(msg):
-    print(f"FAIL: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def browser(user_data_dir):
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--window-size=1400,1000", f"--user-data-dir={user_data_dir}"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+# The shared Chromium set-up lives in scripts/lib (three levels up from here).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts", "lib"))
+from headless_chromium import as_user, browser, fail  # noqa: E402
 
 
 def main():
     url, min_rows, message, comment, screenshot = sys.argv[1:6]
     profile = tempfile.mkdtemp(prefix="e2e-chromium-")
-    driver = browser(profile)
+    driver = browser(profile, window_size="1400,1000")
     try:
         wait = WebDriverWait(driver, 60)
-        driver.execute_cdp_cmd("Network.enable", {})
-        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": "SWAMP alice"}})
+        as_user(driver, "alice")
         driver.get(url)
         links = driver.find_elements(By.CSS_SELECTOR, "#findings tr td.msg a")
         if len(links) < int(min_rows):
