@@ -12,7 +12,9 @@ use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 use vrun_proto::{FaultCode, Pair, RpcError};
 
-use crate::store::Db;
+use crate::instances;
+use crate::monitor::Monitor;
+use crate::store::{now_ms, Db};
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -73,4 +75,34 @@ pub fn list(c: &Connection, pair: &Pair) -> Db<Vec<(i64, i64, String, i64)>> {
     )?;
     let rows = stmt.query_map(params![pair.project(), pair.viewer()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Keeps a viewer database for `generation` of `pair`, if that generation is still the pair's
+/// newest (a newer run's work must never be replaced by an older one's): the file is written
+/// durably first, then recorded and the oldest versions pruned in one transaction that checks
+/// the generation again. Used by `storeviewer` and by the sweep's salvage.
+pub async fn keep(m: &Monitor, pair: &Pair, generation: i64, checksum: &str, bytes: Vec<u8>) -> Result<(), RpcError> {
+    let (p, c) = (pair.clone(), checksum.to_string());
+    m.store.read(move |conn| instances::current(conn, &p, generation).map(drop)).await?;
+    let path = archive_path(&m.archive_dir, pair, generation, checksum);
+    let size = bytes.len();
+    let file = path.clone();
+    tokio::task::spawn_blocking(move || write_file(&file, &bytes))
+        .await
+        .map_err(|e| RpcError::new(FaultCode::Internal, e.to_string()))??;
+    let (p, keep) = (pair.clone(), m.archives_keep);
+    let recorded = m
+        .store
+        .write(move |conn| {
+            instances::current(conn, &p, generation)?;
+            let stored = Stored { pair: &p, generation, checksum: &c, size, path: &path };
+            record(conn, &stored, keep, now_ms())
+        })
+        .await;
+    for old in recorded? {
+        if let Err(e) = std::fs::remove_file(&old) {
+            tracing::warn!(path = %old.display(), error = %e, "cannot remove old archive");
+        }
+    }
+    Ok(())
 }

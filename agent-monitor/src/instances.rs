@@ -119,6 +119,20 @@ pub fn latest(conn: &Connection, pair: &Pair) -> Db<Option<Instance>> {
     )
 }
 
+/// The pair's newest instance, if `generation` is it; otherwise the fault a stale or
+/// unknown generation deserves. Shared by every job-side method.
+pub fn current(c: &Connection, pair: &Pair, generation: i64) -> Db<Instance> {
+    match latest(c, pair)? {
+        Some(i) if i.generation == generation => Ok(i),
+        Some(i) if generation < i.generation => Err(RpcError::new(
+            vrun_proto::FaultCode::StaleGeneration,
+            format!("generation {generation} of {pair} is stale; the current one is {}", i.generation),
+        )
+        .into()),
+        _ => Err(RpcError::new(vrun_proto::FaultCode::UnknownInstance, format!("no generation {generation} of {pair}")).into()),
+    }
+}
+
 pub fn all_live(conn: &Connection) -> Db<Vec<Instance>> {
     query_all(conn, LIVE, [])
 }

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vrun_proto::ViewerState;
+use vrun_proto::{FaultCode, ViewerState};
 
 use crate::archives;
 use crate::hypervisor::VrunDomain;
@@ -199,29 +199,15 @@ async fn salvage(m: &Arc<Monitor>, d: &VrunDomain) {
 /// Stores a salvaged database when its generation is still the pair's newest (an older one
 /// would replace newer work as "the newest version").
 async fn keep_salvaged(m: &Arc<Monitor>, d: &VrunDomain, saved: vrun_proto::outdisk::Saved) -> String {
-    let (pair, generation) = (d.pair.clone(), d.generation);
-    let newest = m.store.read(move |c| Ok(instances::latest(c, &pair)?.map(|i| i.generation))).await;
-    if newest.ok().flatten() != Some(generation) {
-        return "domain had no live instance; removed by the sweep (its database is older than the pair's newest run and was not kept)".into();
+    let size = saved.bytes.len();
+    match archives::keep(m, &d.pair, d.generation, &saved.sha256, saved.bytes).await {
+        Ok(()) => format!(
+            "domain had no live instance; its database ({size} bytes, sha256 {}) was salvaged; removed by the sweep",
+            saved.sha256
+        ),
+        Err(e) if matches!(e.code, FaultCode::StaleGeneration | FaultCode::UnknownInstance) => {
+            "domain had no live instance; removed by the sweep (its database is older than the pair's newest run and was not kept)".into()
+        }
+        Err(e) => format!("domain had no live instance; its database could not be kept: {e}"),
     }
-    let path = archives::archive_path(&m.archive_dir, &d.pair, generation, &saved.sha256);
-    let (p2, bytes) = (path.clone(), saved.bytes);
-    let size = bytes.len();
-    if let Ok(Err(e)) | Err(e) = tokio::task::spawn_blocking(move || archives::write_file(&p2, &bytes)).await.map_err(|e| {
-        vrun_proto::RpcError::new(vrun_proto::FaultCode::Internal, e.to_string())
-    }) {
-        return format!("domain had no live instance; its database could not be written: {e}");
-    }
-    let (pair, sum, keep) = (d.pair.clone(), saved.sha256.clone(), m.archives_keep);
-    let dropped = m
-        .store
-        .write(move |c| {
-            let stored = archives::Stored { pair: &pair, generation, checksum: &sum, size, path: &path };
-            archives::record(c, &stored, keep, now_ms())
-        })
-        .await;
-    for old in dropped.unwrap_or_default() {
-        let _ = std::fs::remove_file(old);
-    }
-    format!("domain had no live instance; its database ({} bytes, sha256 {}) was salvaged; removed by the sweep", size, saved.sha256)
 }

@@ -7,7 +7,7 @@ mod is_viewer_available;
 mod launch_viewer;
 mod list_viewers;
 mod push;
-pub(crate) mod set_viewer_state;
+mod set_viewer_state;
 mod store_viewer;
 mod viewer_status;
 

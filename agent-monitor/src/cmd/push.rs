@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension};
 use vrun_proto::methods::{ClaimPush, PushDone, PushStatus};
 use vrun_proto::RpcError;
 
-use crate::cmd::set_viewer_state::current;
+use crate::instances;
 use crate::monitor::Monitor;
 use crate::store::now_ms;
 
@@ -19,7 +19,7 @@ pub async fn claim(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcErro
     let status = m
         .store
         .write(move |c| {
-            current(c, &req.pair, req.generation)?;
+            instances::current(c, &req.pair, req.generation)?;
             let now = now_ms();
             let existing: Option<(String, i64)> = c
                 .prepare_cached("SELECT state, claimed_ms FROM pushes WHERE generation = ?1 AND checksum = ?2")?
@@ -45,7 +45,7 @@ pub async fn done(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError
     let req = PushDone::from_params(&params)?;
     m.store
         .write(move |c| {
-            current(c, &req.pair, req.generation)?;
+            instances::current(c, &req.pair, req.generation)?;
             if req.ok {
                 c.prepare_cached("UPDATE pushes SET state = 'done', done_ms = ?3 WHERE generation = ?1 AND checksum = ?2")?
                     .execute(params![req.generation, req.checksum, now_ms()])?;

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use vrun_proto::methods::SetViewerState;
 use vrun_proto::{FaultCode, RpcError, ViewerState};
 
-use crate::instances::{self, Effect, Instance, JobDefaults};
+use crate::instances::{self, Effect, JobDefaults};
 use crate::monitor::Monitor;
 use crate::store::{now_ms, Db};
 
@@ -20,22 +20,9 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
     Ok(Value::Integer(1))
 }
 
-/// The pair's newest instance, if `generation` is it; otherwise the fault a stale or
-/// unknown generation deserves. Shared by every job-side method.
-pub fn current(c: &Connection, pair: &vrun_proto::Pair, generation: i64) -> Db<Instance> {
-    match instances::latest(c, pair)? {
-        Some(i) if i.generation == generation => Ok(i),
-        Some(i) if generation < i.generation => Err(RpcError::new(
-            FaultCode::StaleGeneration,
-            format!("generation {generation} of {pair} is stale; the current one is {}", i.generation),
-        )
-        .into()),
-        _ => Err(RpcError::new(FaultCode::UnknownInstance, format!("no generation {generation} of {pair}")).into()),
-    }
-}
 
 fn decide(c: &Connection, req: &SetViewerState, defaults: &JobDefaults, lease_ms: i64) -> Db<Vec<Effect>> {
-    let mut inst = current(c, &req.pair, req.generation)?;
+    let mut inst = instances::current(c, &req.pair, req.generation)?;
     if !inst.state.can_move_to(req.state) {
         return Err(RpcError::new(
             FaultCode::IllegalTransition,
