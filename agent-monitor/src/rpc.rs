@@ -1,9 +1,12 @@
 //! The HTTP side of XML-RPC: `POST /RPC2`.
 //!
 //! Everything that can be refused without understanding the call is refused here, before
-//! any handler runs: oversized bodies (before reading them whole), non-UTF-8, nesting too deep
-//! for the recursive parser, malformed XML, unknown methods. Each refusal is an XML-RPC
-//! fault with a documented code; the HTTP status stays 200 as XML-RPC clients expect.
+//! any handler runs: bad credentials, oversized bodies (before reading them whole), non-UTF-8,
+//! malformed XML or nesting too deep (both found by [`vrun_proto::wire`]'s parser), unknown
+//! methods. Each refusal is an XML-RPC fault with a documented code; the HTTP status stays
+//! 200 as XML-RPC clients expect. Calls are parsed and answers written by
+//! [`vrun_proto::wire`], not through dxr's serde layer, which cost a quarter of the CPU of a
+//! status call (docs/performance.md).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,13 +19,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use dxr::{Fault, FaultResponse, MethodCall, MethodResponse};
 use dxr_server::Handler;
+use vrun_proto::wire::{parse_call, write_fault, write_response};
 use vrun_proto::{FaultCode, RpcError};
 
 use crate::auth::{self, Secrets};
-
-pub use vrun_proto::value::{nesting_depth, MAX_NESTING};
 
 pub struct Rpc {
     handlers: HashMap<&'static str, Box<dyn Handler>>,
@@ -38,16 +39,12 @@ pub fn router(handlers: HashMap<&'static str, Box<dyn Handler>>, secrets: Arc<Se
         .with_state(rpc)
 }
 
-fn xml(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
+fn xml(body: String) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
 }
 
 fn fault(e: RpcError) -> Response {
-    let f: Fault = e.into();
-    match (FaultResponse { fault: f }).to_xml() {
-        Ok(body) => xml(StatusCode::OK, body),
-        Err(e) => xml(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+    xml(write_fault(e.code.code(), &e.message))
 }
 
 async fn endpoint(
@@ -80,14 +77,11 @@ async fn endpoint(
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return fault(RpcError::new(FaultCode::MalformedRequest, "request body is not UTF-8"));
     };
-    if nesting_depth(text) > MAX_NESTING {
-        return fault(RpcError::new(FaultCode::MalformedRequest, format!("values nest deeper than {MAX_NESTING} levels")));
-    }
-    let call = match MethodCall::from_xml(text) {
+    let call = match parse_call(text) {
         Ok(c) => c,
         Err(e) => return fault(RpcError::new(FaultCode::MalformedRequest, format!("not an XML-RPC call: {e}"))),
     };
-    let Some(handler) = rpc.handlers.get(call.name.as_ref()) else {
+    let Some(handler) = rpc.handlers.get(call.name.as_str()) else {
         let name: String = call.name.chars().take(64).collect();
         return fault(RpcError::new(FaultCode::UnknownMethod, format!("unknown method {name:?}")));
     };
@@ -96,10 +90,7 @@ async fn endpoint(
         return fault(e);
     }
     match handler.handle(&call.params, headers).await {
-        Ok(value) => match (MethodResponse { value }).to_xml() {
-            Ok(body) => xml(StatusCode::OK, body),
-            Err(e) => fault(RpcError::new(FaultCode::Internal, e.to_string())),
-        },
+        Ok(value) => xml(write_response(&value)),
         Err(f) => {
             let code = FaultCode::from_code(f.code()).unwrap_or(FaultCode::Internal);
             fault(RpcError::new(code, f.string()))

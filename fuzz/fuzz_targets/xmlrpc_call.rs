@@ -1,14 +1,16 @@
 //! Bytes of a `POST /RPC2` body through the same edge pipeline agent-monitor applies
-//! (`agent_monitor::rpc` endpoint): UTF-8 check, nesting bound, `MethodCall::from_xml`, then
-//! every method's `from_params`. None may panic, and whatever `from_params` accepts must
-//! satisfy the protocol's rules. Depends on the protocol crate only, so the sanitizer build
-//! stays small.
+//! (`agent_monitor::rpc` endpoint): UTF-8 check, `wire::parse_call`, then every method's
+//! `from_params`. None may panic, and whatever `from_params` accepts must satisfy the
+//! protocol's rules. The hand-written parser is also checked against dxr's: every call it
+//! accepts, dxr accepts with the same name and values, and every value it decoded, written
+//! back with `wire::write_response`, reads back through dxr unchanged. Depends on the
+//! protocol crate only, so the sanitizer build stays small.
 #![no_main]
 
-use vrun_proto::value::{nesting_depth, MAX_NESTING};
-use dxr::{MethodCall, Value};
+use dxr::{MethodCall, MethodResponse, Value};
 use libfuzzer_sys::fuzz_target;
 use vrun_proto::methods::*;
+use vrun_proto::wire::{parse_call, write_response};
 use vrun_proto::{validate_name, Pair};
 
 fn check_pair(p: &Pair) {
@@ -90,11 +92,28 @@ fn decode_all(params: &[Value]) {
     }
 }
 
+/// Equality where a NaN equals a NaN (a `<double>NaN</double>` is the same on both sides).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Double(x), Value::Double(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+        (Value::Struct(x), Value::Struct(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|((kx, vx), (ky, vy))| kx == ky && same(vx, vy))
+        }
+        _ => a == b,
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if nesting_depth(text) > MAX_NESTING {
-        return;
+    let Ok(call) = parse_call(text) else { return };
+    let theirs = MethodCall::from_xml(text).expect("dxr accepts every call wire accepts");
+    assert_eq!(theirs.name, call.name, "method name as dxr reads it");
+    assert_eq!(theirs.params.len(), call.params.len());
+    for (t, ours) in theirs.params.iter().zip(&call.params) {
+        assert!(same(t, ours), "values as dxr reads them: dxr {t:?}, wire {ours:?}");
+        let back = MethodResponse::from_xml(&write_response(ours)).expect("dxr reads wire's answers").value;
+        assert!(same(&back, ours), "answer read back: {back:?} vs {ours:?}");
     }
-    let Ok(call) = MethodCall::from_xml(text) else { return };
     decode_all(&call.params);
 });

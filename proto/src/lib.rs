@@ -9,6 +9,7 @@
 //! - [`fault`]: every XML-RPC fault code and its meaning.
 //! - [`value`]: lenient decoding of XML-RPC structs (optional members may be absent).
 //! - [`methods`]: method names and typed requests and replies.
+//! - [`wire`]: XML-RPC text ↔ values for the server (parse calls, write answers).
 //! - [`job`]: the job description agent-monitor hands to `vruntask run`.
 //! - [`domain`]: the libvirt metadata that marks a domain as vrun's.
 //! - [`outdisk`]: the output disk on which a guest hands back its viewer database.
@@ -22,6 +23,7 @@ pub mod names;
 pub mod outdisk;
 pub mod state;
 pub mod value;
+pub mod wire;
 
 #[cfg(feature = "client")]
 pub mod client;

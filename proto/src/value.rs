@@ -139,27 +139,9 @@ pub fn positional_strings<const N: usize>(params: &[Value]) -> Result<[String; N
     Ok(out)
 }
 
-/// Deepest `<array>`/`<struct>` nesting accepted. Real calls nest two or three levels.
+/// Deepest `<array>`/`<struct>` nesting accepted ([`crate::wire`] refuses deeper while
+/// parsing). Real calls nest two or three levels.
 pub const MAX_NESTING: usize = 32;
-
-/// Deepest nesting of `<array>` and `<struct>` elements, found without parsing, so that a
-/// hostile body cannot drive the recursive XML-RPC parser into a stack overflow.
-pub fn nesting_depth(text: &str) -> usize {
-    let (mut depth, mut max) = (0usize, 0usize);
-    let b = text.as_bytes();
-    let mut i = 0;
-    while let Some(off) = b[i..].iter().position(|&c| c == b'<') {
-        let rest = &b[i + off + 1..];
-        if rest.starts_with(b"array") || rest.starts_with(b"struct") {
-            depth += 1;
-            max = max.max(depth);
-        } else if rest.starts_with(b"/array") || rest.starts_with(b"/struct") {
-            depth = depth.saturating_sub(1);
-        }
-        i += off + 1;
-    }
-    max
-}
 
 /// Builds struct values without ceremony.
 #[derive(Default)]
@@ -207,17 +189,5 @@ impl StructBuilder {
 
     pub fn build(self) -> Value {
         Value::Struct(self.0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::nesting_depth;
-
-    #[test]
-    fn measures_nesting() {
-        assert_eq!(nesting_depth("<params><param><value><string>x</string></value></param></params>"), 0);
-        assert_eq!(nesting_depth("<array><data><value><struct></struct></value></data></array>"), 2);
-        assert_eq!(nesting_depth(&"<array>".repeat(100)), 100);
     }
 }
