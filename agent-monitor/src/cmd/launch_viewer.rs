@@ -13,11 +13,12 @@ use crate::store::{now_ms, Db};
 
 pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = LaunchViewer::from_params(&params)?;
-    // Most calls find the viewer already held: answer those from a read connection without
-    // queueing behind writes. A committed live instance is the truth, so this is safe.
-    if let Some(inst) = m.store.read_point(|c| instances::live(c, &req.pair))? {
+    // Most calls find the viewer already held: answer those from the writer-maintained map
+    // of committed live instances, without queueing behind writes. A committed live instance
+    // is the truth, so this is safe; anything else is decided inside a transaction.
+    if let Some(inst) = m.store.live(&req.pair) {
         if inst.state != ViewerState::Stopping {
-            return Ok(held(&inst).to_value());
+            return Ok(held(inst.state, inst.generation).to_value());
         }
     }
     let defaults = m.defaults.clone();
@@ -26,8 +27,8 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
     Ok(reply.to_value())
 }
 
-fn held(inst: &instances::Instance) -> LaunchReply {
-    LaunchReply { state: inst.state, generation: inst.generation, launched: false, queued: false }
+fn held(state: ViewerState, generation: i64) -> LaunchReply {
+    LaunchReply { state, generation, launched: false, queued: false }
 }
 
 fn decide(c: &Connection, req: &LaunchViewer, defaults: &JobDefaults) -> Db<(LaunchReply, Vec<Effect>)> {
@@ -38,7 +39,7 @@ fn decide(c: &Connection, req: &LaunchViewer, defaults: &JobDefaults) -> Db<(Lau
             let reply = LaunchReply { state: inst.state, generation: inst.generation, launched: false, queued: true };
             Ok((reply, Vec::new()))
         }
-        Some(inst) => Ok((held(&inst), Vec::new())),
+        Some(inst) => Ok((held(inst.state, inst.generation), Vec::new())),
         None => {
             let p = LaunchParams {
                 viewer_uuid: req.viewer_uuid.clone(),

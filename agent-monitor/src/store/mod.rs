@@ -6,8 +6,10 @@
 //! `synchronous=FULL`, and only then answers each caller. So an acknowledged change is
 //! always on disk, and concurrent callers share one fsync.
 //!
-//! Reads use a small pool of separate connections (WAL lets them run beside the writer).
+//! Reads use a small pool of separate connections (WAL lets them run beside the writer),
+//! except the two hottest, which read [`live`]'s in-memory map that the writer keeps.
 
+mod live;
 mod migrate;
 
 use std::path::Path;
@@ -16,7 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
-use vrun_proto::{FaultCode, RpcError};
+use vrun_proto::{FaultCode, Pair, RpcError};
+
+pub use live::LiveView;
+use live::{LiveMap, Touched};
 
 /// Largest number of callers whose changes share one transaction.
 const MAX_BATCH: usize = 1024;
@@ -30,6 +35,7 @@ pub struct Store {
     writer: mpsc::Sender<Op>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: Arc<Path>,
+    live: Arc<LiveMap>,
 }
 
 pub fn now_ms() -> i64 {
@@ -64,6 +70,13 @@ impl From<StoreError> for RpcError {
 /// Result of work inside a transaction.
 pub type Db<T> = Result<T, StoreError>;
 
+fn connect_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = connect(path)?;
+    // Every write goes through the writer, whose update hook keeps the live map right.
+    conn.execute_batch("PRAGMA query_only=ON;")?;
+    Ok(conn)
+}
+
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     // A small page cache per connection: the pool holds one connection per concurrent reader,
@@ -84,9 +97,19 @@ impl Store {
     pub fn open(path: &Path) -> anyhow::Result<Store> {
         let mut conn = connect(path)?;
         migrate::apply(&mut conn)?;
+        let live = Arc::new(LiveMap::load(&conn)?);
+        let touched = Touched::install(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Op>();
-        std::thread::Builder::new().name("store-writer".into()).spawn(move || writer_loop(conn, rx))?;
-        Ok(Store { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path: path.into() })
+        let writer_live = Arc::clone(&live);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(conn, rx, &writer_live, &touched))?;
+        Ok(Store { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path: path.into(), live })
+    }
+
+    /// The instance holding the pair's lock as of the last commit, from memory (see [`live`]).
+    pub fn live(&self, pair: &Pair) -> Option<Arc<LiveView>> {
+        self.live.get(pair)
     }
 
     /// Runs `f` inside the next group-commit transaction and answers after the commit.
@@ -117,20 +140,11 @@ impl Store {
         tokio::task::spawn_blocking(move || store.read_blocking(f)).await.map_err(internal)?
     }
 
-    /// Runs a point read (one indexed lookup, tens of microseconds) on a read connection
-    /// right here on the async worker, without the hop to the blocking pool that
-    /// [`Store::read`] pays (a thread wake-up and a context switch each way, which cost more
-    /// than the lookup: see docs/performance.md). Only for short reads: a WAL reader never
-    /// waits for the writer. Scans and anything long go through [`Store::read`].
-    pub fn read_point<T>(&self, f: impl FnOnce(&Connection) -> Db<T>) -> Result<T, RpcError> {
-        self.read_blocking(f)
-    }
-
-    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Db<T>) -> Result<T, RpcError> {
+    fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Db<T>) -> Result<T, RpcError> {
         let pooled = self.readers.lock().map_err(internal)?.pop();
         let conn = match pooled {
             Some(c) => c,
-            None => connect(&self.path).map_err(internal)?,
+            None => connect_reader(&self.path).map_err(internal)?,
         };
         let result = f(&conn).map_err(RpcError::from);
         if let Ok(mut pool) = self.readers.lock() {
@@ -151,7 +165,7 @@ fn run_in_savepoint<T>(
     result
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, live: &LiveMap, touched: &Touched) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -167,17 +181,27 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
                 let done = op_refused(op, &conn);
                 done(false);
             }
+            touched.take();
             continue;
         }
         let completions: Vec<Completion> = batch.into_iter().map(|op| op(&conn)).collect();
-        let committed = match conn.execute_batch("COMMIT") {
-            Ok(()) => true,
+        let committed = match live.pending(&conn, &mut touched.take()) {
+            Ok(pending) => live.commit_with(pending, || match conn.execute_batch("COMMIT") {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed; rolling back the batch");
+                    let _ = conn.execute_batch("ROLLBACK");
+                    false
+                }
+            }),
             Err(e) => {
-                tracing::error!(error = %e, "commit failed; rolling back the batch");
+                // The map could not follow this batch, so the batch must not happen.
+                tracing::error!(error = %e, "cannot read back the batch's instances; rolling it back");
                 let _ = conn.execute_batch("ROLLBACK");
                 false
             }
         };
+        // Callers hear back only now, so a caller reads its own write from the map too.
         for done in completions {
             done(committed);
         }

@@ -1,0 +1,145 @@
+//! The live instances in memory, for the two reads every View makes: `launchViewer` finding
+//! the pair already held and `isViewerAvailable`. Answering those from SQLite (a read
+//! transaction with its WAL locks, a prepared statement, a row decode) was a fifth of the
+//! daemon's CPU per call (docs/performance.md).
+//!
+//! The map is kept equal to the committed database by the writer thread alone: SQLite's
+//! update hook on the write connection records every `instances` row a batch touched, the
+//! writer reads those rows back inside the still-open transaction, and it applies the changes
+//! while holding the map's write lock across `COMMIT`. So a reader of the map never sees a
+//! state that SQLite readers cannot see yet, nor an old one once they can, and a caller
+//! whose write was acknowledged reads it back here. Read connections are `query_only`, so
+//! no write can bypass the hook. Batches that change nothing the map holds (heartbeats,
+//! leases, history) do not take the lock at all.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use vrun_proto::{Pair, ViewerState};
+
+/// What the hot reads answer from: one live instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveView {
+    pub generation: i64,
+    pub state: ViewerState,
+    pub address: String,
+    /// Empty unless `ready`: the key and URL path are handed out only then, and 10,000
+    /// instances that are still booting should not hold them twice.
+    pub apikey: String,
+    pub urluuid: String,
+}
+
+#[derive(Default)]
+pub struct LiveMap {
+    map: RwLock<HashMap<Pair, Arc<LiveView>>>,
+}
+
+/// Changes to apply once the batch that made them has committed.
+pub(super) struct Pending(Vec<(Pair, i64, Option<LiveView>)>);
+
+const COLUMNS: &str = "generation, project, viewer, state, address, apikey, urluuid";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(Pair, LiveView)> {
+    let bad = |e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into());
+    let pair = Pair::new(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?).map_err(|e| bad(e.to_string()))?;
+    let state: ViewerState = r.get::<_, String>(3)?.parse().map_err(|e: vrun_proto::state::UnknownState| bad(e.to_string()))?;
+    let ready = state == ViewerState::Ready;
+    let view = LiveView {
+        generation: r.get(0)?,
+        state,
+        address: r.get(4)?,
+        apikey: if ready { r.get(5)? } else { String::new() },
+        urluuid: if ready { r.get(6)? } else { String::new() },
+    };
+    Ok((pair, view))
+}
+
+fn is_live(state: ViewerState) -> bool {
+    !matches!(state, ViewerState::Stopped | ViewerState::Failed)
+}
+
+impl LiveMap {
+    /// Every live instance in the database (at open, before anything else runs).
+    pub(super) fn load(conn: &Connection) -> rusqlite::Result<LiveMap> {
+        let sql = format!("SELECT {COLUMNS} FROM instances WHERE state NOT IN ('stopped', 'failed')");
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map([], from_row)?;
+        let map = rows.map(|r| r.map(|(p, v)| (p, Arc::new(v)))).collect::<rusqlite::Result<HashMap<_, _>>>()?;
+        Ok(LiveMap { map: RwLock::new(map) })
+    }
+
+    /// The instance holding the pair's lock, as of the last commit.
+    pub fn get(&self, pair: &Pair) -> Option<Arc<LiveView>> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner).get(pair).cloned()
+    }
+
+    /// Reads the touched rows inside the open transaction and keeps what differs from the map.
+    pub(super) fn pending(&self, conn: &Connection, touched: &mut Vec<i64>) -> rusqlite::Result<Pending> {
+        touched.sort_unstable();
+        touched.dedup();
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM instances WHERE generation = ?1"))?;
+        let mut changes = Vec::new();
+        for &generation in touched.iter() {
+            // No row: its insert was rolled back with the caller's savepoint.
+            let Some((pair, view)) = stmt.query_row(params![generation], from_row).optional()? else { continue };
+            let current = map.get(&pair);
+            if is_live(view.state) {
+                if current.is_none_or(|c| **c != view) {
+                    changes.push((pair, generation, Some(view)));
+                }
+            } else if current.is_some_and(|c| c.generation == generation) {
+                changes.push((pair, generation, None));
+            }
+        }
+        touched.clear();
+        Ok(Pending(changes))
+    }
+
+    /// Runs `commit` and, if it succeeded, applies `pending`, holding the write lock across
+    /// both when there is anything to apply. Returns what `commit` returned.
+    pub(super) fn commit_with(&self, pending: Pending, commit: impl FnOnce() -> bool) -> bool {
+        if pending.0.is_empty() {
+            return commit();
+        }
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        let committed = commit();
+        if committed {
+            for (pair, generation, view) in pending.0 {
+                match view {
+                    Some(v) => {
+                        map.insert(pair, Arc::new(v));
+                    }
+                    // Only the generation that ended leaves; a newer one may hold the pair.
+                    None if map.get(&pair).is_some_and(|c| c.generation == generation) => {
+                        map.remove(&pair);
+                    }
+                    None => {}
+                }
+            }
+        }
+        committed
+    }
+}
+
+/// The `instances` rows written since the last batch, recorded by SQLite's update hook.
+#[derive(Clone, Default)]
+pub(super) struct Touched(Arc<Mutex<Vec<i64>>>);
+
+impl Touched {
+    pub(super) fn install(conn: &mut Connection) -> rusqlite::Result<Touched> {
+        let touched = Touched::default();
+        let rows = Arc::clone(&touched.0);
+        conn.update_hook(Some(move |_, _: &str, table: &str, rowid: i64| {
+            if table == "instances" {
+                rows.lock().unwrap_or_else(PoisonError::into_inner).push(rowid);
+            }
+        }))?;
+        Ok(touched)
+    }
+
+    pub(super) fn take(&self) -> Vec<i64> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}

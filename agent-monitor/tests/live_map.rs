@@ -1,0 +1,140 @@
+//! The in-memory map of live instances (`store::live`) against the SQLite file it mirrors:
+//! after every acknowledged write, whatever SQL wrote it, `Store::live` answers exactly what a
+//! query of the committed database answers, also for writes rolled back by their caller's
+//! error, many writes grouped into one commit, and after reopening the file.
+
+use std::collections::BTreeMap;
+
+use agent_monitor::store::{Db, LiveView, Store};
+use rusqlite::{params, Connection};
+use vrun_proto::{Pair, RpcError, ViewerState};
+
+fn pair(i: usize) -> Pair {
+    Pair::new(&format!("p{i}"), "CodeDX").unwrap()
+}
+
+/// The truth: live rows as SQLite has them, in the map's shape.
+async fn truth(store: &Store) -> BTreeMap<Pair, LiveView> {
+    store
+        .read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT generation, project, viewer, state, address, apikey, urluuid FROM instances
+                 WHERE state NOT IN ('stopped', 'failed')",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let state: ViewerState = r.get::<_, String>(3)?.parse().unwrap();
+                let ready = state == ViewerState::Ready;
+                let p = Pair::new(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?).unwrap();
+                Ok((p, LiveView {
+                    generation: r.get(0)?,
+                    state,
+                    address: r.get(4)?,
+                    apikey: if ready { r.get(5)? } else { String::new() },
+                    urluuid: if ready { r.get(6)? } else { String::new() },
+                }))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+        .unwrap()
+}
+
+async fn assert_mirrors(store: &Store, pairs: usize, when: &str) {
+    let truth = truth(store).await;
+    for i in 0..pairs {
+        let p = pair(i);
+        assert_eq!(store.live(&p).as_deref(), truth.get(&p), "{when}: {p}");
+    }
+}
+
+fn insert(c: &Connection, p: &Pair) -> Db<i64> {
+    c.execute(
+        "INSERT INTO instances (project, viewer, state, apikey, urluuid, created_ms, updated_ms, lease_until_ms)
+         VALUES (?1, ?2, 'launching', lower(hex(randomblob(32))), 'proxy-' || lower(hex(randomblob(8))), 0, 0, 0)",
+        params![p.project(), p.viewer()],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+fn live_generation(c: &Connection, p: &Pair) -> Db<Option<i64>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT generation FROM instances WHERE project = ?1 AND viewer = ?2 AND state NOT IN ('stopped', 'failed')",
+    )?;
+    let mut rows = stmt.query(params![p.project(), p.viewer()])?;
+    Ok(rows.next()?.map(|r| r.get(0)).transpose()?)
+}
+
+fn set(c: &Connection, generation: i64, state: &str, address: &str) -> Db<()> {
+    c.execute("UPDATE instances SET state = ?2, address = ?3 WHERE generation = ?1", params![generation, state, address])?;
+    Ok(())
+}
+
+/// One step of a scripted life: launch, boot, ready, stop, fail, or a change that its caller
+/// then abandons with an error.
+fn step(c: &Connection, p: &Pair, op: u64) -> Db<()> {
+    let live = live_generation(c, p)?;
+    match (op % 7, live) {
+        (_, None) => insert(c, p).map(drop),
+        (0, Some(g)) => set(c, g, "booting", ""),
+        (1, Some(g)) => set(c, g, "ready", &format!("127.0.0.1:{}", 20000 + g)),
+        (2, Some(g)) => set(c, g, "stopping", ""),
+        (3, Some(g)) => set(c, g, "stopped", ""),
+        (4, Some(g)) => set(c, g, "failed", ""),
+        (5, Some(g)) => {
+            // Stopped and relaunched inside one savepoint: old generation out, new one in.
+            set(c, g, "stopped", "")?;
+            insert(c, p).map(drop)
+        }
+        (_, Some(g)) => {
+            set(c, g, "ready", "127.0.0.1:1")?;
+            Err(RpcError::invalid_params("caller gives up").into())
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_mirrors_the_committed_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent-monitor.db");
+    let store = Store::open(&path).unwrap();
+    const PAIRS: usize = 12;
+    let mut rng: u64 = 0x9e3779b97f4a7c15;
+    for round in 0..60 {
+        // Up to 40 writes in flight at once, so that most batches group several callers.
+        let mut calls = Vec::new();
+        for _ in 0..(1 + round % 40) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let (p, op) = (pair(rng as usize % PAIRS), rng >> 8);
+            let s = store.clone();
+            calls.push(tokio::spawn(async move { s.write(move |c| step(c, &p, op)).await }));
+        }
+        for c in calls {
+            let _ = c.await.unwrap();
+        }
+        assert_mirrors(&store, PAIRS, &format!("round {round}")).await;
+    }
+    let held = truth(&store).await;
+    assert!(held.values().any(|v| v.state == ViewerState::Ready && !v.apikey.is_empty()), "the script reached ready");
+    drop(store);
+    let reopened = Store::open(&path).unwrap();
+    assert_mirrors(&reopened, PAIRS, "after reopening").await;
+}
+
+#[tokio::test]
+async fn an_acknowledged_write_is_read_back_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("agent-monitor.db")).unwrap();
+    let p = pair(1);
+    let g = store.write({ let p = p.clone(); move |c| insert(c, &p) }).await.unwrap();
+    assert_eq!(store.live(&p).map(|v| (v.generation, v.state)), Some((g, ViewerState::Launching)));
+    store.write(move |c| set(c, g, "ready", "127.0.0.1:4000")).await.unwrap();
+    let v = store.live(&p).unwrap();
+    assert_eq!((v.state, v.address.as_str(), v.apikey.len()), (ViewerState::Ready, "127.0.0.1:4000", 64));
+    store.write(move |c| set(c, g, "stopped", "")).await.unwrap();
+    assert!(store.live(&p).is_none());
+    // Read connections cannot write behind the map's back.
+    let e = store.read(move |c| set(c, g, "ready", "x")).await.unwrap_err();
+    assert!(e.message.contains("readonly"), "{e:?}");
+}
