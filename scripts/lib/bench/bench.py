@@ -231,9 +231,22 @@ def wrk(port, mode, auth, secs=None, pairs=500, expect=None, conns=64, pid=None)
     secs = secs or DUR
     cmd = ["wrk", "-t2", "-c%d" % conns, "-d%ds" % secs, "--timeout", "10s", "-s", LUA,
            "http://127.0.0.1:%d/RPC2" % port]
+    perf = None
+    if pid and os.environ.get("BENCH_PERF"):
+        # BENCH_PERF=1 (or =dwarf: exact call graphs, bigger files) scripts/bench --only status:
+        # a profile of the server under this load, for
+        # `perf report -i target/bench/run/<mode>-<pid>.perf.data`.
+        data = os.path.join(RUN, "%s-%d.perf.data" % (mode, pid))
+        graph = ["--call-graph", "dwarf"] if os.environ["BENCH_PERF"] == "dwarf" else ["-g"]
+        perf = subprocess.Popen(["perf", "record", "-F", "999"] + graph + ["-p", str(pid), "-o", data],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        remember(perf.pid)
     cpu0 = cpu_secs(pid) if pid else 0
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=secs + 60).stdout
     cpu1 = cpu_secs(pid) if pid else 0
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(60)
     m = re.search(r"^BENCH (.*)$", out, re.M)
     if not m:
         raise RuntimeError("wrk printed no result:\n" + out)
