@@ -14,8 +14,9 @@ use crate::store::Db;
 /// Something to do once the transaction that decided it has committed.
 #[derive(Debug, Clone)]
 pub enum Effect {
-    /// Start the job of a freshly created instance.
-    StartJob(Box<JobSpec>),
+    /// Start the job of a freshly created instance (its description is built from the row
+    /// when the start comes up: see `Monitor::apply`).
+    StartJob(i64),
     /// Stop the job (and its VM) of a generation that lost its lock.
     CancelJob(i64),
 }
@@ -213,8 +214,8 @@ pub fn create(
     record_history(conn, generation, "", ViewerState::Launching, reason, now_ms)?;
     let inst = by_generation(conn, generation)?
         .ok_or_else(|| RpcError::new(vrun_proto::FaultCode::Internal, "inserted row vanished"))?;
-    let spec = job_spec(&inst, defaults);
-    Ok((inst, Effect::StartJob(Box::new(spec))))
+    let start = Effect::StartJob(inst.generation);
+    Ok((inst, start))
 }
 
 pub fn job_spec(inst: &Instance, d: &JobDefaults) -> JobSpec {

@@ -51,7 +51,10 @@ impl Monitor {
     ///
     /// Job starts go to one dedicated thread, in order: spawns are serialised anyway (see
     /// launcher.rs), and handing thousands of them to tokio's blocking pool grew it to 512
-    /// threads (most of the daemon's memory) and made reads wait behind them.
+    /// threads (most of the daemon's memory) and made reads wait behind them. The queue holds
+    /// generations only; each job description is built when its start comes up, because a
+    /// burst of launches outruns job starts twentyfold and 10,000 queued descriptions were a
+    /// third of the daemon's peak memory (docs/performance.md).
     pub fn apply(self: &Arc<Self>, effects: Vec<Effect>) {
         for effect in effects {
             let me = Arc::clone(self);
@@ -91,11 +94,22 @@ impl Monitor {
 
     fn apply_one(self: &Arc<Self>, effect: Effect) {
         match effect {
-            Effect::StartJob(spec) => {
-                let generation = spec.generation;
-                match self.launcher.start(&spec) {
+            Effect::StartJob(generation) => {
+                let started = match self.store.read_blocking(|c| instances::by_generation(c, generation)) {
+                    Ok(Some(inst)) if !inst.state.is_terminal() => {
+                        self.launcher.start(&instances::job_spec(&inst, &self.defaults)).map_err(|e| e.to_string())
+                    }
+                    // Ended while its start waited (aborted, or failed by the reaper): its lock
+                    // is released, so no job may run for it.
+                    Ok(_) => {
+                        tracing::info!(generation, "not starting the job of a generation that has ended");
+                        return;
+                    }
+                    Err(e) => Err(format!("cannot read the instance: {}", e.message)),
+                };
+                let me = Arc::clone(self);
+                match started {
                     Ok(()) => {
-                        let me = Arc::clone(self);
                         // Not awaited by anyone: losing it in a crash only means a restart
                         // re-probes the job lock, which is the real truth anyway.
                         tokio::runtime::Handle::current().spawn(async move {
@@ -104,7 +118,6 @@ impl Monitor {
                     }
                     Err(e) => {
                         tracing::error!(generation, error = %e, "cannot start job");
-                        let me = Arc::clone(self);
                         let reason = format!("job could not be started: {e}");
                         tokio::runtime::Handle::current().spawn(async move { me.fail_generation(generation, reason, false).await });
                     }

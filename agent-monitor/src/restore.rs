@@ -64,7 +64,7 @@ pub async fn restore(m: &Arc<Monitor>) -> Result<(), RpcError> {
                     }
                     JobProbe::NotRunning if inst.job_started_ms.is_none() && inst.state == ViewerState::Launching => {
                         instances::set_lease(c, generation, now + defaults.start_grace_ms)?;
-                        effects.push(Effect::StartJob(Box::new(instances::job_spec(&inst, &defaults))));
+                        effects.push(Effect::StartJob(generation));
                         started += 1;
                     }
                     JobProbe::NotRunning => {

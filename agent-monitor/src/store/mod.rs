@@ -140,7 +140,8 @@ impl Store {
         tokio::task::spawn_blocking(move || store.read_blocking(f)).await.map_err(internal)?
     }
 
-    fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Db<T>) -> Result<T, RpcError> {
+    /// Runs `f` on a read connection on this thread (for threads that may block).
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Db<T>) -> Result<T, RpcError> {
         let pooled = self.readers.lock().map_err(internal)?.pop();
         let conn = match pooled {
             Some(c) => c,
