@@ -11,11 +11,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Body;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -47,19 +46,23 @@ fn fault(e: RpcError) -> Response {
     xml(write_fault(e.code.code(), &e.message))
 }
 
-async fn endpoint(
-    State(rpc): State<Arc<Rpc>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+/// The caller's address for a log line (`-` when served without connection info).
+fn show(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "-".into(), |p| p.to_string())
+}
+
+async fn endpoint(State(rpc): State<Arc<Rpc>>, request: Request) -> Response {
+    // The whole request, not the `HeaderMap` extractor, which clones every header per call.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     // Who is calling is settled before the body is even read.
     let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let caller = match rpc.secrets.authenticate(auth_header) {
         Ok(c) => c,
         Err(e) => {
             // The reason, never the credentials.
-            tracing::warn!(%peer, reason = %e.message, "refused a call");
+            tracing::warn!(peer = %show(peer), reason = %e.message, "refused a call");
             return fault(e);
         }
     };
@@ -86,7 +89,7 @@ async fn endpoint(
         return fault(RpcError::new(FaultCode::UnknownMethod, format!("unknown method {name:?}")));
     };
     if let Err(e) = auth::authorize(&caller, &call.name, &call.params) {
-        tracing::warn!(%peer, ?caller, method = %call.name, reason = %e.message, "refused a call");
+        tracing::warn!(peer = %show(peer), ?caller, method = %call.name, reason = %e.message, "refused a call");
         return fault(e);
     }
     match handler.handle(&call.params, headers).await {
