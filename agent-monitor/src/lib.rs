@@ -8,14 +8,16 @@
 //! # Layout
 //! - [`config`]: flags, environment and TOML settings.
 //! - [`statedir`]: one daemon per state directory (fd-lock).
-//! - [`store`]: SQLite (WAL, fsync per commit) with group commit; migrations from `sql/`.
+//! - [`store`]: SQLite (WAL, fsync per commit) with group commit; migrations from `sql/`;
+//!   the in-memory map of live instances the writer keeps for the hottest reads.
 //! - [`instances`]: the instance rows that are the locks; returns effects, never acts.
 //! - [`archives`]: stored viewer database versions.
 //! - [`launcher`]: the `Launcher` trait and the local process launcher.
 //! - [`hypervisor`]: the `Hypervisor` inventory trait and its libvirt implementation.
 //! - [`monitor`]: shared state; carries out effects after commits.
 //! - [`cmd`]: one file per XML-RPC method.
-//! - [`rpc`]: the HTTP endpoint and its edge checks. [`auth`]: roles and credentials.
+//! - [`rpc`]: the HTTP endpoint and its edge checks (XML-RPC text via `vrun_proto::wire`).
+//!   [`auth`]: roles and credentials.
 //! - [`reaper`]: lease expiry. [`restore`]: start-up repair.
 //! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
 //!   [`events`] wakes it on libvirt lifecycle events. [`idle`]: idle and lifetime shutdown.

@@ -11,7 +11,7 @@ use crate::monitor::Monitor;
 pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = IsViewerAvailable::from_params(&params)?;
     // From the writer-maintained map: no SQLite on the path every View polls.
-    let reply = match m.store.live(&req.pair) {
+    let reply = match m.store.live(&req.pair)? {
         None => Availability::default(),
         Some(i) => Availability {
             // Only `ready` with an address is usable; the key and path are handed out only

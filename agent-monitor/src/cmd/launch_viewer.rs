@@ -16,7 +16,7 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
     // Most calls find the viewer already held: answer those from the writer-maintained map
     // of committed live instances, without queueing behind writes. A committed live instance
     // is the truth, so this is safe; anything else is decided inside a transaction.
-    if let Some(inst) = m.store.live(&req.pair) {
+    if let Some(inst) = m.store.live(&req.pair)? {
         if inst.state != ViewerState::Stopping {
             return Ok(held(inst.state, inst.generation).to_value());
         }

@@ -107,9 +107,13 @@ impl Store {
         Ok(Store { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path: path.into(), live })
     }
 
-    /// The instance holding the pair's lock as of the last commit, from memory (see [`live`]).
-    pub fn live(&self, pair: &Pair) -> Option<Arc<LiveView>> {
-        self.live.get(pair)
+    /// The instance holding the pair's lock as of the last commit: from memory, or from a
+    /// read connection while the writer is changing the map (see [`live`]).
+    pub fn live(&self, pair: &Pair) -> Result<Option<Arc<LiveView>>, RpcError> {
+        match self.live.get(pair) {
+            Ok(view) => Ok(view),
+            Err(live::Busy) => Ok(self.read_blocking(|c| Ok(live::read(c, pair)?))?.map(Arc::new)),
+        }
     }
 
     /// Runs `f` inside the next group-commit transaction and answers after the commit.
