@@ -123,7 +123,7 @@ pub async fn run_with(
     }
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&monitor), wake, stop_rx.clone()));
     let idler = tokio::spawn(idle::run(Arc::clone(&monitor), stop_rx));
-    let app = rpc::router(cmd::handlers(Arc::clone(&monitor)), secrets, cfg.max_body_bytes);
+    let app = rpc::router(cmd::Methods::new(Arc::clone(&monitor)), secrets, cfg.max_body_bytes);
     tracing::info!(%addr, state_dir = %cfg.state_dir.display(), "agent-monitor serving XML-RPC at /RPC2");
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)

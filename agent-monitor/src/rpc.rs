@@ -8,7 +8,6 @@
 //! [`vrun_proto::wire`], not through dxr's serde layer, which cost a quarter of the CPU of a
 //! status call (docs/performance.md).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::net::SocketAddr;
@@ -18,20 +17,20 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use dxr_server::Handler;
 use vrun_proto::wire::{parse_call, write_fault, write_response};
 use vrun_proto::{FaultCode, RpcError};
 
 use crate::auth::{self, Secrets};
+use crate::cmd::{Answer, Methods};
 
 pub struct Rpc {
-    handlers: HashMap<&'static str, Box<dyn Handler>>,
+    methods: Methods,
     secrets: Arc<Secrets>,
     max_body: usize,
 }
 
-pub fn router(handlers: HashMap<&'static str, Box<dyn Handler>>, secrets: Arc<Secrets>, max_body: usize) -> Router {
-    let rpc = Arc::new(Rpc { handlers, secrets, max_body });
+pub fn router(methods: Methods, secrets: Arc<Secrets>, max_body: usize) -> Router {
+    let rpc = Arc::new(Rpc { methods, secrets, max_body });
     Router::new()
         .route("/RPC2", post(endpoint))
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -84,7 +83,7 @@ async fn endpoint(State(rpc): State<Arc<Rpc>>, request: Request) -> Response {
         Ok(c) => c,
         Err(e) => return fault(RpcError::new(FaultCode::MalformedRequest, format!("not an XML-RPC call: {e}"))),
     };
-    let Some(handler) = rpc.handlers.get(call.name.as_str()) else {
+    let Some(method) = rpc.methods.find(&call.name) else {
         let name: String = call.name.chars().take(64).collect();
         return fault(RpcError::new(FaultCode::UnknownMethod, format!("unknown method {name:?}")));
     };
@@ -92,11 +91,9 @@ async fn endpoint(State(rpc): State<Arc<Rpc>>, request: Request) -> Response {
         tracing::warn!(peer = %show(peer), ?caller, method = %call.name, reason = %e.message, "refused a call");
         return fault(e);
     }
-    match handler.handle(&call.params, headers).await {
-        Ok(value) => xml(write_response(&value)),
-        Err(f) => {
-            let code = FaultCode::from_code(f.code()).unwrap_or(FaultCode::Internal);
-            fault(RpcError::new(code, f.string()))
-        }
+    match method.call(call.params).await {
+        Ok(Answer::Value(value)) => xml(write_response(&value)),
+        Ok(Answer::Xml(answer)) => xml(answer),
+        Err(e) => fault(e),
     }
 }

@@ -9,7 +9,8 @@ use dxr::Value;
 use crate::fault::RpcError;
 use crate::names::Pair;
 use crate::state::ViewerState;
-use crate::value::{positional_strings, StructBuilder, StructReader};
+use crate::value::{positional_strings, StructBuilder, StructReader, StructSink};
+use crate::wire::StructAnswer;
 
 pub const LAUNCH_VIEWER: &str = "agentMonitor.launchViewer";
 pub const IS_VIEWER_AVAILABLE: &str = "agentMonitor.isViewerAvailable";
@@ -107,13 +108,20 @@ pub struct LaunchReply {
 }
 
 impl LaunchReply {
-    pub fn to_value(&self) -> Value {
-        StructBuilder::new()
-            .str("state", self.state.as_str())
+    fn members<S: StructSink>(&self, s: S) -> S {
+        s.str("state", self.state.as_str())
             .int("generation", self.generation)
             .bool("launched", self.launched)
             .bool("queued", self.queued)
-            .build()
+    }
+
+    pub fn to_value(&self) -> Value {
+        self.members(StructBuilder::new()).build()
+    }
+
+    /// The whole `methodResponse` (agent-monitor's hot path; reads back as [`Self::to_value`]).
+    pub fn to_answer_xml(&self) -> String {
+        self.members(StructAnswer::new()).finish()
     }
 
     pub fn from_value(v: &Value) -> Result<LaunchReply, RpcError> {
@@ -157,15 +165,22 @@ pub struct Availability {
 }
 
 impl Availability {
-    pub fn to_value(&self) -> Value {
-        StructBuilder::new()
-            .int("ready", i64::from(self.ready))
-            .str("address", self.address.clone())
-            .str("apikey", self.apikey.clone())
-            .str("urluuid", self.urluuid.clone())
-            .str("state", self.state.clone())
+    fn members<S: StructSink>(&self, s: S) -> S {
+        s.int("ready", i64::from(self.ready))
+            .str("address", &self.address)
+            .str("apikey", &self.apikey)
+            .str("urluuid", &self.urluuid)
+            .str("state", &self.state)
             .int("generation", self.generation)
-            .build()
+    }
+
+    pub fn to_value(&self) -> Value {
+        self.members(StructBuilder::new()).build()
+    }
+
+    /// The whole `methodResponse` (agent-monitor's hot path; reads back as [`Self::to_value`]).
+    pub fn to_answer_xml(&self) -> String {
+        self.members(StructAnswer::new()).finish()
     }
 
     pub fn from_value(v: &Value) -> Result<Availability, RpcError> {

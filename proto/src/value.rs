@@ -143,6 +143,33 @@ pub fn positional_strings<const N: usize>(params: &[Value]) -> Result<[String; N
 /// parsing). Real calls nest two or three levels.
 pub const MAX_NESTING: usize = 32;
 
+/// XML-RPC integers are 32-bit; generations and times stay far below that in practice, and
+/// a value that does not fit is clamped rather than wrapped.
+pub fn clamp_i32(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// Where a reply's struct members go: a [`StructBuilder`] (a [`Value`]), or
+/// [`crate::wire::StructAnswer`] (the answer's XML directly). One list of members per reply
+/// type serves both.
+pub trait StructSink: Sized {
+    fn str(self, key: &str, v: &str) -> Self;
+    fn int(self, key: &str, v: i64) -> Self;
+    fn bool(self, key: &str, v: bool) -> Self;
+}
+
+impl StructSink for StructBuilder {
+    fn str(self, key: &str, v: &str) -> Self {
+        StructBuilder::str(self, key, v)
+    }
+    fn int(self, key: &str, v: i64) -> Self {
+        StructBuilder::int(self, key, v)
+    }
+    fn bool(self, key: &str, v: bool) -> Self {
+        StructBuilder::bool(self, key, v)
+    }
+}
+
 /// Builds struct values without ceremony.
 #[derive(Default)]
 pub struct StructBuilder(BTreeMap<String, Value>);
@@ -164,11 +191,8 @@ impl StructBuilder {
         }
     }
 
-    /// XML-RPC integers are 32-bit; generations and times stay far below that in practice, and
-    /// a value that does not fit is clamped rather than wrapped.
     pub fn int(mut self, key: &str, v: i64) -> Self {
-        let v = i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX });
-        self.0.insert(key.to_owned(), Value::Integer(v));
+        self.0.insert(key.to_owned(), Value::Integer(clamp_i32(v)));
         self
     }
 

@@ -6,9 +6,10 @@ use dxr::Value;
 use vrun_proto::methods::{Availability, IsViewerAvailable};
 use vrun_proto::{RpcError, ViewerState};
 
+use super::Answer;
 use crate::monitor::Monitor;
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Answer, RpcError> {
     let req = IsViewerAvailable::from_params(&params)?;
     // From the writer-maintained map: no SQLite on the path every View polls.
     let reply = match m.store.live(&req.pair)? {
@@ -24,5 +25,5 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
             generation: i.generation,
         },
     };
-    Ok(reply.to_value())
+    Ok(Answer::Xml(reply.to_answer_xml()))
 }

@@ -8,23 +8,24 @@ use vrun_proto::methods::{LaunchReply, LaunchViewer};
 use vrun_proto::{RpcError, ViewerState};
 
 use crate::instances::{self, Effect, JobDefaults, LaunchParams};
+use super::Answer;
 use crate::monitor::Monitor;
 use crate::store::{now_ms, Db};
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Answer, RpcError> {
     let req = LaunchViewer::from_params(&params)?;
     // Most calls find the viewer already held: answer those from the writer-maintained map
     // of committed live instances, without queueing behind writes. A committed live instance
     // is the truth, so this is safe; anything else is decided inside a transaction.
     if let Some(inst) = m.store.live(&req.pair)? {
         if inst.state != ViewerState::Stopping {
-            return Ok(held(inst.state, inst.generation).to_value());
+            return Ok(Answer::Xml(held(inst.state, inst.generation).to_answer_xml()));
         }
     }
     let defaults = m.defaults.clone();
     let (reply, effects) = m.store.write(move |c| decide(c, &req, &defaults)).await?;
     m.apply(effects);
-    Ok(reply.to_value())
+    Ok(Answer::Xml(reply.to_answer_xml()))
 }
 
 fn held(state: ViewerState, generation: i64) -> LaunchReply {

@@ -17,48 +17,68 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use dxr::Value;
-use dxr_server::{async_trait, Handler, HandlerResult};
-use http::HeaderMap;
 use vrun_proto::methods as m;
 use vrun_proto::RpcError;
 
 use crate::monitor::Monitor;
 
-type Fut = Pin<Box<dyn Future<Output = Result<Value, RpcError>> + Send>>;
-type RunFn = fn(Arc<Monitor>, Vec<Value>) -> Fut;
-
-struct Method {
-    monitor: Arc<Monitor>,
-    run: RunFn,
+/// What a method answers: a value for the generic writer, or the `methodResponse` already
+/// written (the two answers every View asks for repeatedly write theirs directly).
+pub enum Answer {
+    Value(Value),
+    Xml(String),
 }
 
-#[async_trait]
-impl Handler for Method {
-    async fn handle(&self, params: &[Value], _headers: HeaderMap) -> HandlerResult {
-        (self.run)(Arc::clone(&self.monitor), params.to_vec()).await.map_err(Into::into)
+type Fut = Pin<Box<dyn Future<Output = Result<Answer, RpcError>> + Send>>;
+type RunFn = fn(Arc<Monitor>, Vec<Value>) -> Fut;
+
+/// Every method agent-monitor serves, by name. The endpoint hands each its parameters by
+/// value; a table of plain functions instead of dxr_server's `Handler` objects spares a
+/// copy of the parameters and a boxed future per call, and lets a method answer in XML.
+pub struct Methods {
+    monitor: Arc<Monitor>,
+    table: HashMap<&'static str, RunFn>,
+}
+
+impl Methods {
+    pub fn new(monitor: Arc<Monitor>) -> Methods {
+        let table: [(&'static str, RunFn); 12] = [
+            (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
+            (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
+            (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
+            (m::HEARTBEAT, |mo, p| Box::pin(value(heartbeat::run(mo, p)))),
+            (m::ABORT_VIEWER, |mo, p| Box::pin(value(abort_viewer::run(mo, p)))),
+            (m::STORE_VIEWER, |mo, p| Box::pin(value(store_viewer::run(mo, p)))),
+            (m::VIEWER_STATUS, |mo, p| Box::pin(value(viewer_status::run(mo, p)))),
+            (m::LIST_VIEWERS, |mo, p| Box::pin(value(list_viewers::run(mo, p)))),
+            (m::CLAIM_PUSH, |mo, p| Box::pin(value(push::claim(mo, p)))),
+            (m::PUSH_DONE, |mo, p| Box::pin(value(push::done(mo, p)))),
+            (m::LIST_METHODS, |_, p| Box::pin(value(list_methods(p)))),
+            (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
+        ];
+        Methods { monitor, table: table.into_iter().collect() }
+    }
+
+    /// Method `name`, if there is one.
+    pub fn find(&self, name: &str) -> Option<Method<'_>> {
+        self.table.get(name).map(|&run| Method { monitor: &self.monitor, run })
     }
 }
 
-/// Every method agent-monitor serves.
-pub fn handlers(monitor: Arc<Monitor>) -> HashMap<&'static str, Box<dyn Handler>> {
-    let table: [(&'static str, RunFn); 12] = [
-        (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
-        (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
-        (m::SET_VIEWER_STATE, |mo, p| Box::pin(set_viewer_state::run(mo, p))),
-        (m::HEARTBEAT, |mo, p| Box::pin(heartbeat::run(mo, p))),
-        (m::ABORT_VIEWER, |mo, p| Box::pin(abort_viewer::run(mo, p))),
-        (m::STORE_VIEWER, |mo, p| Box::pin(store_viewer::run(mo, p))),
-        (m::VIEWER_STATUS, |mo, p| Box::pin(viewer_status::run(mo, p))),
-        (m::LIST_VIEWERS, |mo, p| Box::pin(list_viewers::run(mo, p))),
-        (m::CLAIM_PUSH, |mo, p| Box::pin(push::claim(mo, p))),
-        (m::PUSH_DONE, |mo, p| Box::pin(push::done(mo, p))),
-        (m::LIST_METHODS, |_, p| Box::pin(list_methods(p))),
-        (m::SERVER_VERSION, |_, p| Box::pin(server_version(p))),
-    ];
-    table
-        .into_iter()
-        .map(|(name, run)| (name, Box::new(Method { monitor: Arc::clone(&monitor), run }) as Box<dyn Handler>))
-        .collect()
+/// One method, ready to be called.
+pub struct Method<'a> {
+    monitor: &'a Arc<Monitor>,
+    run: RunFn,
+}
+
+impl Method<'_> {
+    pub fn call(self, params: Vec<Value>) -> impl Future<Output = Result<Answer, RpcError>> {
+        (self.run)(Arc::clone(self.monitor), params)
+    }
+}
+
+async fn value(f: impl Future<Output = Result<Value, RpcError>>) -> Result<Answer, RpcError> {
+    f.await.map(Answer::Value)
 }
 
 fn no_params(p: &[Value]) -> Result<(), RpcError> {

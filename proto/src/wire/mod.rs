@@ -19,7 +19,7 @@ mod parse;
 mod write;
 
 pub use parse::{parse_call, Call, WireError};
-pub use write::{write_fault, write_response};
+pub use write::{write_fault, write_response, StructAnswer};
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use base64::Engine;
 use dxr::Value;
 
+use crate::value::{clamp_i32, StructSink};
+
 const HEAD: &str = "<?xml version=\"1.0\"?><methodResponse>";
 
 /// A successful answer carrying `value`.
@@ -29,6 +31,59 @@ pub fn write_fault(code: i32, message: &str) -> String {
     escape(&mut out, message);
     out.push_str("</string></value></member></struct></value></fault></methodResponse>");
     out
+}
+
+/// A successful answer carrying one struct, written member by member without building a
+/// [`Value`] first: for the answers every View asks for many times (`launchViewer`,
+/// `isViewerAvailable`). Reads back exactly as the same members through a `StructBuilder`.
+pub struct StructAnswer(String);
+
+impl StructAnswer {
+    pub fn new() -> StructAnswer {
+        let mut out = String::with_capacity(384);
+        out.push_str(HEAD);
+        out.push_str("<params><param><value><struct>");
+        StructAnswer(out)
+    }
+
+    fn member(&mut self, key: &str) {
+        self.0.push_str("<member><name>");
+        escape(&mut self.0, key);
+        self.0.push_str("</name><value>");
+    }
+
+    pub fn finish(mut self) -> String {
+        self.0.push_str("</struct></value></param></params></methodResponse>");
+        self.0
+    }
+}
+
+impl Default for StructAnswer {
+    fn default() -> Self {
+        StructAnswer::new()
+    }
+}
+
+impl StructSink for StructAnswer {
+    fn str(mut self, key: &str, v: &str) -> Self {
+        self.member(key);
+        self.0.push_str("<string>");
+        escape(&mut self.0, v);
+        self.0.push_str("</string></value></member>");
+        self
+    }
+
+    fn int(mut self, key: &str, v: i64) -> Self {
+        self.member(key);
+        let _ = write!(self.0, "<i4>{}</i4></value></member>", clamp_i32(v));
+        self
+    }
+
+    fn bool(mut self, key: &str, v: bool) -> Self {
+        self.member(key);
+        let _ = write!(self.0, "<boolean>{}</boolean></value></member>", u8::from(v));
+        self
+    }
 }
 
 fn write_value(out: &mut String, v: &Value) {
