@@ -28,8 +28,12 @@ enum End {
     Failure(String),
 }
 
-/// How often the serial log and the domain are looked at: VIEWERUP is noticed within this.
+/// How often the serial log and the domain are looked at.
 const TICK: Duration = Duration::from_millis(100);
+/// How often the serial log is read until VIEWERUP: every View waits for that line, so it is
+/// noticed within 20 ms (a read of a small file's new bytes); libvirt is still asked only
+/// every [`TICK`].
+const BOOT_TICK: Duration = Duration::from_millis(20);
 /// How often the power button is pressed again while the guest has not powered off.
 const PRESS_AGAIN: Duration = Duration::from_secs(5);
 
@@ -156,6 +160,7 @@ async fn run_in(
     {
         return fail_early(rep, format!("cannot build the VM's disks: {e}")).await;
     }
+    tracing::info!("disks built");
     let boot = match boot_of(Path::new(&job.platform), work) {
         Ok(b) => b,
         Err(e) => return fail_early(rep, e).await,
@@ -254,6 +259,7 @@ impl Vm<'_> {
         let boot_deadline = Instant::now() + opts.boot_timeout;
         let beat_every = Duration::from_secs(job.heartbeat_secs.max(1));
         let mut next_beat = Instant::now();
+        let mut next_state = Instant::now();
         // libvirtd may be down for a while (QEMU runs on): say so once, not four times a second.
         let mut hv_down = false;
         loop {
@@ -285,42 +291,52 @@ impl Vm<'_> {
                     _ => {}
                 }
             }
-            let state = hv.state(name);
-            match (&state, hv_down) {
-                (Err(e), false) => {
-                    tracing::warn!(error = %e, "cannot read domain state; the viewer keeps serving")
+            if Instant::now() >= next_state {
+                next_state = Instant::now() + TICK;
+                let state = hv.state(name);
+                match (&state, hv_down) {
+                    (Err(e), false) => {
+                        tracing::warn!(
+                            error = %e,
+                            "cannot read domain state; the viewer keeps serving"
+                        )
+                    }
+                    (Ok(_), true) => tracing::info!("libvirt answers again"),
+                    _ => {}
                 }
-                (Ok(_), true) => tracing::info!("libvirt answers again"),
-                _ => {}
-            }
-            hv_down = state.is_err();
-            match state {
-                Ok(VmState::Running) | Err(_) => {}
-                Ok(VmState::Off) => return End::GuestOff,
-                Ok(VmState::Missing) => return End::Failure("the VM's domain vanished".into()),
-            }
-            if !*ready && Instant::now() > boot_deadline {
-                return End::Failure(format!(
-                    "no VIEWERUP within {} s of boot",
-                    opts.boot_timeout.as_secs()
-                ));
-            }
-            if Instant::now() >= next_beat {
-                next_beat = Instant::now() + beat_every;
-                match rep.heartbeat().await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        return End::Requested("agent-monitor asked the viewer to stop".into())
+                hv_down = state.is_err();
+                match state {
+                    Ok(VmState::Running) | Err(_) => {}
+                    Ok(VmState::Off) => return End::GuestOff,
+                    Ok(VmState::Missing) => {
+                        return End::Failure("the VM's domain vanished".into())
                     }
-                    Err(e @ ClientError::Unreachable { .. }) => {
-                        // agent-monitor may be restarting; the viewer keeps serving meanwhile.
-                        tracing::warn!(error = %e, "heartbeat failed");
+                }
+                if !*ready && Instant::now() > boot_deadline {
+                    return End::Failure(format!(
+                        "no VIEWERUP within {} s of boot",
+                        opts.boot_timeout.as_secs()
+                    ));
+                }
+                if Instant::now() >= next_beat {
+                    next_beat = Instant::now() + beat_every;
+                    match rep.heartbeat().await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return End::Requested(
+                                "agent-monitor asked the viewer to stop".into(),
+                            )
+                        }
+                        Err(e @ ClientError::Unreachable { .. }) => {
+                            // agent-monitor may be restarting; the viewer keeps serving meanwhile.
+                            tracing::warn!(error = %e, "heartbeat failed");
+                        }
+                        Err(e) => return end_for_report_error(e),
                     }
-                    Err(e) => return end_for_report_error(e),
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(if *ready { TICK } else { BOOT_TICK }) => {}
                 _ = term.recv() => return End::Requested("SIGTERM".into()),
                 _ = int.recv() => return End::Requested("SIGINT".into()),
             }
