@@ -8,9 +8,8 @@
 //! [`vrun_proto::wire`], not through dxr's serde layer, which cost a quarter of the CPU of a
 //! status call (docs/performance.md).
 
-use std::sync::Arc;
-
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};

@@ -44,7 +44,7 @@ pub(super) struct Busy;
 /// The pair's live instance read from the database, in the map's shape: the answer while
 /// the map is [`Busy`].
 pub(super) fn read(conn: &Connection, pair: &Pair) -> rusqlite::Result<Option<LiveView>> {
-    let sql = format!("SELECT {COLUMNS} FROM instances WHERE project = ?1 AND viewer = ?2 AND state NOT IN ('stopped', 'failed')");
+    let sql = format!("SELECT {COLUMNS} FROM instances WHERE project = ?1 AND viewer = ?2 AND {LIVE}");
     let row = conn.prepare_cached(&sql)?.query_row(params![pair.project(), pair.viewer()], from_row).optional()?;
     Ok(row.map(|(_, view)| view))
 }
@@ -53,6 +53,7 @@ pub(super) fn read(conn: &Connection, pair: &Pair) -> rusqlite::Result<Option<Li
 pub(super) struct Pending(Vec<(Pair, i64, Option<LiveView>)>);
 
 const COLUMNS: &str = "generation, project, viewer, state, address, apikey, urluuid";
+const LIVE: &str = "state NOT IN ('stopped', 'failed')";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(Pair, LiveView)> {
     let bad = |e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into());
@@ -69,14 +70,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Pair, LiveView)> {
     Ok((pair, view))
 }
 
-fn is_live(state: ViewerState) -> bool {
-    !matches!(state, ViewerState::Stopped | ViewerState::Failed)
-}
-
 impl LiveMap {
     /// Every live instance in the database (at open, before anything else runs).
     pub(super) fn load(conn: &Connection) -> rusqlite::Result<LiveMap> {
-        let sql = format!("SELECT {COLUMNS} FROM instances WHERE state NOT IN ('stopped', 'failed')");
+        let sql = format!("SELECT {COLUMNS} FROM instances WHERE {LIVE}");
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map([], from_row)?;
         let map = rows.map(|r| r.map(|(p, v)| (p, Arc::new(v)))).collect::<rusqlite::Result<HashMap<_, _>>>()?;
@@ -104,7 +101,7 @@ impl LiveMap {
             // No row: its insert was rolled back with the caller's savepoint.
             let Some((pair, view)) = stmt.query_row(params![generation], from_row).optional()? else { continue };
             let current = map.get(&pair);
-            if is_live(view.state) {
+            if !view.state.is_terminal() {
                 if current.is_none_or(|c| **c != view) {
                     changes.push((pair, generation, Some(view)));
                 }

@@ -27,6 +27,17 @@ pub(super) fn is_xml_ws(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
+/// The first byte matching `f`. Every delimiter here is ASCII, and no byte of a multi-byte
+/// UTF-8 character is, so the index is a character boundary; scanning bytes instead of
+/// decoding characters is what keeps this parser cheap.
+pub(super) fn find_byte(s: &str, f: impl Fn(u8) -> bool) -> Option<usize> {
+    s.bytes().position(f)
+}
+
+pub(super) fn is_ws_byte(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
 impl<'a> Lexer<'a> {
     pub(super) fn new(s: &'a str) -> Lexer<'a> {
         Lexer { s, pos: 0 }
@@ -75,7 +86,7 @@ impl<'a> Lexer<'a> {
             } else if rest.starts_with("<!") {
                 return Err(self.err("DOCTYPE and other declarations are not accepted"));
             } else if let Some(after) = rest.strip_prefix("</") {
-                let name_len = after.find(|c: char| is_xml_ws(c) || c == '>').unwrap_or(after.len());
+                let name_len = find_byte(after, |b| is_ws_byte(b) || b == b'>').unwrap_or(after.len());
                 let name = &after[..name_len];
                 self.pos += 2 + name_len;
                 self.skip_ws();
@@ -86,7 +97,7 @@ impl<'a> Lexer<'a> {
                 return Ok(Tok::End(name));
             } else {
                 let after = &rest[1..];
-                let name_len = after.find(|c: char| is_xml_ws(c) || c == '>' || c == '/').unwrap_or(after.len());
+                let name_len = find_byte(after, |b| is_ws_byte(b) || b == b'>' || b == b'/').unwrap_or(after.len());
                 let name = &after[..name_len];
                 self.pos += 1 + name_len;
                 self.skip_ws();
@@ -107,7 +118,7 @@ impl<'a> Lexer<'a> {
 
     fn skip_ws(&mut self) {
         let rest = &self.s[self.pos..];
-        self.pos += rest.len() - rest.trim_start_matches(is_xml_ws).len();
+        self.pos += find_byte(rest, |b| !is_ws_byte(b)).unwrap_or(rest.len());
     }
 }
 
@@ -153,7 +164,7 @@ pub(super) fn clip(s: &str) -> String {
 /// Character data as the application sees it: entity and character references resolved,
 /// line ends normalised to `\n` (XML 1.0 §2.11). Borrows when there is nothing to do.
 pub(super) fn decode_text(raw: &str) -> Result<Cow<'_, str>, WireError> {
-    if !raw.contains(['&', '\r']) {
+    if find_byte(raw, |b| b == b'&' || b == b'\r').is_none() {
         return Ok(Cow::Borrowed(raw));
     }
     let mut out = String::with_capacity(raw.len());
@@ -163,7 +174,7 @@ pub(super) fn decode_text(raw: &str) -> Result<Cow<'_, str>, WireError> {
 
 pub(super) fn push_decoded(raw: &str, out: &mut String) -> Result<(), WireError> {
     let mut rest = raw;
-    while let Some(i) = rest.find(['&', '\r']) {
+    while let Some(i) = find_byte(rest, |b| b == b'&' || b == b'\r') {
         out.push_str(&rest[..i]);
         if rest.as_bytes()[i] == b'\r' {
             out.push('\n');

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use dxr::{DateTime, Value};
 
-use super::lex::{clip, decode_text, is_xml_ws, push_cdata, push_decoded, Lexer, Tok};
+use super::lex::{clip, decode_text, find_byte, is_ws_byte, is_xml_ws, push_cdata, push_decoded, Lexer, Tok};
 use crate::value::MAX_NESTING;
 
 /// Why a request body is not an XML-RPC call (becomes a `MalformedRequest` fault).
@@ -70,7 +70,7 @@ fn unexpected(t: Tok<'_>, wanted: &str) -> WireError {
 }
 
 fn all_ws(s: &str) -> bool {
-    s.chars().all(is_xml_ws)
+    find_byte(s, |b| !is_ws_byte(b)).is_none()
 }
 
 fn trim_ws(s: &str) -> &str {

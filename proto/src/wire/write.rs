@@ -144,7 +144,8 @@ fn write_value(out: &mut String, v: &Value) {
 /// carriage return as a reference survives the reader's line-end normalisation.
 fn escape(out: &mut String, s: &str) {
     let mut rest = s;
-    while let Some(i) = rest.find(['&', '<', '>', '\r']) {
+    // Bytes, not chars: all four are ASCII (see `lex::find_byte`).
+    while let Some(i) = rest.bytes().position(|b| matches!(b, b'&' | b'<' | b'>' | b'\r')) {
         out.push_str(&rest[..i]);
         out.push_str(match rest.as_bytes()[i] {
             b'&' => "&amp;",
