@@ -232,7 +232,9 @@ def wrk(port, mode, auth, secs=None, pairs=500, expect=None, conns=64, pid=None)
     cmd = ["wrk", "-t2", "-c%d" % conns, "-d%ds" % secs, "--timeout", "10s", "-s", LUA,
            "http://127.0.0.1:%d/RPC2" % port]
     perf = None
-    if pid and os.environ.get("BENCH_PERF"):
+    if pid and os.environ.get("BENCH_PERF") and not shutil.which("perf"):
+        log("BENCH_PERF: no perf on this machine (Debian: apt-get install linux-perf); not profiling")
+    elif pid and os.environ.get("BENCH_PERF"):
         # BENCH_PERF=1 (or =dwarf: exact call graphs, bigger files) scripts/bench --only status:
         # a profile of the server under this load, for
         # `perf report -i target/bench/run/<mode>-<pid>.perf.data`.
@@ -615,9 +617,9 @@ def bench_cold():
             notes.append("cold View phase: %-44s %6.2f s" % (name, secs))
         over = overs[mid]
         add("5 cold View", "click -> URL, real VM (TCG)%s" % ("" if runs == 1 else ", median of %d" % runs),
-            "%.2f s" % total, "%.2f s (bare qemu -> VIEWERUP)" % bare_s, "+%.2f s" % over, "<= +1 s", over <= 1.0,
+            "%.2f s" % total, "%.2f s (bare qemu -> VIEWERUP)" % bare_s, "%+.2f s" % over, "<= +1 s", over <= 1.0,
             "; ".join("%s %.2f" % (n.split(" (")[0], s) for n, s in phases)
-            + ("; all: %s" % ", ".join("+%.2f" % o for o in overs) if runs > 1 else ""))
+            + ("; all: %s" % ", ".join("%+.2f" % o for o in overs) if runs > 1 else ""))
     finally:
         am.terminate()
 
