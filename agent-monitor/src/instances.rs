@@ -61,17 +61,24 @@ const COLUMNS: &str = "generation, project, viewer, state, reason, viewer_uuid, 
      user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
      relaunch_pending, relaunch_user";
 
-const LIVE: &str = "state NOT IN ('stopped', 'failed')";
+/// The condition under which an instance is live: it holds its pair's lock.
+pub const LIVE: &str = "state NOT IN ('stopped', 'failed')";
+
+/// The pair and state of a row whose columns begin `generation, project, viewer, state`
+/// (shared with the live map's narrower rows).
+pub fn pair_and_state(r: &Row<'_>) -> rusqlite::Result<(Pair, ViewerState)> {
+    let bad = |e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into());
+    let pair = Pair::new(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?).map_err(|e| bad(e.to_string()))?;
+    let state = r.get::<_, String>(3)?.parse().map_err(|e: vrun_proto::state::UnknownState| bad(e.to_string()))?;
+    Ok((pair, state))
+}
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
-    let project: String = r.get(1)?;
-    let viewer: String = r.get(2)?;
-    let state: String = r.get(3)?;
-    let bad = |e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into());
+    let (pair, state) = pair_and_state(r)?;
     Ok(Instance {
         generation: r.get(0)?,
-        pair: Pair::new(&project, &viewer).map_err(|e| bad(e.to_string()))?,
-        state: state.parse().map_err(|e: vrun_proto::state::UnknownState| bad(e.to_string()))?,
+        pair,
+        state,
         reason: r.get(4)?,
         viewer_uuid: r.get(5)?,
         resultsfolder: r.get(6)?,

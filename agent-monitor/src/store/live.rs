@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use vrun_proto::{Pair, ViewerState};
 
+use crate::instances::{pair_and_state, LIVE};
+
 /// What the hot reads answer from: one live instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveView {
@@ -53,12 +55,9 @@ pub(super) fn read(conn: &Connection, pair: &Pair) -> rusqlite::Result<Option<Li
 pub(super) struct Pending(Vec<(Pair, i64, Option<LiveView>)>);
 
 const COLUMNS: &str = "generation, project, viewer, state, address, apikey, urluuid";
-const LIVE: &str = "state NOT IN ('stopped', 'failed')";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(Pair, LiveView)> {
-    let bad = |e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into());
-    let pair = Pair::new(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?).map_err(|e| bad(e.to_string()))?;
-    let state: ViewerState = r.get::<_, String>(3)?.parse().map_err(|e: vrun_proto::state::UnknownState| bad(e.to_string()))?;
+    let (pair, state) = pair_and_state(r)?;
     let ready = state == ViewerState::Ready;
     let view = LiveView {
         generation: r.get(0)?,
