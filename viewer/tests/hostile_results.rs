@@ -151,13 +151,7 @@ async fn sarif_over_the_upload_limit_is_413() {
         ("one large part", Form::new().part("file1", Part::bytes(big.clone()).file_name("big.sarif"))),
         ("many parts", (1..=40).fold(Form::new(), |f, i| f.part(format!("file{i}"), Part::bytes(big[..64 << 10].to_vec())))),
     ] {
-        // The viewer answers 413 before it has read the rest of the body, so that connection
-        // cannot carry another request; a pooled client sometimes sent the next one into it
-        // as the server closed it (hyper: IncompleteMessage). Each refused upload therefore
-        // goes over a connection of its own, as a client that gives up after a 413 would.
-        let once = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-        let url = format!("{}/api/projects/{p}/analysis", s.base);
-        let r = once.post(url).header("API-Key", KEY).multipart(form).send().await.unwrap();
+        let r = s.api(Method::POST, &format!("/projects/{p}/analysis")).multipart(form).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "{what}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"], "upload is larger than the limit of 1048576 bytes", "{what}");

@@ -1,11 +1,12 @@
 //! The Code Dx compatible JSON API (`{ctx}/api/...`), plus two extensions: the findings
 //! listing (for tests and scripts) and `/api/activity` (for the VM's idle timer).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::multipart::Field;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +15,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::auth::{ApiKey, ApiKeyQuiet};
+use super::upload_body::LimitedToEnd;
 use super::{jobs, AppState};
 use crate::config::check_name;
 use crate::db::findings::{self, Filter, Severity, Sort};
@@ -116,20 +118,19 @@ pub async fn delete_project(
     }
 }
 
-/// A failed multipart read: 413 when the body limit was hit, else 400.
-fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) -> ApiError {
-    let status = e.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::Upload(status, format!("upload is larger than the limit of {} bytes", limit))
+/// A failed multipart read: 413 when the body went past the limit (`over`), else 400.
+fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize, over: &AtomicBool) -> ApiError {
+    if over.load(Ordering::Relaxed) {
+        ApiError::Upload(StatusCode::PAYLOAD_TOO_LARGE, format!("upload is larger than the limit of {} bytes", limit))
     } else {
-        ApiError::Upload(status, format!("bad multipart body: {}", e.body_text()))
+        ApiError::Upload(e.status(), format!("bad multipart body: {}", e.body_text()))
     }
 }
 
 /// Saves one multipart field to `path`, chunk by chunk (never the whole part in memory).
-async fn save_field(mut field: Field<'_>, path: &std::path::Path, limit: usize) -> Result<(), ApiError> {
+async fn save_field(mut field: Field<'_>, path: &std::path::Path, limit: usize, over: &AtomicBool) -> Result<(), ApiError> {
     let mut out = tokio::fs::File::create(path).await?;
-    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit, over))? {
         out.write_all(&chunk).await?;
     }
     out.flush().await?;
@@ -141,27 +142,31 @@ pub async fn analysis(
     _: ApiKey,
     State(st): State<Arc<AppState>>,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let project_id = id_param(id)?;
-    let mut multipart = multipart.map_err(|e| ApiError::BadRequest(format!("expected multipart/form-data: {e}")))?;
+    let limit = st.config.limits.max_upload_bytes;
+    let over = Arc::new(AtomicBool::new(false));
+    let request = request.map(|b| axum::body::Body::new(LimitedToEnd::new(b, limit as u64, Arc::clone(&over))));
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("expected multipart/form-data: {e}")))?;
     if st.with_db(move |c| projects::get(c, project_id)).await?.is_none() {
         return Err(ApiError::NotFound("project"));
     }
-    let limit = st.config.limits.max_upload_bytes;
     let job_id = jobs::new_id();
     let dir = st.uploads_dir.join(&job_id);
     tokio::fs::create_dir_all(&dir).await?;
     let mut uploads = Vec::new();
     let saved: Result<(), ApiError> = async {
-        while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(e, limit))? {
+        while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(e, limit, &over))? {
             let name = field.name().unwrap_or_default().to_owned();
             if !name.starts_with("file") {
                 continue; // Code Dx clients may send other form fields; they carry nothing we use.
             }
             let shown = field.file_name().map(|f| format!("{name} ({f})")).unwrap_or_else(|| name.clone());
             let path = dir.join(format!("part{}", uploads.len()));
-            save_field(field, &path, limit).await?;
+            save_field(field, &path, limit, &over).await?;
             uploads.push(Upload { name: shown, path });
         }
         if uploads.is_empty() {

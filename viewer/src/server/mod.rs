@@ -10,6 +10,7 @@ mod auth;
 mod html;
 mod jobs;
 mod pages;
+mod upload_body;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -127,7 +128,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 
 fn router(state: Arc<AppState>) -> Router {
     let c = state.config.context.clone();
-    let upload_limit = DefaultBodyLimit::max(state.config.limits.max_upload_bytes);
+    // The upload handler holds the body to its limit itself (see upload_body.rs).
+    let upload_limit = DefaultBodyLimit::disable();
     let mut r = Router::new()
         .route(&format!("{c}/api/projects"), get(api::list_projects).put(api::create_project))
         .route(&format!("{c}/api/projects/{{id}}"), delete(api::delete_project))
