@@ -18,8 +18,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
-use super::api::ApiError;
-use super::pages::PageError;
+use super::error::{ApiError, PageError};
 use super::AppState;
 
 /// Proof that a request carried the system key; touches activity.

@@ -7,62 +7,20 @@ use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::HeaderMap;
+use axum::response::{Html, Redirect};
 use serde::Deserialize;
 
-use super::api::ListQuery;
 use super::auth::User;
+use super::error::PageError;
+use super::query::ListQuery;
 use super::html::{esc, page, qs};
 use super::AppState;
 use crate::db::findings::{self, Severity, Sort, TRIAGE_STATUSES};
-use crate::db::{projects, DbError};
+use crate::db::projects;
 
 /// Rows per page of the findings table.
 pub const PAGE_SIZE: i64 = 200;
-
-/// Page failures, rendered as small HTML pages with their status.
-#[derive(Debug, thiserror::Error)]
-pub enum PageError {
-    /// 403: no user, or a user not on this project's list.
-    #[error("{0}")]
-    Forbidden(String),
-    /// 404
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// 400
-    #[error("{0}")]
-    BadRequest(String),
-    /// 500; details are logged only.
-    #[error("internal error")]
-    Internal(#[from] DbError),
-}
-
-impl PageError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            PageError::Forbidden(_) => StatusCode::FORBIDDEN,
-            PageError::NotFound(_) => StatusCode::NOT_FOUND,
-            PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        if let PageError::Internal(e) = &self {
-            tracing::error!("page: {e}");
-        }
-        let title = match self.status() {
-            StatusCode::FORBIDDEN => "Access denied",
-            StatusCode::NOT_FOUND => "Not found",
-            StatusCode::BAD_REQUEST => "Bad request",
-            _ => "Error",
-        };
-        (self.status(), Html(page(title, None, &format!("<p>{}</p>", esc(&self.to_string()))))).into_response()
-    }
-}
 
 fn id_of(p: Result<Path<i64>, PathRejection>, what: &'static str) -> Result<i64, PageError> {
     p.map(|Path(id)| id).map_err(|_| PageError::NotFound(what))
