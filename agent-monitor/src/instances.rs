@@ -9,7 +9,7 @@ use vrun_proto::job::{JobSpec, INTENT_VRUN};
 use vrun_proto::methods::{InstanceRecord, Transition};
 use vrun_proto::{Pair, RpcError, ViewerState};
 
-use crate::store::Db;
+use crate::store::{pair_and_state, Db, LIVE};
 
 /// Something to do once the transaction that decided it has committed.
 #[derive(Debug, Clone)]
@@ -60,18 +60,6 @@ pub struct Instance {
 const COLUMNS: &str = "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
      user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
      relaunch_pending, relaunch_user";
-
-/// The condition under which an instance is live: it holds its pair's lock.
-pub const LIVE: &str = "state NOT IN ('stopped', 'failed')";
-
-/// The pair and state of a row whose columns begin `generation, project, viewer, state`
-/// (shared with the live map's narrower rows).
-pub fn pair_and_state(r: &Row<'_>) -> rusqlite::Result<(Pair, ViewerState)> {
-    let bad = |e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into());
-    let pair = Pair::new(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?).map_err(|e| bad(e.to_string()))?;
-    let state = r.get::<_, String>(3)?.parse().map_err(|e: vrun_proto::state::UnknownState| bad(e.to_string()))?;
-    Ok((pair, state))
-}
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let (pair, state) = pair_and_state(r)?;
