@@ -20,7 +20,8 @@
 //!   [`auth`]: roles and credentials.
 //! - [`reaper`]: lease expiry. [`restore`]: start-up repair.
 //! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
-//!   [`events`] wakes it on libvirt lifecycle events. [`idle`]: idle and lifetime shutdown.
+//!   [`events`] wakes it on libvirt lifecycle events. [`salvage`]: powering off, keeping
+//!   and removing a domain no live instance holds. [`idle`]: idle and lifetime shutdown.
 //! - [`status`]: the `agent-monitor status` admin command.
 
 pub mod archives;
@@ -35,6 +36,7 @@ pub mod monitor;
 pub mod reaper;
 pub mod restore;
 pub mod rpc;
+pub mod salvage;
 pub mod statedir;
 pub mod status;
 pub mod store;
@@ -46,11 +48,13 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::archives::ArchiveSettings;
 use crate::config::Resolved;
 use crate::instances::JobDefaults;
 use crate::hypervisor::Hypervisor;
 use crate::launcher::{Launcher, ProcessLauncher};
 use crate::monitor::{Monitor, Timing};
+use crate::salvage::Salvage;
 
 /// Runs the daemon on `listener` until `shutdown` completes. The caller holds the state
 /// directory lock (see [`statedir::lock`]).
@@ -83,9 +87,10 @@ pub async fn run_with(
         start_grace_ms: cfg.start_grace.as_millis() as i64,
         secrets: Arc::clone(&secrets),
     };
+    let archives = ArchiveSettings { dir: cfg.sub("archives"), keep: cfg.archives_keep };
+    let salvage = Salvage::new(store.clone(), Arc::clone(&hypervisor), archives.clone(), cfg.salvage_timeout);
     let monitor = Arc::new(Monitor {
         starter: Default::default(),
-        salvaging: Default::default(),
         store,
         launcher,
         hypervisor,
@@ -97,13 +102,12 @@ pub async fn run_with(
             push_timeout: std::time::Duration::from_secs(600),
             sweep_every: cfg.sweep_every,
             orphan_grace: cfg.orphan_grace,
-            salvage_timeout: cfg.salvage_timeout,
             launch_deadline: cfg.launch_deadline,
             stop_deadline: cfg.stop_deadline,
             limits: cfg.limits.clone(),
         },
-        archive_dir: cfg.sub("archives"),
-        archives_keep: cfg.archives_keep,
+        archives,
+        salvage,
     });
     restore::renew_leases(&monitor).await?;
     let restorer = {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::instances::{self, Effect, JobDefaults};
 use crate::launcher::Launcher;
+use crate::salvage::Salvage;
 use crate::store::{now_ms, Store};
 
 /// Lease and timing settings.
@@ -25,7 +26,6 @@ pub struct Timing {
     /// Reconciliation: how often, and how long things may look wrong before acting.
     pub sweep_every: Duration,
     pub orphan_grace: Duration,
-    pub salvage_timeout: Duration,
     pub launch_deadline: Duration,
     pub stop_deadline: Duration,
     pub limits: crate::config::Limits,
@@ -34,16 +34,13 @@ pub struct Timing {
 pub struct Monitor {
     /// Where job starts are queued (see [`Monitor::apply`]).
     pub starter: std::sync::OnceLock<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
-    /// Domains being salvaged right now (by the sweep or after a lost lease), so that two
-    /// paths never power off and store the same domain at once.
-    pub salvaging: std::sync::Mutex<std::collections::HashSet<String>>,
     pub store: Store,
     pub launcher: Arc<dyn Launcher>,
     pub hypervisor: Arc<dyn crate::hypervisor::Hypervisor>,
     pub defaults: JobDefaults,
     pub timing: Timing,
-    pub archive_dir: std::path::PathBuf,
-    pub archives_keep: usize,
+    pub archives: crate::archives::ArchiveSettings,
+    pub salvage: Salvage,
 }
 
 impl Monitor {
@@ -128,7 +125,7 @@ impl Monitor {
                 // The job is gone; a VM it left behind must not outlive the lock it lost. It is
                 // salvaged like any orphan: power button, keep its database, remove it.
                 let me = Arc::clone(self);
-                tokio::runtime::Handle::current().spawn(async move { crate::sweep::salvage_generation(&me, generation).await });
+                tokio::runtime::Handle::current().spawn(async move { me.salvage.generation(generation).await });
             }
         }
     }

@@ -20,6 +20,6 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
     }
     // Only the pair's newest generation may store (its state may already be terminal: a job
     // salvaging the database after its lease ran out still saves the user's work).
-    archives::keep(&m, &req.pair, req.generation, &req.checksum, req.viewerdb).await?;
+    archives::keep(&m.store, &m.archives, &req.pair, req.generation, &req.checksum, req.viewerdb).await?;
     Ok(Value::Integer(1))
 }
