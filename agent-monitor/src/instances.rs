@@ -15,7 +15,7 @@ use crate::store::{pair_and_state, Db, LIVE};
 #[derive(Debug, Clone)]
 pub enum Effect {
     /// Start the job of a freshly created instance (its description is built from the row
-    /// when the start comes up: see `Monitor::apply`).
+    /// when the start comes up: see `Daemon::apply`).
     StartJob(i64),
     /// Stop the job (and its VM) of a generation that lost its lock.
     CancelJob(i64),

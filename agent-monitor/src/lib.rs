@@ -14,7 +14,7 @@
 //! - [`archives`]: stored viewer database versions.
 //! - [`launcher`]: the `Launcher` trait and the local process launcher.
 //! - [`hypervisor`]: the `Hypervisor` inventory trait and its libvirt implementation.
-//! - [`monitor`]: shared state; carries out effects after commits.
+//! - [`daemon`]: the state every handler shares; carries out effects after commits.
 //! - [`cmd`]: one file per XML-RPC method.
 //! - [`rpc`]: the HTTP endpoint and its edge checks (XML-RPC text via `vrun_proto::wire`).
 //!   [`auth`]: roles and credentials.
@@ -28,11 +28,11 @@ pub mod archives;
 pub mod auth;
 pub mod cmd;
 pub mod config;
+pub mod daemon;
 pub mod events;
 pub mod hypervisor;
 pub mod instances;
 pub mod launcher;
-pub mod monitor;
 pub mod reaper;
 pub mod restore;
 pub mod rpc;
@@ -53,7 +53,7 @@ use crate::config::Resolved;
 use crate::instances::JobDefaults;
 use crate::hypervisor::Hypervisor;
 use crate::launcher::{Launcher, ProcessLauncher};
-use crate::monitor::{Monitor, Timing};
+use crate::daemon::{Daemon, Timing};
 use crate::salvage::Salvage;
 
 /// Runs the daemon on `listener` until `shutdown` completes. The caller holds the state
@@ -89,7 +89,7 @@ pub async fn run_with(
     };
     let archives = ArchiveSettings { dir: cfg.sub("archives"), keep: cfg.archives_keep };
     let salvage = Salvage::new(store.clone(), Arc::clone(&hypervisor), archives.clone(), cfg.salvage_timeout);
-    let monitor = Arc::new(Monitor {
+    let daemon = Arc::new(Daemon {
         starter: Default::default(),
         store,
         launcher,
@@ -109,9 +109,9 @@ pub async fn run_with(
         archives,
         salvage,
     });
-    restore::renew_leases(&monitor).await?;
+    restore::renew_leases(&daemon).await?;
     let restorer = {
-        let m = Arc::clone(&monitor);
+        let m = Arc::clone(&daemon);
         tokio::spawn(async move {
             if let Err(e) = restore::restore(&m).await {
                 tracing::error!(error = %e, "start-up repair failed; the sweep will retry what it can");
@@ -120,14 +120,14 @@ pub async fn run_with(
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reaper = tokio::spawn(reaper::run(Arc::clone(&monitor), stop_rx.clone()));
+    let reaper = tokio::spawn(reaper::run(Arc::clone(&daemon), stop_rx.clone()));
     let wake = Arc::new(tokio::sync::Notify::new());
     if cfg.libvirt_uri != "none" {
         events::spawn(cfg.libvirt_uri.clone(), Arc::clone(&wake));
     }
-    let sweeper = tokio::spawn(sweep::run(Arc::clone(&monitor), wake, stop_rx.clone()));
-    let idler = tokio::spawn(idle::run(Arc::clone(&monitor), stop_rx));
-    let app = rpc::router(cmd::Methods::new(Arc::clone(&monitor)), secrets, cfg.max_body_bytes);
+    let sweeper = tokio::spawn(sweep::run(Arc::clone(&daemon), wake, stop_rx.clone()));
+    let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx));
+    let app = rpc::router(cmd::Methods::new(Arc::clone(&daemon)), secrets, cfg.max_body_bytes);
     tracing::info!(%addr, state_dir = %cfg.state_dir.display(), "agent-monitor serving XML-RPC at /RPC2");
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)

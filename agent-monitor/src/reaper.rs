@@ -5,11 +5,11 @@ use std::sync::Arc;
 use vrun_proto::ViewerState;
 
 use crate::instances;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::now_ms;
 
 /// Fails every live instance whose lease ran out, cancels its job, and frees its pair.
-pub async fn reap_once(m: &Arc<Monitor>) {
+pub async fn reap_once(m: &Arc<Daemon>) {
     let defaults = m.defaults.clone();
     let result = m
         .store
@@ -34,7 +34,7 @@ pub async fn reap_once(m: &Arc<Monitor>) {
     }
 }
 
-pub async fn run(m: Arc<Monitor>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(m: Arc<Daemon>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(m.timing.reap_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -17,11 +17,11 @@ use vrun_proto::{RpcError, ViewerState};
 
 use crate::instances::{self, Effect};
 use crate::launcher::JobProbe;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::now_ms;
 
 /// One statement: every live instance gets at least a full lease from now.
-pub async fn renew_leases(m: &Arc<Monitor>) -> Result<(), RpcError> {
+pub async fn renew_leases(m: &Arc<Daemon>) -> Result<(), RpcError> {
     let until = now_ms() + m.timing.lease.as_millis() as i64;
     m.store
         .write(move |c| {
@@ -34,7 +34,7 @@ pub async fn renew_leases(m: &Arc<Monitor>) -> Result<(), RpcError> {
         .await
 }
 
-pub async fn restore(m: &Arc<Monitor>) -> Result<(), RpcError> {
+pub async fn restore(m: &Arc<Daemon>) -> Result<(), RpcError> {
     let live = m.store.read(instances::all_live).await?;
     if live.is_empty() {
         return Ok(());

@@ -23,7 +23,7 @@ use vrun_proto::ViewerState;
 use crate::hypervisor::VrunDomain;
 use crate::instances;
 use crate::launcher::JobProbe;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::now_ms;
 
 /// What the sweeper remembers between sweeps.
@@ -33,7 +33,7 @@ pub struct SweepState {
     orphans: Mutex<HashMap<String, Instant>>,
 }
 
-pub async fn run(m: Arc<Monitor>, wake: Arc<tokio::sync::Notify>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(m: Arc<Daemon>, wake: Arc<tokio::sync::Notify>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let st = Arc::new(SweepState::default());
     let mut tick = tokio::time::interval(m.timing.sweep_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -50,7 +50,7 @@ pub async fn run(m: Arc<Monitor>, wake: Arc<tokio::sync::Notify>, mut shutdown: 
     }
 }
 
-fn deadline_reason(inst: &instances::Instance, t: &crate::monitor::Timing, now: i64) -> Option<String> {
+fn deadline_reason(inst: &instances::Instance, t: &crate::daemon::Timing, now: i64) -> Option<String> {
     let since = |ms: i64| Duration::from_millis((now - ms).max(0) as u64);
     match inst.state {
         ViewerState::Launching | ViewerState::Booting if since(inst.created_ms) > t.launch_deadline => Some(format!(
@@ -65,7 +65,7 @@ fn deadline_reason(inst: &instances::Instance, t: &crate::monitor::Timing, now: 
     }
 }
 
-pub async fn sweep_once(m: &Arc<Monitor>, st: &Arc<SweepState>) {
+pub async fn sweep_once(m: &Arc<Daemon>, st: &Arc<SweepState>) {
     let Ok(live) = m.store.read(instances::all_live).await else { return };
     let now = now_ms();
     let launcher = Arc::clone(&m.launcher);

@@ -9,10 +9,10 @@ use vrun_proto::{RpcError, ViewerState};
 
 use crate::instances::{self, Effect, JobDefaults, LaunchParams};
 use super::Answer;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::{now_ms, Db};
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Answer, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Answer, RpcError> {
     let req = LaunchViewer::from_params(&params)?;
     // Most calls find the viewer already held: answer those from the writer-maintained map
     // of committed live instances, without queueing behind writes. A committed live instance

@@ -6,9 +6,9 @@ use dxr::Value;
 use vrun_proto::RpcError;
 
 use crate::instances;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     if !params.is_empty() {
         return Err(RpcError::invalid_params("listViewers takes no parameters"));
     }

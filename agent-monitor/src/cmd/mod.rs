@@ -20,7 +20,7 @@ use dxr::Value;
 use vrun_proto::methods as m;
 use vrun_proto::RpcError;
 
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 
 /// What a method answers: a value for the generic writer, or the `methodResponse` already
 /// written (the two answers every View asks for repeatedly write theirs directly).
@@ -30,18 +30,18 @@ pub enum Answer {
 }
 
 type Fut = Pin<Box<dyn Future<Output = Result<Answer, RpcError>> + Send>>;
-type RunFn = fn(Arc<Monitor>, Vec<Value>) -> Fut;
+type RunFn = fn(Arc<Daemon>, Vec<Value>) -> Fut;
 
 /// Every method agent-monitor serves, by name. The endpoint hands each its parameters by
 /// value; a table of plain functions instead of dxr_server's `Handler` objects spares a
 /// copy of the parameters and a boxed future per call, and lets a method answer in XML.
 pub struct Methods {
-    monitor: Arc<Monitor>,
+    daemon: Arc<Daemon>,
     table: HashMap<&'static str, RunFn>,
 }
 
 impl Methods {
-    pub fn new(monitor: Arc<Monitor>) -> Methods {
+    pub fn new(daemon: Arc<Daemon>) -> Methods {
         let table: [(&'static str, RunFn); 12] = [
             (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
             (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
@@ -56,24 +56,24 @@ impl Methods {
             (m::LIST_METHODS, |_, p| Box::pin(value(list_methods(p)))),
             (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
         ];
-        Methods { monitor, table: table.into_iter().collect() }
+        Methods { daemon, table: table.into_iter().collect() }
     }
 
     /// Method `name`, if there is one.
     pub fn find(&self, name: &str) -> Option<Method<'_>> {
-        self.table.get(name).map(|&run| Method { monitor: &self.monitor, run })
+        self.table.get(name).map(|&run| Method { daemon: &self.daemon, run })
     }
 }
 
 /// One method, ready to be called.
 pub struct Method<'a> {
-    monitor: &'a Arc<Monitor>,
+    daemon: &'a Arc<Daemon>,
     run: RunFn,
 }
 
 impl Method<'_> {
     pub fn call(self, params: Vec<Value>) -> impl Future<Output = Result<Answer, RpcError>> {
-        (self.run)(Arc::clone(self.monitor), params)
+        (self.run)(Arc::clone(self.daemon), params)
     }
 }
 

@@ -8,10 +8,10 @@ use vrun_proto::methods::SetViewerState;
 use vrun_proto::{FaultCode, RpcError, ViewerState};
 
 use crate::instances::{self, Effect, JobDefaults};
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::{now_ms, Db};
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = SetViewerState::from_params(&params)?;
     let defaults = m.defaults.clone();
     let lease_ms = m.timing.lease.as_millis() as i64;

@@ -7,9 +7,9 @@ use vrun_proto::methods::StoreViewer;
 use vrun_proto::{FaultCode, RpcError};
 
 use crate::archives;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = StoreViewer::from_params(&params)?;
     let actual = archives::sha256_hex(&req.viewerdb);
     if actual != req.checksum {

@@ -1,6 +1,6 @@
 //! The core: the state every request handler shares, and how decisions become actions.
 //!
-//! Handlers decide inside a store transaction and return [`Effect`]s; [`Monitor::apply`]
+//! Handlers decide inside a store transaction and return [`Effect`]s; [`Daemon::apply`]
 //! carries them out after the commit, so a job is never started for a lock that was not
 //! durably taken.
 
@@ -31,8 +31,8 @@ pub struct Timing {
     pub limits: crate::config::Limits,
 }
 
-pub struct Monitor {
-    /// Where job starts are queued (see [`Monitor::apply`]).
+pub struct Daemon {
+    /// Where job starts are queued (see [`Daemon::apply`]).
     pub starter: std::sync::OnceLock<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
     pub store: Store,
     pub launcher: Arc<dyn Launcher>,
@@ -43,7 +43,7 @@ pub struct Monitor {
     pub salvage: Salvage,
 }
 
-impl Monitor {
+impl Daemon {
     /// Carries out effects in the background; failures are recorded on the instance.
     ///
     /// Job starts go to one dedicated thread, in order: spawns are serialised anyway (see
