@@ -11,7 +11,7 @@
 //! with no PID-reuse races, and a second start of the same generation is impossible.
 //!
 //! Cost: jobs are spawned with `posix_spawn` (no `pre_exec`, so std need not `fork` the whole
-//! daemon for each job), in a process group of their own, and one reaper thread waits for all
+//! daemon for each job), in a process group of their own, and one waiter thread waits for all
 //! of them (a thread per job cost ~16 KB each and made every later spawn slower).
 
 use std::fs::{File, OpenOptions};
@@ -137,7 +137,7 @@ impl Launcher for ProcessLauncher {
         // lock, just close our descriptor when `lock` drops.
         std::mem::forget(held);
         tracing::info!(generation = spec.generation, pid = child.id(), job = %job_file.display(), "job started");
-        reaper::adopt(child);
+        child_waiter::adopt(child);
         Ok(())
     }
 
@@ -197,45 +197,46 @@ fn set_cloexec(fd: i32, on: bool) -> std::io::Result<()> {
     if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
 }
 
-/// One thread reaps every job agent-monitor started, so none lingers as a zombie. Jobs are
-/// the daemon's only children, so waiting for any child is waiting for a job.
-mod reaper {
+/// One thread waits for (`waitpid`) every job agent-monitor started, so none lingers as a
+/// zombie. Jobs are the daemon's only children, so waiting for any child is waiting for a
+/// job. Not called a reaper: in agent-monitor that is lease expiry (`crate::reaper`).
+mod child_waiter {
     use std::sync::{Condvar, Mutex, OnceLock};
 
-    struct Reaper {
+    struct Waiter {
         running: Mutex<usize>,
         more: Condvar,
     }
 
-    fn reaper() -> &'static Reaper {
-        static R: OnceLock<Reaper> = OnceLock::new();
-        R.get_or_init(|| {
-            let _ = std::thread::Builder::new().name("job-reaper".into()).spawn(reap);
-            Reaper { running: Mutex::new(0), more: Condvar::new() }
+    fn waiter() -> &'static Waiter {
+        static W: OnceLock<Waiter> = OnceLock::new();
+        W.get_or_init(|| {
+            let _ = std::thread::Builder::new().name("job-waiter".into()).spawn(wait_all);
+            Waiter { running: Mutex::new(0), more: Condvar::new() }
         })
     }
 
-    /// Hands a started job to the reaper (its `Child` handle is not needed any more).
+    /// Hands a started job to the waiter (its `Child` handle is not needed any more).
     pub fn adopt(child: std::process::Child) {
         drop(child);
-        let r = reaper();
-        *r.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        r.more.notify_one();
+        let w = waiter();
+        *w.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        w.more.notify_one();
     }
 
-    fn reap() {
-        let r = reaper();
+    fn wait_all() {
+        let w = waiter();
         loop {
             {
-                let mut n = r.running.lock().unwrap_or_else(|p| p.into_inner());
+                let mut n = w.running.lock().unwrap_or_else(|p| p.into_inner());
                 while *n == 0 {
-                    n = r.more.wait(n).unwrap_or_else(|p| p.into_inner());
+                    n = w.more.wait(n).unwrap_or_else(|p| p.into_inner());
                 }
             }
             let mut status = 0;
             // SAFETY: waitpid for any child; jobs are the daemon's only children.
             let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-            let mut n = r.running.lock().unwrap_or_else(|p| p.into_inner());
+            let mut n = w.running.lock().unwrap_or_else(|p| p.into_inner());
             if pid > 0 {
                 *n = n.saturating_sub(1);
             } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
