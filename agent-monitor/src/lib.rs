@@ -18,7 +18,7 @@
 //! - [`cmd`]: one file per XML-RPC method.
 //! - [`rpc`]: the HTTP endpoint and its edge checks (XML-RPC text via `vrun_proto::wire`).
 //!   [`auth`]: roles and credentials.
-//! - [`reaper`]: lease expiry. [`restore`]: start-up repair.
+//! - [`reaper`]: lease expiry. [`startup`]: start-up repair.
 //! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
 //!   [`events`] wakes it on libvirt lifecycle events. [`salvage`]: powering off, keeping
 //!   and removing a domain no live instance holds. [`idle`]: idle and lifetime shutdown.
@@ -34,9 +34,9 @@ pub mod hypervisor;
 pub mod instances;
 pub mod launcher;
 pub mod reaper;
-pub mod restore;
 pub mod rpc;
 pub mod salvage;
+pub mod startup;
 pub mod statedir;
 pub mod status;
 pub mod store;
@@ -109,11 +109,11 @@ pub async fn run_with(
         archives,
         salvage,
     });
-    restore::renew_leases(&daemon).await?;
-    let restorer = {
+    startup::renew_leases(&daemon).await?;
+    let repairer = {
         let m = Arc::clone(&daemon);
         tokio::spawn(async move {
-            if let Err(e) = restore::restore(&m).await {
+            if let Err(e) = startup::repair(&m).await {
                 tracing::error!(error = %e, "start-up repair failed; the sweep will retry what it can");
             }
         })
@@ -133,7 +133,7 @@ pub async fn run_with(
         .with_graceful_shutdown(shutdown)
         .await?;
     let _ = stop_tx.send(true);
-    let _ = restorer.await;
+    let _ = repairer.await;
     let _ = reaper.await;
     let _ = sweeper.await;
     let _ = idler.await;
