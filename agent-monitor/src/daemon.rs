@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::instances::{self, Effect, JobDefaults};
+use crate::instances::{self, Effect, JobContext};
 use crate::launcher::Launcher;
 use crate::salvage::Salvage;
 use crate::store::{now_ms, Store};
@@ -37,7 +37,7 @@ pub struct Daemon {
     pub store: Store,
     pub launcher: Arc<dyn Launcher>,
     pub hypervisor: Arc<dyn crate::hypervisor::Hypervisor>,
-    pub defaults: JobDefaults,
+    pub job_ctx: JobContext,
     pub timing: Timing,
     pub archives: crate::archives::ArchiveSettings,
     pub salvage: Salvage,
@@ -94,7 +94,7 @@ impl Daemon {
             Effect::StartJob(generation) => {
                 let started = match self.store.read_blocking(|c| instances::by_generation(c, generation)) {
                     Ok(Some(inst)) if !inst.state.is_terminal() => {
-                        self.launcher.start(&instances::job_spec(&inst, &self.defaults)).map_err(|e| e.to_string())
+                        self.launcher.start(&instances::job_spec(&inst, &self.job_ctx)).map_err(|e| e.to_string())
                     }
                     // Ended while its start waited (aborted, or failed by the reaper): its lock
                     // is released, so no job may run for it.
@@ -132,7 +132,7 @@ impl Daemon {
 
     /// Fails a generation if it still holds its pair (used by the reaper and on errors).
     pub async fn fail_generation(self: &Arc<Self>, generation: i64, reason: String, cancel: bool) {
-        let defaults = self.defaults.clone();
+        let ctx = self.job_ctx.clone();
         let result = self
             .store
             .write(move |c| {
@@ -140,7 +140,7 @@ impl Daemon {
                 else {
                     return Ok(Vec::new());
                 };
-                instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &defaults, now_ms(), cancel)
+                instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &ctx, now_ms(), cancel)
             })
             .await;
         match result {

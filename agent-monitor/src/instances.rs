@@ -21,9 +21,10 @@ pub enum Effect {
     CancelJob(i64),
 }
 
-/// Settings copied into every job description.
+/// What a job description is built from besides its instance row: the daemon's job
+/// settings, the URL the job reports to, and the secrets that mint its token.
 #[derive(Debug, Clone)]
-pub struct JobDefaults {
+pub struct JobContext {
     pub platform: String,
     pub memory_mib: u32,
     pub vcpus: u32,
@@ -176,7 +177,7 @@ pub fn create(
     conn: &Connection,
     pair: &Pair,
     p: &LaunchParams,
-    defaults: &JobDefaults,
+    ctx: &JobContext,
     now_ms: i64,
     reason: &str,
 ) -> Db<(Instance, Effect)> {
@@ -203,7 +204,7 @@ pub fn create(
         apikey,
         urluuid,
         now_ms,
-        now_ms + defaults.start_grace_ms
+        now_ms + ctx.start_grace_ms
     ])?;
     let generation = conn.last_insert_rowid();
     record_history(conn, generation, "", ViewerState::Launching, reason, now_ms)?;
@@ -213,7 +214,7 @@ pub fn create(
     Ok((inst, start))
 }
 
-pub fn job_spec(inst: &Instance, d: &JobDefaults) -> JobSpec {
+pub fn job_spec(inst: &Instance, d: &JobContext) -> JobSpec {
     JobSpec {
         execrunid: inst.pair.execrunid(),
         intent: INTENT_VRUN.into(),
@@ -311,7 +312,7 @@ pub fn finish(
     inst: &mut Instance,
     to: ViewerState,
     reason: &str,
-    defaults: &JobDefaults,
+    ctx: &JobContext,
     now_ms: i64,
     cancel_job: bool,
 ) -> Db<Vec<Effect>> {
@@ -329,7 +330,7 @@ pub fn finish(
             user: inst.relaunch_user.clone().or_else(|| inst.user.clone()),
         };
         let why = format!("launch requested while generation {} was stopping", inst.generation);
-        let (_, start) = create(conn, &inst.pair, &p, defaults, now_ms, &why)?;
+        let (_, start) = create(conn, &inst.pair, &p, ctx, now_ms, &why)?;
         effects.push(start);
     }
     Ok(effects)

@@ -50,7 +50,7 @@ use tokio::net::TcpListener;
 
 use crate::archives::ArchiveSettings;
 use crate::config::Resolved;
-use crate::instances::JobDefaults;
+use crate::instances::JobContext;
 use crate::hypervisor::Hypervisor;
 use crate::launcher::{Launcher, ProcessLauncher};
 use crate::daemon::{Daemon, Timing};
@@ -78,7 +78,7 @@ pub async fn run_with(
     let addr = listener.local_addr()?;
     let store = store::Store::open(&cfg.db_path())?;
     let secrets = Arc::new(auth::Secrets::load_or_create(&cfg.state_dir)?);
-    let defaults = JobDefaults {
+    let job_ctx = JobContext {
         platform: cfg.platform.clone(),
         memory_mib: cfg.memory_mib,
         vcpus: cfg.vcpus,
@@ -94,7 +94,7 @@ pub async fn run_with(
         store,
         launcher,
         hypervisor,
-        defaults,
+        job_ctx,
         timing: Timing {
             lease: cfg.lease,
             reap_every: cfg.reap_every,

@@ -10,7 +10,7 @@ use crate::store::now_ms;
 
 /// Fails every live instance whose lease ran out, cancels its job, and frees its pair.
 pub async fn reap_once(m: &Arc<Daemon>) {
-    let defaults = m.defaults.clone();
+    let ctx = m.job_ctx.clone();
     let result = m
         .store
         .write(move |c| {
@@ -23,7 +23,7 @@ pub async fn reap_once(m: &Arc<Daemon>) {
                     inst.generation, inst.state, late
                 );
                 tracing::warn!(pair = %inst.pair, generation = inst.generation, %reason, "reaping");
-                effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &defaults, now, true)?);
+                effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, true)?);
             }
             Ok(effects)
         })

@@ -44,7 +44,7 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
     })
     .await
     .map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
-    let defaults = m.defaults.clone();
+    let ctx = m.job_ctx.clone();
     let lease_ms = m.timing.lease.as_millis() as i64;
     let effects = m
         .store
@@ -62,13 +62,13 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
                         adopted += 1;
                     }
                     JobProbe::NotRunning if inst.job_started_ms.is_none() && inst.state == ViewerState::Launching => {
-                        instances::set_lease(c, generation, now + defaults.start_grace_ms)?;
+                        instances::set_lease(c, generation, now + ctx.start_grace_ms)?;
                         effects.push(Effect::StartJob(generation));
                         started += 1;
                     }
                     JobProbe::NotRunning => {
                         let reason = format!("job of generation {generation} was gone when agent-monitor started");
-                        effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &defaults, now, false)?);
+                        effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, false)?);
                         failed += 1;
                     }
                 }
