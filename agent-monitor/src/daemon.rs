@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::instances::{self, Effect, JobContext};
+use crate::instances::{self, Effect, ItsJob, JobContext};
 use crate::launcher::Launcher;
 use crate::salvage::Salvage;
 use crate::store::{now_ms, Store};
@@ -116,7 +116,7 @@ impl Daemon {
                     Err(e) => {
                         tracing::error!(generation, error = %e, "cannot start job");
                         let reason = format!("job could not be started: {e}");
-                        tokio::runtime::Handle::current().spawn(async move { me.fail_generation(generation, reason, false).await });
+                        tokio::runtime::Handle::current().spawn(async move { me.fail_generation(generation, reason, ItsJob::Leave).await });
                     }
                 }
             }
@@ -131,7 +131,7 @@ impl Daemon {
     }
 
     /// Fails a generation if it still holds its pair (used by the reaper and on errors).
-    pub async fn fail_generation(self: &Arc<Self>, generation: i64, reason: String, cancel: bool) {
+    pub async fn fail_generation(self: &Arc<Self>, generation: i64, reason: String, job: ItsJob) {
         let ctx = self.job_ctx.clone();
         let result = self
             .store
@@ -140,7 +140,7 @@ impl Daemon {
                 else {
                     return Ok(Vec::new());
                 };
-                instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &ctx, now_ms(), cancel)
+                instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &ctx, now_ms(), job)
             })
             .await;
         match result {

@@ -36,6 +36,16 @@ pub struct JobContext {
     pub secrets: std::sync::Arc<crate::auth::Secrets>,
 }
 
+/// What [`finish`] does about the job of the instance it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItsJob {
+    /// The daemon takes the lock away (lease, deadline, dead job): stop the job, if any, and
+    /// salvage the VM it leaves behind.
+    Cancel,
+    /// The job ended the instance itself, or there is no job to stop.
+    Leave,
+}
+
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub generation: i64,
@@ -314,12 +324,12 @@ pub fn finish(
     reason: &str,
     ctx: &JobContext,
     now_ms: i64,
-    cancel_job: bool,
+    job: ItsJob,
 ) -> Db<Vec<Effect>> {
     debug_assert!(to.is_terminal());
     transition(conn, inst, to, reason, now_ms)?;
     let mut effects = Vec::new();
-    if cancel_job {
+    if job == ItsJob::Cancel {
         effects.push(Effect::CancelJob(inst.generation));
     }
     if inst.relaunch_pending {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use vrun_proto::ViewerState;
 
-use crate::instances;
+use crate::instances::{self, ItsJob};
 use crate::daemon::Daemon;
 use crate::store::now_ms;
 
@@ -23,7 +23,7 @@ pub async fn reap_once(m: &Arc<Daemon>) {
                     inst.generation, inst.state, late
                 );
                 tracing::warn!(pair = %inst.pair, generation = inst.generation, %reason, "reaping");
-                effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, true)?);
+                effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, ItsJob::Cancel)?);
             }
             Ok(effects)
         })

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use vrun_proto::ViewerState;
 
 use crate::hypervisor::VrunDomain;
-use crate::instances;
+use crate::instances::{self, ItsJob};
 use crate::launcher::JobProbe;
 use crate::daemon::Daemon;
 use crate::store::now_ms;
@@ -80,12 +80,12 @@ pub async fn sweep_once(m: &Arc<Daemon>, st: &Arc<SweepState>) {
     for (inst, probe) in probes {
         if let Some(why) = deadline_reason(&inst, &m.timing, now) {
             tracing::warn!(pair = %inst.pair, generation = inst.generation, reason = %why, "sweep: failing instance");
-            m.fail_generation(inst.generation, format!("sweep: {why}"), true).await;
+            m.fail_generation(inst.generation, format!("sweep: {why}"), ItsJob::Cancel).await;
         } else if inst.job_started_ms.is_some() && probe == JobProbe::NotRunning {
             let why = "its job exited without reporting a final state";
             tracing::warn!(pair = %inst.pair, generation = inst.generation, reason = why, "sweep: failing instance");
             // "Cancelling" a dead job only salvages the VM it left behind.
-            m.fail_generation(inst.generation, format!("sweep: {why}"), true).await;
+            m.fail_generation(inst.generation, format!("sweep: {why}"), ItsJob::Cancel).await;
         }
     }
 

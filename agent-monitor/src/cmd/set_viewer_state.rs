@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use vrun_proto::methods::SetViewerState;
 use vrun_proto::{FaultCode, RpcError, ViewerState};
 
-use crate::instances::{self, Effect, JobContext};
+use crate::instances::{self, Effect, ItsJob, JobContext};
 use crate::daemon::Daemon;
 use crate::store::{now_ms, Db};
 
@@ -37,7 +37,7 @@ fn decide(c: &Connection, req: &SetViewerState, ctx: &JobContext, lease_ms: i64)
     instances::set_address(c, inst.generation, req.ipaddress.as_deref(), req.domain.as_deref())?;
     let reason = req.message.clone().unwrap_or_else(|| format!("job reported {}", req.state));
     if req.state.is_terminal() {
-        return instances::finish(c, &mut inst, req.state, &reason, ctx, now, false);
+        return instances::finish(c, &mut inst, req.state, &reason, ctx, now, ItsJob::Leave);
     }
     if req.state != inst.state {
         instances::transition(c, &mut inst, req.state, &reason, now)?;
