@@ -35,7 +35,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RpcError> {
     let io = |e: std::io::Error| RpcError::new(FaultCode::Internal, format!("cannot store archive: {e}"));
     let dir = path.parent().expect("archive path has a parent");
     std::fs::create_dir_all(dir).map_err(io)?;
-    crate::launcher::write_private_atomic(path, bytes).map_err(io)
+    crate::private::write_private_atomic(path, bytes).map_err(io)
 }
 
 /// An archive file that is on disk and about to be recorded.

@@ -9,6 +9,7 @@ use vrun_proto::job::{JobSpec, INTENT_VRUN};
 use vrun_proto::methods::{InstanceRecord, Transition};
 use vrun_proto::{Pair, RpcError, ViewerState};
 
+use crate::private::random_hex;
 use crate::store::{pair_and_state, Db, LIVE};
 
 /// Something to do once the transaction that decided it has committed.
@@ -175,12 +176,6 @@ pub struct LaunchParams {
     pub user: Option<String>,
 }
 
-fn random_hex(bytes: usize) -> Db<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
-    Ok(hex::encode(buf))
-}
-
 /// Creates a new live instance for a pair that has none, and the job that will run it.
 /// The unique index makes a second live instance impossible even if a caller forgot to check.
 pub fn create(
@@ -191,7 +186,7 @@ pub fn create(
     now_ms: i64,
     reason: &str,
 ) -> Db<(Instance, Effect)> {
-    let apikey = random_hex(32)?;
+    let apikey = random_hex(32).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
     let urluuid = format!("proxy-{}", uuid::Uuid::new_v4());
     // An explicit db_path (SWAMP's callers) wins; otherwise restore what the last run saved.
     let db_path = match &p.db_path {

@@ -15,7 +15,6 @@
 //! of them (a thread per job cost ~16 KB each and made every later spawn slower).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -83,25 +82,12 @@ impl ProcessLauncher {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename) with mode 0600.
-pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 impl Launcher for ProcessLauncher {
     fn start(&self, spec: &JobSpec) -> Result<(), LaunchError> {
         let _shared = self.guard.read().unwrap_or_else(|p| p.into_inner());
         let job_file = self.job_file(spec.generation);
         let json = serde_json::to_vec_pretty(spec).expect("job spec serialises");
-        write_private_atomic(&job_file, &json).map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
+        crate::private::write_private_atomic(&job_file, &json).map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
         let lock_file = self.open_lock(spec.generation)
             .map_err(|source| LaunchError::JobFile { path: self.lock_file(spec.generation), source })?;
         let mut lock = fd_lock::RwLock::new(lock_file);

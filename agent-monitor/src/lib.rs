@@ -12,7 +12,8 @@
 //!   the in-memory map of live instances the writer keeps for the hottest reads.
 //! - [`instances`]: the instance rows that are the locks; returns effects, never acts.
 //! - [`archives`]: stored viewer database versions.
-//! - [`launcher`]: the `Launcher` trait and the local process launcher.
+//! - [`launcher`]: the `Launcher` trait and the local process launcher. [`private`]: random
+//!   tokens and the 0600 files that hold them.
 //! - [`hypervisor`]: the `Hypervisor` inventory trait and its libvirt implementation.
 //! - [`daemon`]: the state every handler shares; carries out effects after commits.
 //! - [`cmd`]: one file per XML-RPC method.
@@ -33,6 +34,7 @@ pub mod events;
 pub mod hypervisor;
 pub mod instances;
 pub mod launcher;
+pub mod private;
 pub mod reaper;
 pub mod rpc;
 pub mod salvage;
