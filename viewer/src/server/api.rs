@@ -154,13 +154,13 @@ pub async fn findings(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let project_id = id_param(id)?;
     let per_page = q.per_page.as_deref().and_then(|p| p.parse().ok()).unwrap_or(200i64).clamp(1, 5000);
-    let (filter, (sort, desc), page) = (q.filter(), q.sort(), q.page());
+    let (filter, (sort, dir), page) = (q.filter(), q.sort(), q.page());
     let res = st
         .with_db(move |c| {
             if projects::get(c, project_id)?.is_none() {
                 return Ok(None);
             }
-            findings::list(c, project_id, &filter, sort, desc, (page - 1) * per_page, per_page).map(Some)
+            findings::list(c, project_id, &filter, sort, dir, (page - 1) * per_page, per_page).map(Some)
         })
         .await?;
     let (rows, total) = res.ok_or(ApiError::NotFound("project"))?;

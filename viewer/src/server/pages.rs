@@ -16,7 +16,7 @@ use super::error::PageError;
 use super::query::ListQuery;
 use super::html::{esc, page, qs};
 use super::AppState;
-use crate::db::findings::{self, Severity, Sort, TRIAGE_STATUSES};
+use crate::db::findings::{self, Direction, Severity, Sort, TRIAGE_STATUSES};
 use crate::db::projects;
 
 /// Rows per page of the findings table.
@@ -50,8 +50,8 @@ pub async fn index(User(user): User, State(st): State<Arc<AppState>>) -> Result<
 }
 
 /// Query string for the findings table with some fields replaced.
-fn table_link(ctx: &str, id: i64, q: &ListQuery, sort: Sort, desc: bool, page_no: i64) -> String {
-    let mut s = format!("{ctx}/projects/{id}?sort={}&dir={}", sort.name(), if desc { "desc" } else { "asc" });
+fn table_link(ctx: &str, id: i64, q: &ListQuery, sort: Sort, dir: Direction, page_no: i64) -> String {
+    let mut s = format!("{ctx}/projects/{id}?sort={}&dir={}", sort.name(), dir.name());
     for (k, v) in [("severity", &q.severity), ("tool", &q.tool), ("status", &q.status), ("q", &q.q)] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             let _ = write!(s, "&{k}={}", qs(v));
@@ -80,13 +80,13 @@ pub async fn project(
     Query(q): Query<ListQuery>,
 ) -> Result<Html<String>, PageError> {
     let id = id_of(id, "project")?;
-    let (filter, (sort, desc), page_no) = (q.filter(), q.sort(), q.page());
+    let (filter, (sort, dir), page_no) = (q.filter(), q.sort(), q.page());
     let f2 = filter.clone();
     let (project, tools, rows, total) = st
         .with_db(move |c| {
             let Some(p) = projects::get(c, id)? else { return Ok(None) };
             let tools = findings::tools(c, id)?;
-            let (rows, total) = findings::list(c, id, &f2, sort, desc, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)?;
+            let (rows, total) = findings::list(c, id, &f2, sort, dir, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)?;
             Ok(Some((p, tools, rows, total)))
         })
         .await?
@@ -106,7 +106,7 @@ pub async fn project(
         select("status", "Status", &TRIAGE_STATUSES, filter.status.as_deref()),
         esc(filter.text.as_deref().unwrap_or("")),
         sort.name(),
-        if desc { "desc" } else { "asc" },
+        dir.name(),
     );
     let first = if total == 0 { 0 } else { (page_no - 1) * PAGE_SIZE + 1 };
     let last = ((page_no - 1) * PAGE_SIZE + rows.len() as i64).max(first);
@@ -116,9 +116,13 @@ pub async fn project(
     {
         match col {
             Some(c) => {
-                let next_desc = c == sort && !desc;
-                let arrow = if c != sort { "" } else if desc { " ▼" } else { " ▲" };
-                let _ = write!(b, "<th><a href=\"{}\">{label}{arrow}</a></th>", table_link(ctx, id, &q, c, next_desc, 1));
+                let next = if c == sort { dir.reversed() } else { Direction::Asc };
+                let arrow = match (c == sort, dir) {
+                    (false, _) => "",
+                    (true, Direction::Desc) => " ▼",
+                    (true, Direction::Asc) => " ▲",
+                };
+                let _ = write!(b, "<th><a href=\"{}\">{label}{arrow}</a></th>", table_link(ctx, id, &q, c, next, 1));
             }
             None => {
                 let _ = write!(b, "<th>{label}</th>");
@@ -143,10 +147,10 @@ pub async fn project(
     }
     b.push_str("</table><p>");
     if page_no > 1 {
-        let _ = write!(b, "<a href=\"{}\">« previous</a> ", table_link(ctx, id, &q, sort, desc, page_no - 1));
+        let _ = write!(b, "<a href=\"{}\">« previous</a> ", table_link(ctx, id, &q, sort, dir, page_no - 1));
     }
     if page_no * PAGE_SIZE < total {
-        let _ = write!(b, "<a href=\"{}\">next »</a>", table_link(ctx, id, &q, sort, desc, page_no + 1));
+        let _ = write!(b, "<a href=\"{}\">next »</a>", table_link(ctx, id, &q, sort, dir, page_no + 1));
     }
     b.push_str("</p>");
     Ok(Html(page(&format!("{} – {}", st.config.project, project.name), Some(&user), &b)))

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::db::findings::{Filter, Severity, Sort};
+use crate::db::findings::{Direction, Filter, Severity, Sort};
 
 /// Query of the findings listing (API and page share the meaning of each field).
 #[derive(Debug, Default, Deserialize)]
@@ -28,8 +28,9 @@ impl ListQuery {
             text: nonempty(&self.q),
         }
     }
-    pub fn sort(&self) -> (Sort, bool) {
-        (Sort::parse(self.sort.as_deref().unwrap_or("")), self.dir.as_deref() == Some("desc"))
+    pub fn sort(&self) -> (Sort, Direction) {
+        let dir = if self.dir.as_deref() == Some("desc") { Direction::Desc } else { Direction::Asc };
+        (Sort::parse(self.sort.as_deref().unwrap_or("")), dir)
     }
     /// 1-based page number.
     pub fn page(&self) -> i64 {
