@@ -22,10 +22,12 @@ pub enum Effect {
     CancelJob(i64),
 }
 
-/// What a job description is built from besides its instance row: the daemon's job
+/// What a job description is built from besides its instance row: the daemon's id and job
 /// settings, the URL the job reports to, and the secrets that mint its token.
 #[derive(Debug, Clone)]
 pub struct JobContext {
+    /// This daemon's id (see `statedir::monitor_id`), written into every job.
+    pub monitor_id: String,
     pub platform: String,
     pub memory_mib: u32,
     pub vcpus: u32,
@@ -226,6 +228,7 @@ pub fn job_spec(inst: &Instance, d: &JobContext) -> JobSpec {
         project: inst.pair.project().into(),
         viewer: inst.pair.viewer().into(),
         generation: inst.generation,
+        monitor_id: d.monitor_id.clone(),
         viewer_uuid: inst.viewer_uuid.clone(),
         resultsfolder: inst.resultsfolder.clone(),
         db_path: inst.db_path.clone(),

@@ -62,9 +62,10 @@ use crate::salvage::Salvage;
 /// directory lock (see [`statedir::lock`]).
 pub async fn run(listener: TcpListener, cfg: Resolved, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let launcher: Arc<dyn Launcher> = Arc::new(ProcessLauncher::new(cfg.sub("jobs"), cfg.job_command.clone())?);
+    let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
     let hv: Arc<dyn Hypervisor> = match cfg.libvirt_uri.as_str() {
         "none" => Arc::new(hypervisor::NoHypervisor),
-        uri => Arc::new(hypervisor::Libvirt::new(uri)),
+        uri => Arc::new(hypervisor::Libvirt::new(uri, &monitor_id)),
     };
     run_with(listener, cfg, launcher, hv, shutdown).await
 }
@@ -80,7 +81,9 @@ pub async fn run_with(
     let addr = listener.local_addr()?;
     let store = store::Store::open(&cfg.db_path())?;
     let secrets = Arc::new(auth::Secrets::load_or_create(&cfg.state_dir)?);
+    let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
     let job_ctx = JobContext {
+        monitor_id: monitor_id.clone(),
         platform: cfg.platform.clone(),
         memory_mib: cfg.memory_mib,
         vcpus: cfg.vcpus,
@@ -90,7 +93,8 @@ pub async fn run_with(
         secrets: Arc::clone(&secrets),
     };
     let archives = ArchiveSettings { dir: cfg.sub("archives"), keep: cfg.archives_keep };
-    let salvage = Salvage::new(store.clone(), Arc::clone(&hypervisor), archives.clone(), cfg.salvage_timeout);
+    let salvage =
+        Salvage::new(store.clone(), Arc::clone(&hypervisor), archives.clone(), cfg.salvage_timeout, monitor_id.clone());
     let daemon = Arc::new(Daemon {
         starter: Default::default(),
         store,
@@ -111,6 +115,7 @@ pub async fn run_with(
         archives,
         salvage,
     });
+    daemon.launcher.prepare_hosts(&cfg.platform);
     startup::renew_leases(&daemon).await?;
     let repairer = {
         let m = Arc::clone(&daemon);
@@ -130,7 +135,7 @@ pub async fn run_with(
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&daemon), wake, stop_rx.clone()));
     let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx));
     let app = rpc::router(cmd::Methods::new(Arc::clone(&daemon)), secrets, cfg.max_body_bytes);
-    tracing::info!(%addr, state_dir = %cfg.state_dir.display(), "agent-monitor serving XML-RPC at /RPC2");
+    tracing::info!(%addr, state_dir = %cfg.state_dir.display(), %monitor_id, "agent-monitor serving XML-RPC at /RPC2");
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -3,8 +3,9 @@
 //!
 //! Two paths come here: the sweep, for domains it found orphaned for longer than
 //! `orphan_grace`, and the core, for the domains of a generation that just lost its pair.
-//! [`Salvage`] holds only what salvaging needs (the store, the hypervisor and the archive
-//! settings), not the daemon, so that the core can call it without a circle back to itself.
+//! [`Salvage`] holds only what salvaging needs (the store, the hypervisor, the archive
+//! settings and this daemon's id), not the daemon, so that the core can call it without a
+//! circle back to itself. Only this daemon's own domains are ever salvaged.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -23,14 +24,22 @@ pub struct Salvage {
     archives: ArchiveSettings,
     /// How long a guest gets to save its database after the power button.
     timeout: Duration,
+    /// This daemon's id: another agent-monitor's domain of the same generation is not ours.
+    monitor_id: String,
     /// Domains being salvaged right now (by the sweep or after a lost lease), so that two
     /// paths never power off and store the same domain at once.
     salvaging: Mutex<HashSet<String>>,
 }
 
 impl Salvage {
-    pub fn new(store: Store, hypervisor: Arc<dyn Hypervisor>, archives: ArchiveSettings, timeout: Duration) -> Salvage {
-        Salvage { store, hypervisor, archives, timeout, salvaging: Mutex::default() }
+    pub fn new(
+        store: Store,
+        hypervisor: Arc<dyn Hypervisor>,
+        archives: ArchiveSettings,
+        timeout: Duration,
+        monitor_id: String,
+    ) -> Salvage {
+        Salvage { store, hypervisor, archives, timeout, monitor_id, salvaging: Mutex::default() }
     }
 
     /// Salvages the domains of a generation that just lost its pair (its lease ran out, its
@@ -44,7 +53,8 @@ impl Salvage {
                 return;
             }
         };
-        for d in domains.into_iter().filter(|d| d.generation == generation) {
+        let me = self.monitor_id.as_str();
+        for d in domains.into_iter().filter(|d| d.generation == generation && d.owned_by(me)) {
             self.domain(&d).await;
         }
     }

@@ -3,6 +3,7 @@
 
 mod abort_viewer;
 mod heartbeat;
+mod host_info;
 mod is_viewer_available;
 mod launch_viewer;
 mod list_viewers;
@@ -42,7 +43,7 @@ pub struct Methods {
 
 /// Every method and how it runs. `system.listMethods` answers from this table too, so a
 /// method is added in one place.
-const TABLE: [(&str, RunFn); 12] = [
+const TABLE: [(&str, RunFn); 13] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
     (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -53,6 +54,7 @@ const TABLE: [(&str, RunFn); 12] = [
     (m::LIST_VIEWERS, |mo, p| Box::pin(value(list_viewers::run(mo, p)))),
     (m::CLAIM_PUSH, |mo, p| Box::pin(value(push::claim(mo, p)))),
     (m::PUSH_DONE, |mo, p| Box::pin(value(push::done(mo, p)))),
+    (m::HOST_INFO, |mo, p| Box::pin(value(host_info::run(mo, p)))),
     (m::LIST_METHODS, |_, p| Box::pin(std::future::ready(list_methods(p).map(Answer::Value)))),
     (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
 ];
