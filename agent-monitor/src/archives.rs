@@ -13,8 +13,14 @@ use sha2::{Digest, Sha256};
 use vrun_proto::{FaultCode, Pair, RpcError};
 
 use crate::instances;
-use crate::monitor::Monitor;
-use crate::store::{now_ms, Db};
+use crate::store::{now_ms, Db, Store};
+
+/// Where archives are kept, and how many versions of each pair.
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    pub dir: PathBuf,
+    pub keep: usize,
+}
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -29,7 +35,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RpcError> {
     let io = |e: std::io::Error| RpcError::new(FaultCode::Internal, format!("cannot store archive: {e}"));
     let dir = path.parent().expect("archive path has a parent");
     std::fs::create_dir_all(dir).map_err(io)?;
-    crate::launcher::write_private_atomic(path, bytes).map_err(io)
+    crate::private::write_private_atomic(path, bytes).map_err(io)
 }
 
 /// An archive file that is on disk and about to be recorded.
@@ -81,18 +87,24 @@ pub fn list(c: &Connection, pair: &Pair) -> Db<Vec<(i64, i64, String, i64)>> {
 /// newest (a newer run's work must never be replaced by an older one's): the file is written
 /// durably first, then recorded and the oldest versions pruned in one transaction that checks
 /// the generation again. Used by `storeviewer` and by the sweep's salvage.
-pub async fn keep(m: &Monitor, pair: &Pair, generation: i64, checksum: &str, bytes: Vec<u8>) -> Result<(), RpcError> {
+pub async fn keep(
+    store: &Store,
+    settings: &ArchiveSettings,
+    pair: &Pair,
+    generation: i64,
+    checksum: &str,
+    bytes: Vec<u8>,
+) -> Result<(), RpcError> {
     let (p, c) = (pair.clone(), checksum.to_string());
-    m.store.read(move |conn| instances::current(conn, &p, generation).map(drop)).await?;
-    let path = archive_path(&m.archive_dir, pair, generation, checksum);
+    store.read(move |conn| instances::current(conn, &p, generation).map(drop)).await?;
+    let path = archive_path(&settings.dir, pair, generation, checksum);
     let size = bytes.len();
     let file = path.clone();
     tokio::task::spawn_blocking(move || write_file(&file, &bytes))
         .await
         .map_err(|e| RpcError::new(FaultCode::Internal, e.to_string()))??;
-    let (p, keep) = (pair.clone(), m.archives_keep);
-    let recorded = m
-        .store
+    let (p, keep) = (pair.clone(), settings.keep);
+    let recorded = store
         .write(move |conn| {
             instances::current(conn, &p, generation)?;
             let stored = Stored { pair: &p, generation, checksum: &c, size, path: &path };

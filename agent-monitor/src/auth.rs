@@ -20,6 +20,8 @@ use subtle::ConstantTimeEq;
 use vrun_proto::methods as m;
 use vrun_proto::{FaultCode, Pair, RpcError};
 
+use crate::private::{random_hex, write_private_atomic};
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -49,18 +51,12 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
-fn random_hex() -> std::io::Result<String> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(hex::encode(b))
-}
-
 fn load_or_create(path: &Path) -> std::io::Result<String> {
     match std::fs::read_to_string(path) {
         Ok(s) if s.trim().len() >= 32 => Ok(s.trim().to_string()),
         _ => {
-            let s = random_hex()?;
-            crate::launcher::write_private_atomic(path, format!("{s}\n").as_bytes())?;
+            let s = random_hex(32)?;
+            write_private_atomic(path, format!("{s}\n").as_bytes())?;
             Ok(s)
         }
     }

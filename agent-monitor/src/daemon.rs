@@ -1,14 +1,15 @@
 //! The core: the state every request handler shares, and how decisions become actions.
 //!
-//! Handlers decide inside a store transaction and return [`Effect`]s; [`Monitor::apply`]
+//! Handlers decide inside a store transaction and return [`Effect`]s; [`Daemon::apply`]
 //! carries them out after the commit, so a job is never started for a lock that was not
 //! durably taken.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::instances::{self, Effect, JobDefaults};
+use crate::instances::{self, Effect, ItsJob, JobContext};
 use crate::launcher::Launcher;
+use crate::salvage::Salvage;
 use crate::store::{now_ms, Store};
 
 /// Lease and timing settings.
@@ -25,28 +26,24 @@ pub struct Timing {
     /// Reconciliation: how often, and how long things may look wrong before acting.
     pub sweep_every: Duration,
     pub orphan_grace: Duration,
-    pub salvage_timeout: Duration,
     pub launch_deadline: Duration,
     pub stop_deadline: Duration,
     pub limits: crate::config::Limits,
 }
 
-pub struct Monitor {
-    /// Where job starts are queued (see [`Monitor::apply`]).
+pub struct Daemon {
+    /// Where job starts are queued (see [`Daemon::apply`]).
     pub starter: std::sync::OnceLock<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
-    /// Domains being salvaged right now (by the sweep or after a lost lease), so that two
-    /// paths never power off and store the same domain at once.
-    pub salvaging: std::sync::Mutex<std::collections::HashSet<String>>,
     pub store: Store,
     pub launcher: Arc<dyn Launcher>,
     pub hypervisor: Arc<dyn crate::hypervisor::Hypervisor>,
-    pub defaults: JobDefaults,
+    pub job_ctx: JobContext,
     pub timing: Timing,
-    pub archive_dir: std::path::PathBuf,
-    pub archives_keep: usize,
+    pub archives: crate::archives::ArchiveSettings,
+    pub salvage: Salvage,
 }
 
-impl Monitor {
+impl Daemon {
     /// Carries out effects in the background; failures are recorded on the instance.
     ///
     /// Job starts go to one dedicated thread, in order: spawns are serialised anyway (see
@@ -97,7 +94,7 @@ impl Monitor {
             Effect::StartJob(generation) => {
                 let started = match self.store.read_blocking(|c| instances::by_generation(c, generation)) {
                     Ok(Some(inst)) if !inst.state.is_terminal() => {
-                        self.launcher.start(&instances::job_spec(&inst, &self.defaults)).map_err(|e| e.to_string())
+                        self.launcher.start(&instances::job_spec(&inst, &self.job_ctx)).map_err(|e| e.to_string())
                     }
                     // Ended while its start waited (aborted, or failed by the reaper): its lock
                     // is released, so no job may run for it.
@@ -119,7 +116,7 @@ impl Monitor {
                     Err(e) => {
                         tracing::error!(generation, error = %e, "cannot start job");
                         let reason = format!("job could not be started: {e}");
-                        tokio::runtime::Handle::current().spawn(async move { me.fail_generation(generation, reason, false).await });
+                        tokio::runtime::Handle::current().spawn(async move { me.fail_generation(generation, reason, ItsJob::Leave).await });
                     }
                 }
             }
@@ -128,14 +125,14 @@ impl Monitor {
                 // The job is gone; a VM it left behind must not outlive the lock it lost. It is
                 // salvaged like any orphan: power button, keep its database, remove it.
                 let me = Arc::clone(self);
-                tokio::runtime::Handle::current().spawn(async move { crate::sweep::salvage_generation(&me, generation).await });
+                tokio::runtime::Handle::current().spawn(async move { me.salvage.generation(generation).await });
             }
         }
     }
 
     /// Fails a generation if it still holds its pair (used by the reaper and on errors).
-    pub async fn fail_generation(self: &Arc<Self>, generation: i64, reason: String, cancel: bool) {
-        let defaults = self.defaults.clone();
+    pub async fn fail_generation(self: &Arc<Self>, generation: i64, reason: String, job: ItsJob) {
+        let ctx = self.job_ctx.clone();
         let result = self
             .store
             .write(move |c| {
@@ -143,7 +140,7 @@ impl Monitor {
                 else {
                     return Ok(Vec::new());
                 };
-                instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &defaults, now_ms(), cancel)
+                instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &ctx, now_ms(), job)
             })
             .await;
         match result {
