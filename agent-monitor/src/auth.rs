@@ -155,7 +155,7 @@ pub fn authorize(caller: &Caller, method: &str, params: &[Value]) -> Result<(), 
             _ => Err(denied(format!("the launcher role may not call {method}"))),
         },
         Caller::Job { pair, generation } => match method {
-            m::SET_VIEWER_STATE | m::HEARTBEAT | m::STORE_VIEWER => {
+            m::SET_VIEWER_STATE | m::HEARTBEAT | m::STORE_VIEWER | m::FETCH_JOB | m::FETCH_VIEWER_DB => {
                 let Some(Value::Struct(members)) = params.first() else {
                     return Err(denied("a job's call must name its pair and generation".into()));
                 };
@@ -213,6 +213,9 @@ mod tests {
         assert!(authorize(&job, m::HEARTBEAT, &params("q", 3)).is_err());
         assert!(authorize(&job, m::SET_VIEWER_STATE, &params("p", 4)).is_err());
         assert!(authorize(&job, m::LAUNCH_VIEWER, &params("p", 3)).is_err());
+        assert!(authorize(&job, m::FETCH_JOB, &params("p", 3)).is_ok());
+        assert!(authorize(&job, m::FETCH_VIEWER_DB, &params("p", 4)).is_err(), "only its own database");
+        assert!(authorize(&Caller::Launcher, m::FETCH_JOB, &params("p", 3)).is_err());
         assert!(authorize(&Caller::Launcher, m::ABORT_VIEWER, &[]).is_err());
         assert!(authorize(&Caller::Launcher, m::LAUNCH_VIEWER, &[]).is_ok());
         assert!(authorize(&Caller::Admin, m::ABORT_VIEWER, &[]).is_ok());

@@ -45,6 +45,10 @@ pub struct Settings {
     /// Job command, run as `<job_command> run <job file>`. [default: vruntask beside this binary, else on PATH]
     #[arg(long, env = "AGENT_MONITOR_JOB_COMMAND")]
     pub job_command: Option<PathBuf>,
+    /// How a local job gets its description: `file` (written into the state directory) or
+    /// `fetch` (over XML-RPC with its token, as on a node that shares no filesystem).
+    #[arg(long, env = "AGENT_MONITOR_JOB_DELIVERY")]
+    pub job_delivery: Option<String>,
     /// Viewer VM image (directory with vmlinuz + initrd.img). [default: /var/lib/vrun/viewer-image]
     #[arg(long, env = "AGENT_MONITOR_PLATFORM")]
     pub platform: Option<String>,
@@ -129,6 +133,8 @@ pub struct Resolved {
     pub reap_every: Duration,
     pub cancel_grace: Duration,
     pub job_command: PathBuf,
+    /// The job is fetched over XML-RPC rather than read from a file (`job_delivery = fetch`).
+    pub fetch_jobs: bool,
     pub platform: String,
     pub memory_mib: u32,
     pub vcpus: u32,
@@ -152,7 +158,7 @@ impl Settings {
             let file: Settings =
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))?;
             layer!(self, file, state_dir, listen, public_url, lease_secs, heartbeat_secs, start_grace_secs,
-                   reap_every_ms, cancel_grace_secs, job_command, platform, memory_mib, vcpus, max_body_bytes,
+                   reap_every_ms, cancel_grace_secs, job_command, job_delivery, platform, memory_mib, vcpus, max_body_bytes,
                    archives_keep, libvirt_uri, sweep_secs, orphan_grace_secs, salvage_timeout_secs,
                    launch_deadline_secs, stop_deadline_secs, idle_timeout_secs, max_lifetime_secs);
             if self.viewer.is_empty() {
@@ -164,6 +170,11 @@ impl Settings {
         if heartbeat >= lease {
             anyhow::bail!("heartbeat_secs ({}) must be shorter than lease_secs ({})", heartbeat.as_secs(), lease.as_secs());
         }
+        let fetch_jobs = match self.job_delivery.as_deref().unwrap_or("file") {
+            "file" => false,
+            "fetch" => true,
+            other => anyhow::bail!("job_delivery must be file or fetch, not {other:?}"),
+        };
         let reap_default = (lease / 4).min(Duration::from_secs(5));
         Ok(Resolved {
             state_dir: self.state_dir.unwrap_or_else(|| PathBuf::from("var/agent-monitor")),
@@ -175,6 +186,7 @@ impl Settings {
             reap_every: self.reap_every_ms.map(Duration::from_millis).unwrap_or(reap_default).max(Duration::from_millis(50)),
             cancel_grace: Duration::from_secs(self.cancel_grace_secs.unwrap_or(30)),
             job_command: self.job_command.unwrap_or_else(default_job_command),
+            fetch_jobs,
             platform: self.platform.unwrap_or_else(|| "/var/lib/vrun/viewer-image".into()),
             memory_mib: self.memory_mib.unwrap_or(512),
             vcpus: self.vcpus.unwrap_or(1),

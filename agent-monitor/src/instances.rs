@@ -29,6 +29,9 @@ pub struct JobContext {
     /// This daemon's id (see `statedir::monitor_id`), written into every job.
     pub monitor_id: String,
     pub platform: String,
+    /// `vrun_proto::platform::checksum` of `platform`, computed once at start: nodes verify
+    /// their own copy of the image against it.
+    pub platform_sha256: Option<String>,
     pub memory_mib: u32,
     pub vcpus: u32,
     pub agent_monitor_url: String,
@@ -223,6 +226,7 @@ pub fn create(
 
 pub fn job_spec(inst: &Instance, d: &JobContext) -> JobSpec {
     JobSpec {
+        version: vrun_proto::job::JOB_VERSION,
         execrunid: inst.pair.execrunid(),
         intent: INTENT_VRUN.into(),
         project: inst.pair.project().into(),
@@ -237,6 +241,11 @@ pub fn job_spec(inst: &Instance, d: &JobContext) -> JobSpec {
         apikey: inst.apikey.clone(),
         urluuid: inst.urluuid.clone(),
         platform: d.platform.clone(),
+        platform_name: std::path::Path::new(&d.platform).file_name().and_then(|n| n.to_str()).map(String::from),
+        platform_sha256: d.platform_sha256.clone(),
+        // Filled by `fetchJob`, which reads the archive; a job reading `db_path` needs neither.
+        db_sha256: None,
+        db_size: None,
         memory_mib: d.memory_mib,
         vcpus: d.vcpus,
         agent_monitor_url: d.agent_monitor_url.clone(),

@@ -1,7 +1,10 @@
 //! Starting, probing and cancelling `vruntask` jobs.
 //!
 //! agent-monitor sees the job system only through the [`Launcher`] trait. The default
-//! [`ProcessLauncher`] runs `vruntask run <job file>` as a detached local process.
+//! [`ProcessLauncher`] runs `vruntask run <job file>` as a detached local process; with
+//! fetch delivery it writes no job file and runs `vruntask run --from-agent-monitor <url>`
+//! with the job token in the environment, exactly as a node without a shared filesystem
+//! would (the Slurm launcher, [`slurm`], always does).
 //!
 //! Liveness without PIDs: before spawning, the launcher takes an exclusive lock on
 //! `jobs/g<generation>.lock` and hands the locked descriptor to the child (its number in
@@ -25,6 +28,8 @@ use vrun_proto::job::JobSpec;
 
 /// Environment variable naming the inherited lock descriptor.
 pub const LOCK_FD_ENV: &str = "VRUN_JOB_LOCK_FD";
+/// Environment variable carrying a fetching job's token (vruntask's `TOKEN_ENV`).
+pub const TOKEN_ENV: &str = "VRUN_JOB_TOKEN";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -57,6 +62,8 @@ pub trait Launcher: Send + Sync + 'static {
 pub struct ProcessLauncher {
     jobs_dir: PathBuf,
     command: PathBuf,
+    /// The job fetches its description instead of reading a job file.
+    fetch: bool,
     /// Keeps probes apart from starts, so a probe's momentary lock is never mistaken for a
     /// job by a start (which would then not start it). Starts share it: each starts its own
     /// generation, and a second start of one generation loses the file lock to the first.
@@ -70,7 +77,13 @@ pub struct ProcessLauncher {
 impl ProcessLauncher {
     pub fn new(jobs_dir: PathBuf, command: PathBuf) -> std::io::Result<ProcessLauncher> {
         std::fs::create_dir_all(&jobs_dir)?;
-        Ok(ProcessLauncher { jobs_dir, command, guard: RwLock::new(()), spawn_window: Mutex::new(()) })
+        Ok(ProcessLauncher { jobs_dir, command, fetch: false, guard: RwLock::new(()), spawn_window: Mutex::new(()) })
+    }
+
+    /// Jobs fetch their description over XML-RPC (`job_delivery = fetch`).
+    pub fn fetching(mut self, fetch: bool) -> ProcessLauncher {
+        self.fetch = fetch;
+        self
     }
 
     pub fn job_file(&self, generation: i64) -> PathBuf {
@@ -90,8 +103,10 @@ impl Launcher for ProcessLauncher {
     fn start(&self, spec: &JobSpec) -> Result<(), LaunchError> {
         let _shared = self.guard.read().unwrap_or_else(|p| p.into_inner());
         let job_file = self.job_file(spec.generation);
-        let json = serde_json::to_vec_pretty(spec).expect("job spec serialises");
-        crate::private::write_private_atomic(&job_file, &json).map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
+        if !self.fetch {
+            let json = serde_json::to_vec_pretty(spec).expect("job spec serialises");
+            crate::private::write_private_atomic(&job_file, &json).map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
+        }
         let lock_file = self.open_lock(spec.generation)
             .map_err(|source| LaunchError::JobFile { path: self.lock_file(spec.generation), source })?;
         let mut lock = fd_lock::RwLock::new(lock_file);
@@ -105,9 +120,14 @@ impl Launcher for ProcessLauncher {
         let log2 = log.try_clone().map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
         let lock_fd = held.as_raw_fd();
         let mut cmd = std::process::Command::new(&self.command);
-        cmd.arg("run")
-            .arg(&job_file)
-            .env(LOCK_FD_ENV, lock_fd.to_string())
+        cmd.arg("run");
+        match (&spec.job_token, self.fetch) {
+            // The token in the environment (the child's own, readable by root and itself
+            // only), never in arguments, which every user can read in /proc.
+            (Some(token), true) => cmd.arg("--from-agent-monitor").arg(&spec.agent_monitor_url).env(TOKEN_ENV, token),
+            _ => cmd.arg(&job_file),
+        };
+        cmd.env(LOCK_FD_ENV, lock_fd.to_string())
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2);

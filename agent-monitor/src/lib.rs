@@ -61,7 +61,7 @@ use crate::salvage::Salvage;
 /// Runs the daemon on `listener` until `shutdown` completes. The caller holds the state
 /// directory lock (see [`statedir::lock`]).
 pub async fn run(listener: TcpListener, cfg: Resolved, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let launcher: Arc<dyn Launcher> = Arc::new(ProcessLauncher::new(cfg.sub("jobs"), cfg.job_command.clone())?);
+    let launcher: Arc<dyn Launcher> = Arc::new(ProcessLauncher::new(cfg.sub("jobs"), cfg.job_command.clone())?.fetching(cfg.fetch_jobs));
     let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
     let hv: Arc<dyn Hypervisor> = match cfg.libvirt_uri.as_str() {
         "none" => Arc::new(hypervisor::NoHypervisor),
@@ -82,9 +82,19 @@ pub async fn run_with(
     let store = store::Store::open(&cfg.db_path())?;
     let secrets = Arc::new(auth::Secrets::load_or_create(&cfg.state_dir)?);
     let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
+    let platform = cfg.platform.clone();
+    let platform_sha256 = match tokio::task::spawn_blocking(move || vrun_proto::platform::checksum(std::path::Path::new(&platform))).await? {
+        Ok(sum) => Some(sum),
+        Err(e) => {
+            // Jobs then run whatever image their node has by that name, unchecked.
+            tracing::warn!(platform = %cfg.platform, error = %e, "cannot checksum the platform image");
+            None
+        }
+    };
     let job_ctx = JobContext {
         monitor_id: monitor_id.clone(),
         platform: cfg.platform.clone(),
+        platform_sha256,
         memory_mib: cfg.memory_mib,
         vcpus: cfg.vcpus,
         agent_monitor_url: cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}/RPC2")),

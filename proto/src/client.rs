@@ -162,6 +162,17 @@ impl AgentMonitorClient {
     pub async fn push_done(&self, req: &PushDone) -> Result<(), ClientError> {
         self.call(PUSH_DONE, req.to_params()).await.map(drop)
     }
+
+    /// The job description's JSON text, for a job that shares no filesystem with agent-monitor.
+    pub async fn fetch_job(&self, pair: &Pair, generation: i64) -> Result<String, ClientError> {
+        let v = self.call(FETCH_JOB, GenerationRef { pair: pair.clone(), generation }.to_params()).await?;
+        fetch_job_from_value(&v).map_err(bad)
+    }
+
+    pub async fn fetch_viewer_db(&self, req: &FetchViewerDb) -> Result<DbChunk, ClientError> {
+        let v = self.call(FETCH_VIEWER_DB, req.to_params()).await?;
+        DbChunk::from_value(&v).map_err(bad)
+    }
 }
 
 fn bad(e: RpcError) -> ClientError {

@@ -2,7 +2,13 @@
 //!
 //! It carries what SWAMP's BOG carried for a viewer run, plus the fencing `generation` and
 //! where to report. It is written as JSON into the state directory (mode 0600: it holds the
-//! viewer's API key) before the job starts, and never changes afterwards.
+//! viewer's API key) before the job starts, and never changes afterwards; or, on a node that
+//! shares no filesystem with agent-monitor, fetched by the job over XML-RPC
+//! (`agentMonitor.fetchJob`, see docs/protocol.md).
+//!
+//! It says its [`JobSpec::version`]: during an upgrade nodes run an older vruntask, and one
+//! that meets a description newer than it knows must say so instead of misreading it
+//! ([`parse`] checks the version before the strict, `deny_unknown_fields` parse).
 
 use serde::{Deserialize, Serialize};
 
@@ -11,9 +17,44 @@ use crate::names::Pair;
 /// `intent` of every viewer run, as in SWAMP.
 pub const INTENT_VRUN: &str = "VRUN";
 
+/// The job description version this code writes and the newest it can run. Version 1 (no
+/// `version` member) had no platform name or checksum and no restore checksum.
+pub const JOB_VERSION: u32 = 2;
+
+fn version_1() -> u32 {
+    1
+}
+
+/// Why a job description cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum JobParseError {
+    #[error("the job description is not JSON: {0}")]
+    NotJson(String),
+    #[error("the job description is version {found}, newer than this vruntask can run (versions 1 to {JOB_VERSION}): upgrade vruntask on this node")]
+    TooNew { found: u64 },
+    #[error("the job description is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Parses a job description, checking its version first: an older vruntask must refuse a
+/// newer description by its version, not by whichever new member it trips over first.
+pub fn parse(bytes: &[u8]) -> Result<JobSpec, JobParseError> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| JobParseError::NotJson(e.to_string()))?;
+    let found = v.get("version").map(|v| v.as_u64().unwrap_or(u64::MAX)).unwrap_or(1);
+    if found > u64::from(JOB_VERSION) || found == 0 {
+        return Err(JobParseError::TooNew { found });
+    }
+    let job: JobSpec = serde_json::from_value(v).map_err(|e| JobParseError::Invalid(e.to_string()))?;
+    job.validate().map_err(JobParseError::Invalid)?;
+    Ok(job)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
+    /// The description's format version ([`JOB_VERSION`]); absent in version 1.
+    #[serde(default = "version_1")]
+    pub version: u32,
     /// `vrun.<project>.<viewer>`.
     pub execrunid: String,
     /// Always `VRUN`.
@@ -38,7 +79,21 @@ pub struct JobSpec {
     /// `proxy-<uuid>`: the viewer's context path.
     pub urluuid: String,
     /// The VM image: a directory holding `vmlinuz` + `initrd.img`, or a disk image file.
+    /// The path on agent-monitor's host; a node with an image directory uses
+    /// `platform_name` instead.
     pub platform: String,
+    /// The platform's name (its file name), looked up in the node's image directory.
+    #[serde(default)]
+    pub platform_name: Option<String>,
+    /// [`crate::platform::checksum`] of the platform; the node's copy must match it.
+    #[serde(default)]
+    pub platform_sha256: Option<String>,
+    /// SHA-256 and size of the database archive to restore, when the job fetches it with
+    /// `agentMonitor.fetchViewerDb` instead of reading `db_path`.
+    #[serde(default)]
+    pub db_sha256: Option<String>,
+    #[serde(default)]
+    pub db_size: Option<u64>,
     pub memory_mib: u32,
     pub vcpus: u32,
     /// XML-RPC endpoint of agent-monitor, e.g. `http://127.0.0.1:8085/RPC2`.
@@ -84,6 +139,16 @@ impl JobSpec {
         for u in &self.users {
             crate::names::validate_name("user", u).map_err(|e| e.to_string())?;
         }
+        if let Some(n) = &self.platform_name {
+            if n.is_empty() || n.starts_with('.') || n.contains('/') || n.len() > 255 {
+                return Err("platform_name must be a plain file name".into());
+            }
+        }
+        for (k, v) in [("platform_sha256", &self.platform_sha256), ("db_sha256", &self.db_sha256)] {
+            if v.as_ref().is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err(format!("{k} must be 64 hex digits"));
+            }
+        }
         if self.memory_mib < 64 || self.vcpus == 0 || self.vcpus > 64 {
             return Err("memory_mib must be at least 64 and vcpus 1 to 64".into());
         }
@@ -120,6 +185,7 @@ mod tests {
 
     fn spec() -> JobSpec {
         JobSpec {
+            version: JOB_VERSION,
             execrunid: "vrun.p.v".into(),
             intent: "VRUN".into(),
             project: "p".into(),
@@ -134,6 +200,10 @@ mod tests {
             apikey: "ab".repeat(32),
             urluuid: "proxy-0f8fad5b-d9cb-469f-a165-70867728950e".into(),
             platform: "/img".into(),
+            platform_name: None,
+            platform_sha256: None,
+            db_sha256: None,
+            db_size: None,
             memory_mib: 512,
             vcpus: 1,
             agent_monitor_url: "http://127.0.0.1:8085/RPC2".into(),
@@ -163,5 +233,25 @@ mod tests {
         assert!(s.validate().is_err());
         let json = serde_json::to_string(&spec()).unwrap().replacen('{', "{\"extra\":1,", 1);
         assert!(serde_json::from_str::<JobSpec>(&json).is_err());
+    }
+
+    #[test]
+    fn version_is_checked_before_members() {
+        let json = serde_json::to_string(&spec()).unwrap();
+        assert!(parse(json.as_bytes()).is_ok());
+        // A newer description with a member this version does not know: refused by version.
+        let newer = json.replacen("\"version\":2", "\"version\":3,\"gpu\":1", 1);
+        let e = parse(newer.as_bytes()).unwrap_err();
+        assert!(matches!(e, JobParseError::TooNew { found: 3 }), "{e}");
+        assert!(e.to_string().contains("upgrade vruntask"), "{e}");
+        // Version 1 had no version member and none of the new ones.
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for k in ["version", "platform_name", "platform_sha256", "db_sha256", "db_size"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        assert_eq!(parse(v.to_string().as_bytes()).unwrap().version, 1);
+        // An unknown member at a version this code knows is still an error.
+        let typo = json.replacen('{', "{\"platfrom\":1,", 1);
+        assert!(matches!(parse(typo.as_bytes()), Err(JobParseError::Invalid(_))));
     }
 }

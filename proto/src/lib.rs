@@ -13,6 +13,7 @@
 //! - [`job`]: the job description agent-monitor hands to `vruntask run`.
 //! - [`domain`]: the libvirt metadata that marks a domain as vrun's.
 //! - [`outdisk`]: the output disk on which a guest hands back its viewer database.
+//! - [`platform`]: the checksum of a platform image (verified on each node).
 //! - [`client`]: a typed XML-RPC client (feature `client`).
 
 pub mod domain;
@@ -21,6 +22,7 @@ pub mod job;
 pub mod methods;
 pub mod names;
 pub mod outdisk;
+pub mod platform;
 pub mod state;
 pub mod value;
 pub mod wire;

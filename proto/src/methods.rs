@@ -23,6 +23,8 @@ pub const LIST_VIEWERS: &str = "agentMonitor.listViewers";
 pub const CLAIM_PUSH: &str = "agentMonitor.claimPush";
 pub const PUSH_DONE: &str = "agentMonitor.pushDone";
 pub const HOST_INFO: &str = "agentMonitor.hostInfo";
+pub const FETCH_JOB: &str = "agentMonitor.fetchJob";
+pub const FETCH_VIEWER_DB: &str = "agentMonitor.fetchViewerDb";
 pub const LIST_METHODS: &str = "system.listMethods";
 pub const SERVER_VERSION: &str = "server.version";
 
@@ -317,6 +319,76 @@ impl StoreViewer {
             .bytes("viewerdb", self.viewerdb.clone())
             .str("checksum", self.checksum.clone())
             .build()]
+    }
+}
+
+/// Reply to `fetchJob({project, viewer, generation})`: `{version, job}`, `job` the JSON text
+/// of the [`crate::job::JobSpec`]. The version travels outside the JSON too, so a client
+/// can refuse a newer one without parsing it.
+pub fn fetch_job_reply(version: u32, job_json: String) -> Value {
+    StructBuilder::new().int("version", i64::from(version)).str("job", job_json).build()
+}
+
+pub fn fetch_job_from_value(v: &Value) -> Result<String, RpcError> {
+    let mut r = StructReader::single(std::slice::from_ref(v))?;
+    r.req_str("job")
+}
+
+/// Largest chunk `fetchViewerDb` answers with: a call's answer stays far below any body
+/// limit, and a restore of a large archive is many short calls, not one long one.
+pub const DB_CHUNK_MAX: i64 = 4 << 20;
+
+/// `agentMonitor.fetchViewerDb(struct{project, viewer, generation, offset, length?})`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchViewerDb {
+    pub pair: Pair,
+    pub generation: i64,
+    pub offset: i64,
+    /// At most [`DB_CHUNK_MAX`] (the default).
+    pub length: i64,
+}
+
+impl FetchViewerDb {
+    pub fn from_params(params: &[Value]) -> Result<FetchViewerDb, RpcError> {
+        let mut r = StructReader::single(params)?;
+        let pair = read_pair(&mut r)?;
+        let generation = read_generation(&mut r)?;
+        let offset = r.req_int("offset")?;
+        let length = r.opt_int("length")?.unwrap_or(DB_CHUNK_MAX);
+        r.finish()?;
+        if offset < 0 {
+            return Err(RpcError::invalid_params("offset must not be negative"));
+        }
+        if !(1..=DB_CHUNK_MAX).contains(&length) {
+            return Err(RpcError::invalid_params(format!("length must be 1 to {DB_CHUNK_MAX}")));
+        }
+        Ok(FetchViewerDb { pair, generation, offset, length })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![pair_struct(&self.pair)
+            .int("generation", self.generation)
+            .int("offset", self.offset)
+            .int("length", self.length)
+            .build()]
+    }
+}
+
+/// One chunk of the archive: `{data, size}` (`size` the whole archive's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbChunk {
+    pub data: Vec<u8>,
+    pub size: i64,
+}
+
+impl DbChunk {
+    pub fn to_value(&self) -> Value {
+        StructBuilder::new().bytes("data", self.data.clone()).int("size", self.size).build()
+    }
+
+    pub fn from_value(v: &Value) -> Result<DbChunk, RpcError> {
+        let mut r = StructReader::single(std::slice::from_ref(v))?;
+        Ok(DbChunk { data: r.req_bytes("data")?, size: r.req_int("size")? })
     }
 }
 

@@ -2,6 +2,8 @@
 //! edge) into a store transaction and, after the commit, effects.
 
 mod abort_viewer;
+mod fetch_job;
+mod fetch_viewer_db;
 mod heartbeat;
 mod host_info;
 mod is_viewer_available;
@@ -43,7 +45,7 @@ pub struct Methods {
 
 /// Every method and how it runs. `system.listMethods` answers from this table too, so a
 /// method is added in one place.
-const TABLE: [(&str, RunFn); 13] = [
+const TABLE: [(&str, RunFn); 15] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
     (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -54,6 +56,8 @@ const TABLE: [(&str, RunFn); 13] = [
     (m::LIST_VIEWERS, |mo, p| Box::pin(value(list_viewers::run(mo, p)))),
     (m::CLAIM_PUSH, |mo, p| Box::pin(value(push::claim(mo, p)))),
     (m::PUSH_DONE, |mo, p| Box::pin(value(push::done(mo, p)))),
+    (m::FETCH_JOB, |mo, p| Box::pin(value(fetch_job::run(mo, p)))),
+    (m::FETCH_VIEWER_DB, |mo, p| Box::pin(value(fetch_viewer_db::run(mo, p)))),
     (m::HOST_INFO, |mo, p| Box::pin(value(host_info::run(mo, p)))),
     (m::LIST_METHODS, |_, p| Box::pin(std::future::ready(list_methods(p).map(Answer::Value)))),
     (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
