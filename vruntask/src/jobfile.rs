@@ -26,9 +26,7 @@ pub fn load(path: &Path) -> Result<JobSpec, JobError> {
         return Err(JobError::TooLarge { path: p });
     }
     let bytes = std::fs::read(path).map_err(|source| JobError::Read { path: p.clone(), source })?;
-    let job: JobSpec = serde_json::from_slice(&bytes).map_err(|e| JobError::Invalid { path: p.clone(), detail: e.to_string() })?;
-    job.validate().map_err(|detail| JobError::Invalid { path: p, detail })?;
-    Ok(job)
+    vrun_proto::job::parse(&bytes).map_err(|e| JobError::Invalid { path: p, detail: e.to_string() })
 }
 
 /// When a job file is unusable but still names where to report and for whom, tell
@@ -44,6 +42,18 @@ pub async fn report_unusable(path: &Path, err: &JobError) {
     let Ok(pair) = vrun_proto::Pair::new(project, viewer) else { return };
     let token = v["job_token"].as_str().map(String::from);
     if let Ok(rep) = crate::report::Reporter::new(url, token, pair, generation) {
+        let _ = rep.state(ViewerState::Failed, None, None, Some(format!("vruntask refused its job: {err}"))).await;
+    }
+}
+
+/// A fetched job that cannot run (too new a version, a database that does not verify):
+/// say why, so the pair is freed now. Unreachable or refused (stale) is left to the lease.
+pub async fn report_unfetchable(url: &str, token: &str, err: &crate::fetch::FetchError) {
+    if matches!(err, crate::fetch::FetchError::Client(_) | crate::fetch::FetchError::BadToken) {
+        return;
+    }
+    let Some((pair, generation)) = crate::fetch::token_claim(token) else { return };
+    if let Ok(rep) = crate::report::Reporter::new(url, Some(token.to_string()), pair, generation) {
         let _ = rep.state(ViewerState::Failed, None, None, Some(format!("vruntask refused its job: {err}"))).await;
     }
 }

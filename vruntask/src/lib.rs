@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //! - [`jobfile`]: reading and checking the job description; exit codes.
+//! - [`fetch`]: the description, restore database and platform check for a node that
+//!   shares no filesystem with agent-monitor.
 //! - [`hypervisor`]: the `Hypervisor` trait and its libvirt implementation.
 //! - [`domain_xml`]: the domain definition. [`accel`]: KVM or TCG.
 //! - [`disks`]: configuration and output disks. [`serial`]: guest event lines.
@@ -20,6 +22,7 @@
 pub mod accel;
 pub mod disks;
 pub mod domain_xml;
+pub mod fetch;
 pub mod heartbeat;
 pub mod hvcall;
 pub mod hypervisor;
@@ -52,6 +55,10 @@ pub enum Exit {
     NoHypervisor = 3,
 }
 
+/// Environment variable carrying a fetched job's token (never an argument: arguments are
+/// world-readable in /proc and in Slurm's job records).
+pub const TOKEN_ENV: &str = "VRUN_JOB_TOKEN";
+
 /// How the viewer is reached from outside the VM.
 #[derive(Debug, Clone)]
 pub enum NetMode {
@@ -75,17 +82,38 @@ pub struct Options {
     /// How much longer cleanup waits for a libvirt call that outlived its deadline before
     /// it removes the domain that call may still create.
     pub cleanup_patience: Duration,
+    /// The node's platform images, by name (`--image-dir`); `None`: the job's own path.
+    pub image_dir: Option<PathBuf>,
 }
 
-/// Runs the job in `job_file` to the end.
-pub async fn run(job_file: &Path, opts: Options) -> Exit {
-    let job = match jobfile::load(job_file) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("vruntask: {e}");
-            jobfile::report_unusable(job_file, &e).await;
-            return Exit::BadJob;
-        }
+/// Where the job description comes from.
+#[derive(Debug, Clone)]
+pub enum JobSource {
+    /// A file agent-monitor wrote (one host).
+    File(PathBuf),
+    /// Fetched from agent-monitor at `url` with the job's token (no shared filesystem).
+    Fetch { url: String, token: String },
+}
+
+/// Runs the job to the end.
+pub async fn run(source: &JobSource, opts: Options) -> Exit {
+    let job = match source {
+        JobSource::File(job_file) => match jobfile::load(job_file) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("vruntask: {e}");
+                jobfile::report_unusable(job_file, &e).await;
+                return Exit::BadJob;
+            }
+        },
+        JobSource::Fetch { url, token } => match fetch::job(url, token).await {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("vruntask: {e}");
+                jobfile::report_unfetchable(url, token, &e).await;
+                return Exit::BadJob;
+            }
+        },
     };
     let pair = job.pair().expect("validated by jobfile::load");
     let rep = match report::Reporter::new(&job.agent_monitor_url, job.job_token.clone(), pair.clone(), job.generation) {

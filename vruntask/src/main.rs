@@ -33,7 +33,16 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    job_file: PathBuf,
+    /// The job file agent-monitor wrote (one host). Without it the job is fetched with
+    /// `--from-agent-monitor` and the token in `VRUN_JOB_TOKEN`.
+    #[arg(required_unless_present = "from_agent_monitor")]
+    job_file: Option<PathBuf>,
+    /// agent-monitor's XML-RPC URL to fetch the job from (no shared filesystem).
+    #[arg(long, env = "VRUN_AGENT_MONITOR_URL", conflicts_with = "job_file")]
+    from_agent_monitor: Option<String>,
+    /// This node's platform images, found by the job's platform name.
+    #[arg(long, env = "VRUN_IMAGE_DIR")]
+    image_dir: Option<PathBuf>,
     /// libvirt connection URI.
     #[arg(long, env = "VRUN_LIBVIRT_URI", default_value = "qemu:///system")]
     uri: String,
@@ -70,7 +79,17 @@ struct RunArgs {
     cleanup_patience: u64,
 }
 
+/// The job token, taken out of the environment before any thread or child exists, so that
+/// no helper (qemu-img, QEMU) inherits it.
+fn take_job_token() -> Option<String> {
+    let token = std::env::var(vruntask::TOKEN_ENV).ok();
+    // SAFETY: called first in main, before any other thread is started.
+    unsafe { std::env::remove_var(vruntask::TOKEN_ENV) };
+    token
+}
+
 fn main() {
+    let token = take_job_token();
     vruntask::jobfile::keep_lock_fd_private();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -104,9 +123,18 @@ fn main() {
     runtime_dir: a.runtime_dir,
     libvirt_timeout: Duration::from_secs(a.libvirt_timeout.max(1)),
     cleanup_patience: Duration::from_secs(a.cleanup_patience),
+        image_dir: a.image_dir,
+    };
+    let source = match (a.job_file, a.from_agent_monitor, token) {
+        (Some(f), _, _) => vruntask::JobSource::File(f),
+        (None, Some(url), Some(token)) => vruntask::JobSource::Fetch { url, token },
+        _ => {
+            eprintln!("vruntask: --from-agent-monitor needs the job token in {}", vruntask::TOKEN_ENV);
+            std::process::exit(vruntask::Exit::BadJob as i32);
+        }
     };
     // Two workers: the heartbeat task never waits behind the run's own work.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-    let exit = rt.block_on(vruntask::run(&a.job_file, opts));
+    let exit = rt.block_on(vruntask::run(&source, opts));
     std::process::exit(exit as i32);
 }

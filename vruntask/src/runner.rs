@@ -81,7 +81,14 @@ struct Start<'a> {
 impl Start<'_> {
     async fn run_in(&self, work: &Arc<WorkDir>, mut stop: Stop) -> Exit {
         let (job, opts) = (self.job, self.opts);
-        let restore = job.db_path.as_ref().map(PathBuf::from);
+        let mut restore = job.db_path.as_ref().map(PathBuf::from);
+        if restore.is_some() && job.db_sha256.is_some() {
+            // A fetched job: agent-monitor's path means nothing on this node.
+            match crate::fetch::database(job, &work.file("restore.archive")).await {
+                Ok(p) => restore = Some(p),
+                Err(e) => return self.end_early(Early::Failure(e.to_string()), Domain::Never).await,
+            }
+        }
         if let Some(p) = &restore {
             if !p.is_file() {
                 // Starting empty would silently drop the users' triage work.
@@ -114,8 +121,8 @@ impl Start<'_> {
         }
         tracing::info!("disks built");
         let boot = {
-            let (platform, work) = (PathBuf::from(&job.platform), Arc::clone(work));
-            match blocking(move || boot_of(&platform, &work)).await {
+            let (job, image_dir, work) = (job.clone(), opts.image_dir.clone(), Arc::clone(work));
+            match blocking(move || crate::fetch::platform(&job, image_dir.as_deref()).and_then(|p| boot_of(&p, &work))).await {
                 Ok(b) => b,
                 Err(e) => return self.end_early(Early::Failure(e), Domain::Never).await,
             }
