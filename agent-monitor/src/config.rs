@@ -49,6 +49,24 @@ pub struct Settings {
     /// `fetch` (over XML-RPC with its token, as on a node that shares no filesystem).
     #[arg(long, env = "AGENT_MONITOR_JOB_DELIVERY")]
     pub job_delivery: Option<String>,
+    /// `process` (vruntask on this host, the default) or `slurm` (a batch job per viewer).
+    #[arg(long, env = "AGENT_MONITOR_LAUNCHER")]
+    pub launcher: Option<String>,
+    /// Slurm partition of the viewer hypervisors (default: the cluster's default partition).
+    #[arg(long, env = "AGENT_MONITOR_SLURM_PARTITION")]
+    pub slurm_partition: Option<String>,
+    /// Memory a Slurm job asks for beyond the VM's (QEMU and vruntask; default 256).
+    #[arg(long, env = "AGENT_MONITOR_SLURM_MEMORY_OVERHEAD_MIB")]
+    pub slurm_memory_overhead_mib: Option<u32>,
+    /// The job's output on its node, as sbatch's --output (default /tmp/%x.%j.log).
+    #[arg(long, env = "AGENT_MONITOR_SLURM_OUTPUT")]
+    pub slurm_output: Option<String>,
+    /// Deadline of each sbatch/squeue/scancel call (default 10).
+    #[arg(long, env = "AGENT_MONITOR_SLURM_TIMEOUT_SECS")]
+    pub slurm_timeout_secs: Option<u64>,
+    /// Directory of sbatch, squeue and scancel (default: PATH).
+    #[arg(long, env = "AGENT_MONITOR_SLURM_BIN_DIR")]
+    pub slurm_bin_dir: Option<PathBuf>,
     /// Viewer VM image (directory with vmlinuz + initrd.img). [default: /var/lib/vrun/viewer-image]
     #[arg(long, env = "AGENT_MONITOR_PLATFORM")]
     pub platform: Option<String>,
@@ -135,6 +153,8 @@ pub struct Resolved {
     pub job_command: PathBuf,
     /// The job is fetched over XML-RPC rather than read from a file (`job_delivery = fetch`).
     pub fetch_jobs: bool,
+    /// The Slurm launcher's settings, when `launcher = slurm`.
+    pub slurm: Option<crate::launcher::slurm::SlurmSettings>,
     pub platform: String,
     pub memory_mib: u32,
     pub vcpus: u32,
@@ -158,7 +178,8 @@ impl Settings {
             let file: Settings =
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))?;
             layer!(self, file, state_dir, listen, public_url, lease_secs, heartbeat_secs, start_grace_secs,
-                   reap_every_ms, cancel_grace_secs, job_command, job_delivery, platform, memory_mib, vcpus, max_body_bytes,
+                   reap_every_ms, cancel_grace_secs, job_command, job_delivery, launcher, slurm_partition,
+                   slurm_memory_overhead_mib, slurm_output, slurm_timeout_secs, slurm_bin_dir, platform, memory_mib, vcpus, max_body_bytes,
                    archives_keep, libvirt_uri, sweep_secs, orphan_grace_secs, salvage_timeout_secs,
                    launch_deadline_secs, stop_deadline_secs, idle_timeout_secs, max_lifetime_secs);
             if self.viewer.is_empty() {
@@ -175,6 +196,23 @@ impl Settings {
             "fetch" => true,
             other => anyhow::bail!("job_delivery must be file or fetch, not {other:?}"),
         };
+        let life_default = Duration::from_secs(self.max_lifetime_secs.unwrap_or(8 * 3600));
+        let slurm = match self.launcher.as_deref().unwrap_or("process") {
+            "process" => None,
+            "slurm" => Some(crate::launcher::slurm::SlurmSettings {
+                partition: self.slurm_partition.clone(),
+                memory_overhead_mib: self.slurm_memory_overhead_mib.unwrap_or(256),
+                // The lifetime limit moves a viewer to stopping; its teardown (up to
+                // vruntask's stop timeout, 60 s) must still fit before Slurm kills the job.
+                time_limit: self.viewer.values().filter_map(|v| v.max_lifetime_secs).map(Duration::from_secs)
+                    .fold(life_default, Duration::max) + Duration::from_secs(300),
+                output: self.slurm_output.clone().unwrap_or_else(|| "/tmp/%x.%j.log".into()),
+                job_command: self.job_command.clone().unwrap_or_else(|| PathBuf::from("vruntask")),
+                timeout: Duration::from_secs(self.slurm_timeout_secs.unwrap_or(10).max(1)),
+                bin_dir: self.slurm_bin_dir.clone(),
+            }),
+            other => anyhow::bail!("launcher must be process or slurm, not {other:?}"),
+        };
         let reap_default = (lease / 4).min(Duration::from_secs(5));
         Ok(Resolved {
             state_dir: self.state_dir.unwrap_or_else(|| PathBuf::from("var/agent-monitor")),
@@ -187,6 +225,7 @@ impl Settings {
             cancel_grace: Duration::from_secs(self.cancel_grace_secs.unwrap_or(30)),
             job_command: self.job_command.unwrap_or_else(default_job_command),
             fetch_jobs,
+            slurm,
             platform: self.platform.unwrap_or_else(|| "/var/lib/vrun/viewer-image".into()),
             memory_mib: self.memory_mib.unwrap_or(512),
             vcpus: self.vcpus.unwrap_or(1),

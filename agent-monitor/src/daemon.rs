@@ -106,11 +106,14 @@ impl Daemon {
                 };
                 let me = Arc::clone(self);
                 match started {
-                    Ok(()) => {
+                    Ok(job_id) => {
                         // Not awaited by anyone: losing it in a crash only means a restart
                         // re-probes the job lock, which is the real truth anyway.
                         tokio::runtime::Handle::current().spawn(async move {
-                            let _ = me.store.write(move |c| instances::mark_job_started(c, generation, now_ms())).await;
+                            let _ = me
+                                .store
+                                .write(move |c| instances::mark_job_started(c, generation, now_ms(), job_id.as_deref()))
+                                .await;
                         });
                     }
                     Err(e) => {

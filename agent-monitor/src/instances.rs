@@ -72,11 +72,15 @@ pub struct Instance {
     pub job_started_ms: Option<i64>,
     pub relaunch_pending: bool,
     pub relaunch_user: Option<String>,
+    /// The job system's id of the job (Slurm's), if it has one.
+    pub job_id: Option<String>,
+    /// Where the job runs, as the job system last said.
+    pub node: Option<String>,
 }
 
 const COLUMNS: &str = "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
      user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
-     relaunch_pending, relaunch_user";
+     relaunch_pending, relaunch_user, job_id, node";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let (pair, state) = pair_and_state(r)?;
@@ -99,6 +103,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         job_started_ms: r.get(16)?,
         relaunch_pending: r.get(17)?,
         relaunch_user: r.get(18)?,
+        job_id: r.get(19)?,
+        node: r.get(20)?,
     })
 }
 
@@ -310,9 +316,27 @@ pub fn set_lease(conn: &Connection, generation: i64, until_ms: i64) -> Db<()> {
     Ok(())
 }
 
-pub fn mark_job_started(conn: &Connection, generation: i64, now_ms: i64) -> Db<()> {
-    conn.prepare_cached("UPDATE instances SET job_started_ms = coalesce(job_started_ms, ?2) WHERE generation = ?1")?
-        .execute(params![generation, now_ms])?;
+pub fn mark_job_started(conn: &Connection, generation: i64, now_ms: i64, job_id: Option<&str>) -> Db<()> {
+    conn.prepare_cached(
+        "UPDATE instances SET job_started_ms = coalesce(job_started_ms, ?2), job_id = coalesce(?3, job_id) WHERE generation = ?1",
+    )?
+    .execute(params![generation, now_ms, job_id])?;
+    Ok(())
+}
+
+/// A job the job system holds in its queue: shown with the queue's reason, and its start
+/// lease begins again (a queued job has not failed to start; it has not started).
+pub fn mark_queued(conn: &Connection, generation: i64, reason: &str, lease_until_ms: i64) -> Db<()> {
+    conn.prepare_cached(
+        "UPDATE instances SET reason = ?2, lease_until_ms = max(lease_until_ms, ?3) WHERE generation = ?1 AND state = 'launching'",
+    )?
+    .execute(params![generation, reason, lease_until_ms])?;
+    Ok(())
+}
+
+/// The node the job system says the job runs on.
+pub fn set_node(conn: &Connection, generation: i64, node: &str) -> Db<()> {
+    conn.prepare_cached("UPDATE instances SET node = ?2 WHERE generation = ?1 AND node IS NOT ?2")?.execute(params![generation, node])?;
     Ok(())
 }
 
@@ -380,6 +404,8 @@ impl Instance {
             lease_expires: self.lease_until_ms as f64 / 1000.0,
             relaunch_pending: self.relaunch_pending,
             domain_exists: "unknown".into(),
+            job_id: self.job_id.clone().unwrap_or_default(),
+            node: self.node.clone().unwrap_or_default(),
             history: Vec::new(),
         }
     }

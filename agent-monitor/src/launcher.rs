@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use vrun_proto::job::JobSpec;
 
+pub mod slurm;
+
 /// Environment variable naming the inherited lock descriptor.
 pub const LOCK_FD_ENV: &str = "VRUN_JOB_LOCK_FD";
 /// Environment variable carrying a fetching job's token (vruntask's `TOKEN_ENV`).
@@ -40,17 +42,34 @@ pub enum LaunchError {
 }
 
 /// What the job system says about a generation's job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobProbe {
-    Running,
+    /// Running, on `node` when the job system says where.
+    Running { node: Option<String> },
+    /// Never started (or, for a launcher that cannot tell, no longer running).
     NotRunning,
+    /// Waiting in the job system's queue, for the reason given ("Resources"): not a job
+    /// that failed to start, so its start lease begins when it runs.
+    Queued { reason: String },
+    /// The job system says it ended, and how ("NODE_FAIL", "TIMEOUT", ...).
+    Ended { reason: String },
+}
+
+impl JobProbe {
+    pub const RUNNING: JobProbe = JobProbe::Running { node: None };
 }
 
 pub trait Launcher: Send + Sync + 'static {
-    /// Starts the job. Starting a generation whose job already runs does nothing.
-    fn start(&self, spec: &JobSpec) -> Result<(), LaunchError>;
+    /// Starts the job. Starting a generation whose job already runs does nothing. Returns the
+    /// job system's id of the job, if it has one (stored with the instance).
+    fn start(&self, spec: &JobSpec) -> Result<Option<String>, LaunchError>;
     /// Whether the generation's job runs now.
     fn probe(&self, generation: i64) -> JobProbe;
+    /// [`Launcher::probe`] for many generations at once. A batch system answers all of them
+    /// from one query (one `squeue` per sweep, never one per job).
+    fn probe_all(&self, generations: &[i64]) -> Vec<JobProbe> {
+        generations.iter().map(|g| self.probe(*g)).collect()
+    }
     /// Stops the generation's job: SIGTERM, then SIGKILL after `grace`. Blocks until done.
     fn cancel(&self, generation: i64, grace: Duration);
     /// Readies the hosts for jobs of `platform` before the first click needs them (for the
@@ -100,7 +119,7 @@ impl ProcessLauncher {
 }
 
 impl Launcher for ProcessLauncher {
-    fn start(&self, spec: &JobSpec) -> Result<(), LaunchError> {
+    fn start(&self, spec: &JobSpec) -> Result<Option<String>, LaunchError> {
         let _shared = self.guard.read().unwrap_or_else(|p| p.into_inner());
         let job_file = self.job_file(spec.generation);
         if !self.fetch {
@@ -112,7 +131,7 @@ impl Launcher for ProcessLauncher {
         let mut lock = fd_lock::RwLock::new(lock_file);
         let Ok(held) = lock.try_write() else {
             tracing::info!(generation = spec.generation, "job already running; not starting another");
-            return Ok(());
+            return Ok(None);
         };
         let log_path = self.jobs_dir.join(format!("g{}.log", spec.generation));
         let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path)
@@ -148,7 +167,7 @@ impl Launcher for ProcessLauncher {
         std::mem::forget(held);
         tracing::info!(generation = spec.generation, pid = child.id(), job = %job_file.display(), "job started");
         child_waiter::adopt(child);
-        Ok(())
+        Ok(None)
     }
 
     /// `<job command> probe-accel` in the background, with the daemon's environment (the
@@ -186,7 +205,7 @@ impl Launcher for ProcessLauncher {
         let Ok(f) = self.open_lock(generation) else { return JobProbe::NotRunning };
         let mut lock = fd_lock::RwLock::new(f);
         let running = lock.try_write().is_err();
-        if running { JobProbe::Running } else { JobProbe::NotRunning }
+        if running { JobProbe::RUNNING } else { JobProbe::NotRunning }
     }
 
     fn cancel(&self, generation: i64, grace: Duration) {

@@ -61,8 +61,11 @@ use crate::salvage::Salvage;
 /// Runs the daemon on `listener` until `shutdown` completes. The caller holds the state
 /// directory lock (see [`statedir::lock`]).
 pub async fn run(listener: TcpListener, cfg: Resolved, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let launcher: Arc<dyn Launcher> = Arc::new(ProcessLauncher::new(cfg.sub("jobs"), cfg.job_command.clone())?.fetching(cfg.fetch_jobs));
     let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
+    let launcher: Arc<dyn Launcher> = match &cfg.slurm {
+        Some(s) => Arc::new(launcher::slurm::SlurmLauncher::new(s.clone(), &monitor_id)),
+        None => Arc::new(ProcessLauncher::new(cfg.sub("jobs"), cfg.job_command.clone())?.fetching(cfg.fetch_jobs)),
+    };
     let hv: Arc<dyn Hypervisor> = match cfg.libvirt_uri.as_str() {
         "none" => Arc::new(hypervisor::NoHypervisor),
         uri => Arc::new(hypervisor::Libvirt::new(uri, &monitor_id)),

@@ -40,7 +40,9 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
     }
     let launcher = Arc::clone(&m.launcher);
     let probes: Vec<(i64, JobProbe)> = tokio::task::spawn_blocking(move || {
-        live.iter().map(|i| (i.generation, launcher.probe(i.generation))).collect()
+        let generations: Vec<i64> = live.iter().map(|i| i.generation).collect();
+        let probes = launcher.probe_all(&generations);
+        generations.into_iter().zip(probes).collect()
     })
     .await
     .map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
@@ -57,9 +59,19 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
                     continue;
                 };
                 match probe {
-                    JobProbe::Running => {
+                    JobProbe::Running { .. } => {
                         instances::set_lease(c, generation, now + lease_ms)?;
                         adopted += 1;
+                    }
+                    // Still in the batch queue: adopted, its start lease begins when it runs.
+                    JobProbe::Queued { reason } => {
+                        instances::mark_queued(c, generation, &crate::sweep::queued_reason(&reason), now + ctx.start_grace_ms)?;
+                        adopted += 1;
+                    }
+                    JobProbe::Ended { reason } => {
+                        let reason = format!("its job ended while agent-monitor was down: {reason}");
+                        effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, ItsJob::Leave)?);
+                        failed += 1;
                     }
                     JobProbe::NotRunning if inst.job_started_ms.is_none() && inst.state == ViewerState::Launching => {
                         instances::set_lease(c, generation, now + ctx.start_grace_ms)?;

@@ -69,7 +69,7 @@ fn to_json(r: &InstanceRecord, now: f64) -> serde_json::Value {
         "project": r.project, "viewer": r.viewer, "state": r.state, "generation": r.generation,
         "address": r.address, "domain": r.domain, "domain_exists": r.domain_exists,
         "age_secs": (now - r.created).max(0.0).round(), "last_change_secs": (now - r.updated).max(0.0).round(),
-        "reason": r.reason, "relaunch_pending": r.relaunch_pending,
+        "reason": r.reason, "relaunch_pending": r.relaunch_pending, "job_id": r.job_id, "node": r.node,
     })
 }
 
@@ -84,14 +84,18 @@ fn ago(secs: f64) -> String {
 }
 
 pub fn table(records: &[InstanceRecord], now: f64) -> String {
-    let mut rows = vec![["PROJECT", "VIEWER", "STATE", "GEN", "ADDRESS", "DOMAIN", "AGE", "CHANGED", "REASON"].map(String::from)];
+    let mut rows =
+        vec![["PROJECT", "VIEWER", "STATE", "GEN", "ADDRESS", "JOB", "NODE", "DOMAIN", "AGE", "CHANGED", "REASON"].map(String::from)];
+    let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
     for r in records {
         rows.push([
             r.project.clone(),
             r.viewer.clone(),
             r.state.clone(),
             r.generation.to_string(),
-            if r.address.is_empty() { "-".into() } else { r.address.clone() },
+            dash(&r.address),
+            dash(&r.job_id),
+            dash(&r.node),
             r.domain_exists.clone(),
             ago(now - r.created),
             ago(now - r.updated),

@@ -66,19 +66,43 @@ fn deadline_reason(inst: &instances::Instance, t: &crate::daemon::Timing, now: i
     }
 }
 
+/// What a user sees while the batch system holds the job in its queue.
+pub fn queued_reason(slurm_reason: &str) -> String {
+    format!("waiting for a free hypervisor: {slurm_reason}")
+}
+
 pub async fn sweep_once(m: &Arc<Daemon>, st: &Arc<SweepState>) {
     let Ok(live) = m.store.read(instances::all_live).await else { return };
     let now = now_ms();
     let launcher = Arc::clone(&m.launcher);
     let probes: Vec<(instances::Instance, JobProbe)> = tokio::task::spawn_blocking(move || {
-        live.into_iter().map(|i| {
-            let p = launcher.probe(i.generation);
-            (i, p)
-        }).collect()
+        let generations: Vec<i64> = live.iter().map(|i| i.generation).collect();
+        let probes = launcher.probe_all(&generations);
+        live.into_iter().zip(probes).collect()
     })
     .await
     .unwrap_or_default();
     for (inst, probe) in probes {
+        let generation = inst.generation;
+        match &probe {
+            JobProbe::Queued { reason } => {
+                // Waiting for a hypervisor is not being stuck: no deadline, no lease expiry.
+                let (why, lease) = (queued_reason(reason), now + m.job_ctx.start_grace_ms);
+                let _ = m.store.write(move |c| instances::mark_queued(c, generation, &why, lease)).await;
+                continue;
+            }
+            JobProbe::Running { node: Some(node) } if inst.node.as_deref() != Some(node.as_str()) => {
+                let node = node.clone();
+                let _ = m.store.write(move |c| instances::set_node(c, generation, &node)).await;
+            }
+            JobProbe::Ended { reason } => {
+                let why = format!("its job ended: {reason}");
+                tracing::warn!(pair = %inst.pair, generation, reason = %why, "sweep: failing instance");
+                m.fail_generation(generation, format!("sweep: {why}"), ItsJob::Cancel).await;
+                continue;
+            }
+            _ => {}
+        }
         if let Some(why) = deadline_reason(&inst, &m.timing, now) {
             tracing::warn!(pair = %inst.pair, generation = inst.generation, reason = %why, "sweep: failing instance");
             m.fail_generation(inst.generation, format!("sweep: {why}"), ItsJob::Cancel).await;

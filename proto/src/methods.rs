@@ -419,6 +419,10 @@ pub struct InstanceRecord {
     pub relaunch_pending: bool,
     /// Whether the hypervisor knows this instance's domain: "yes", "no" or "unknown".
     pub domain_exists: String,
+    /// The job system's id of the job (Slurm's job id), or empty.
+    pub job_id: String,
+    /// The node the job runs on, or empty (one host).
+    pub node: String,
     pub history: Vec<Transition>,
 }
 
@@ -450,6 +454,8 @@ impl InstanceRecord {
             .value("lease_expires", Value::Double(self.lease_expires))
             .bool("relaunch_pending", self.relaunch_pending)
             .str("domain_exists", self.domain_exists.clone())
+            .str("job_id", self.job_id.clone())
+            .str("node", self.node.clone())
             .value("history", Value::Array(history))
             .build()
     }
@@ -488,6 +494,8 @@ impl InstanceRecord {
             lease_expires: f("lease_expires"),
             relaunch_pending: matches!(m.get("relaunch_pending"), Some(Value::Boolean(true))),
             domain_exists: s("domain_exists"),
+            job_id: s("job_id"),
+            node: s("node"),
             history,
         })
     }

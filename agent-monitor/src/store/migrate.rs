@@ -10,6 +10,7 @@ const SCHEMA: Schema = Schema {
     migrations: &[
         include_str!("../../../sql/agent-monitor/0001_init.sql"),
         include_str!("../../../sql/agent-monitor/0002_pushes.sql"),
+        include_str!("../../../sql/agent-monitor/0003_job_ids.sql"),
     ],
     application_id: None,
 };
