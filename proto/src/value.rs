@@ -143,6 +143,10 @@ pub fn positional_strings<const N: usize>(params: &[Value]) -> Result<[String; N
 /// parsing). Real calls nest two or three levels.
 pub const MAX_NESTING: usize = 32;
 
+/// Most `<value>`s one call may hold ([`crate::wire`] counts them while parsing). Real calls
+/// hold under twenty; the limit bounds the memory a call's parsed values can take.
+pub const MAX_VALUES: usize = 10_000;
+
 /// XML-RPC integers are 32-bit; generations and times stay far below that in practice, and
 /// a value that does not fit is clamped rather than wrapped.
 pub fn clamp_i32(v: i64) -> i32 {

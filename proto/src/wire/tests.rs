@@ -187,3 +187,16 @@ fn hot_answers_read_back_as_their_values() {
     }
     assert_eq!(Availability::from_value(&dxr::MethodResponse::from_xml(&a.to_answer_xml()).unwrap().value).unwrap().urluuid, "proxy-<&>");
 }
+
+#[test]
+fn values_are_counted_while_parsing() {
+    // Issue 13: a 63 MiB array of `<value/>` took 320 MiB once parsed. The parser stops at
+    // MAX_VALUES, wherever the values are (array items, members or params).
+    let items = |n: usize| format!("<value><array><data>{}</data></array></value>", "<value/>".repeat(n));
+    // The array's own value counts too.
+    assert!(one(&items(crate::value::MAX_VALUES - 1)).is_ok());
+    let e = one(&items(crate::value::MAX_VALUES)).unwrap_err();
+    assert!(e.0.contains("more than 10000 values"), "{e}");
+    let members: String = (0..=crate::value::MAX_VALUES).map(|i| format!("<member><name>m{i}</name><value/></member>")).collect();
+    assert!(one(&format!("<value><struct>{members}</struct></value>")).is_err());
+}
