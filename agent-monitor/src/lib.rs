@@ -16,6 +16,7 @@
 //! - [`hypervisor`]: the `Hypervisor` inventory trait and its libvirt implementation.
 //! - [`monitor`]: shared state; carries out effects after commits.
 //! - [`cmd`]: one file per XML-RPC method.
+//! - [`edge`]: connections: deadlines, caps, accept back-off, shutdown deadline.
 //! - [`rpc`]: the HTTP endpoint and its edge checks (XML-RPC text via `vrun_proto::wire`).
 //!   [`auth`]: roles and credentials.
 //! - [`reaper`]: lease expiry. [`restore`]: start-up repair.
@@ -27,6 +28,7 @@ pub mod archives;
 pub mod auth;
 pub mod cmd;
 pub mod config;
+pub mod edge;
 pub mod events;
 pub mod hypervisor;
 pub mod instances;
@@ -86,6 +88,7 @@ pub async fn run_with(
     let monitor = Arc::new(Monitor {
         starter: Default::default(),
         salvaging: Default::default(),
+        stopping: Default::default(),
         store,
         launcher,
         hypervisor,
@@ -123,16 +126,19 @@ pub async fn run_with(
     }
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&monitor), wake, stop_rx.clone()));
     let idler = tokio::spawn(idle::run(Arc::clone(&monitor), stop_rx));
-    let app = rpc::router(cmd::Methods::new(Arc::clone(&monitor)), secrets, cfg.max_body_bytes);
+    let app = rpc::router(cmd::Methods::new(Arc::clone(&monitor)), secrets, cfg.body.clone());
     tracing::info!(%addr, state_dir = %cfg.state_dir.display(), "agent-monitor serving XML-RPC at /RPC2");
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    edge::serve(listener, app, cfg.edge.clone(), shutdown).await;
+    monitor.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = stop_tx.send(true);
-    let _ = restorer.await;
-    let _ = reaper.await;
-    let _ = sweeper.await;
-    let _ = idler.await;
+    // Each of these ends at its next await once told to; start-up repair may be long, and
+    // whatever it has not done is done again at the next start.
+    let grace = cfg.edge.shutdown_grace;
+    for task in [restorer, reaper, sweeper, idler] {
+        if tokio::time::timeout(grace, task).await.is_err() {
+            tracing::warn!("a background task did not stop within the shutdown deadline; the next start redoes its work");
+        }
+    }
     tracing::info!("agent-monitor stopped");
     Ok(())
 }

@@ -37,6 +37,10 @@ pub struct Monitor {
     /// Domains being salvaged right now (by the sweep or after a lost lease), so that two
     /// paths never power off and store the same domain at once.
     pub salvaging: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Set when shutdown begins: no salvage starts after it (one that began stored nothing
+    /// and left its domain unowned until the next start, issue 13); the next start's sweep
+    /// finds the domain and salvages it from the beginning.
+    pub stopping: std::sync::atomic::AtomicBool,
     pub store: Store,
     pub launcher: Arc<dyn Launcher>,
     pub hypervisor: Arc<dyn crate::hypervisor::Hypervisor>,

@@ -133,6 +133,10 @@ pub async fn salvage_generation(m: &Arc<Monitor>, generation: i64) {
 
 /// [`salvage`], unless another path is already salvaging the same domain.
 async fn salvage_once(m: &Arc<Monitor>, d: &VrunDomain) {
+    if m.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        tracing::info!(domain = %d.name, "shutting down: not salvaging; the next start's sweep will");
+        return;
+    }
     if !m.salvaging.lock().unwrap_or_else(|p| p.into_inner()).insert(d.name.clone()) {
         return;
     }

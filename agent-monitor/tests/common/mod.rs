@@ -94,10 +94,24 @@ pub fn free_port() -> u16 {
 }
 
 pub fn start_daemon(state: &Path, job: &Path, launch_log: &Path, extra: &[&str]) -> Daemon {
+    start_daemon_via(&[], state, job, launch_log, extra)
+}
+
+/// [`start_daemon`] run through `wrapper` (for instance `prlimit --nofile=256 --`).
+pub fn start_daemon_via(wrapper: &[&str], state: &Path, job: &Path, launch_log: &Path, extra: &[&str]) -> Daemon {
     let port = free_port();
     let stderr_log = state.with_extension(format!("{port}.log"));
     let err = std::fs::File::create(&stderr_log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_agent-monitor"))
+    let bin = env!("CARGO_BIN_EXE_agent-monitor");
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let child = cmd
         .args(["serve", "--state-dir"])
         .arg(state)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--job-command"])

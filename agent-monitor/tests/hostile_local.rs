@@ -1,0 +1,214 @@
+//! What a local user without credentials, a launcher, or a full disk can do (issue 13), each
+//! against the real daemon on loopback with its own state directory.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use vrun_proto::methods::LaunchViewer;
+use vrun_proto::FaultCode;
+
+fn addr(d: &Daemon) -> SocketAddr {
+    d.url.trim_start_matches("http://").trim_end_matches("/RPC2").parse().unwrap()
+}
+
+fn secret(env: &Env, role: &str) -> String {
+    std::fs::read_to_string(env.state_dir().join(format!("secrets/{role}.secret"))).unwrap().trim().to_string()
+}
+
+fn basic(env: &Env, role: &str) -> String {
+    use base64::Engine;
+    let raw = format!("{role}:{}", secret(env, role));
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+/// Waits (bounded) until the server closes `s`; how long that took.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) if start.elapsed() < limit => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// One raw call; the fault code of the answer (0 when it is not a fault).
+fn post(d: &Daemon, auth: &str, body: &[u8]) -> i32 {
+    let mut s = TcpStream::connect(addr(d)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (fault 7) before the whole body is sent.
+    let _ = s.write_all(body);
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let Some(i) = resp.find("<name>faultCode</name>") else { return 0 };
+    let rest = &resp[i..];
+    let start = rest.find("<int>").or(rest.find("<i4>")).unwrap();
+    rest[start..].split(['>', '<']).nth(2).unwrap().parse().unwrap()
+}
+
+fn call_xml(method: &str, params: &str) -> String {
+    format!("<?xml version=\"1.0\"?><methodCall><methodName>{method}</methodName><params>{params}</params></methodCall>")
+}
+
+#[test]
+fn idle_and_half_sent_connections_are_closed() {
+    let env = Env::new();
+    let d = env.start(&["--header-timeout-secs", "2", "--body-timeout-secs", "2"]);
+    let a = addr(&d);
+    let bare = TcpStream::connect(a).unwrap();
+    let mut slow = TcpStream::connect(a).unwrap();
+    slow.write_all(b"POST /RPC2 HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut bodiless = TcpStream::connect(a).unwrap();
+    let head = format!("POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 500\r\n\r\n<methodCall>", basic(&env, "launcher"));
+    bodiless.write_all(head.as_bytes()).unwrap();
+    for (what, mut s) in [("bare connect", bare), ("slow headers", slow), ("headers without a body", bodiless)] {
+        let took = closed_within(&mut s, Duration::from_secs(8));
+        assert!(took.is_some(), "{what}: still open after 8 s");
+    }
+    assert!(d.log().contains("request body did not arrive within 2 s"), "{}", d.log());
+}
+
+/// Keeps up to `keep` idle connections open from `from` to `to` for `run`, opening a new one
+/// every few milliseconds (bounded: at most `run / 2 ms` connects).
+async fn flood(from: &str, to: SocketAddr, keep: usize, run: Duration) -> usize {
+    let mut open = std::collections::VecDeque::new();
+    let (end, mut made) = (Instant::now() + run, 0);
+    while Instant::now() < end {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), sock.connect(to)).await {
+            open.push_back(s);
+            made += 1;
+        }
+        if open.len() > keep {
+            open.pop_front();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    made
+}
+
+#[test]
+fn heartbeats_and_launches_survive_a_flood_of_idle_sockets() {
+    // The issue's daemon: 256 descriptors; 300 idle sockets made heartbeats time out.
+    let env = Env::new();
+    let d = start_daemon_via(
+        &["prlimit", "--nofile=256:256", "--"],
+        &env.state_dir(),
+        &env.tmp.path().join("fake-job"),
+        &env.launch_log(),
+        &["--lease-secs", "4", "--heartbeat-secs", "1", "--reap-every-ms", "200"],
+    );
+    let launcher = d.client_as("launcher");
+    let rt = runtime();
+    let p = pair("flooded", "CodeDX");
+    let g = rt.block_on(launcher.launch_viewer(&LaunchViewer::new(p.clone()))).unwrap().generation;
+    let (_, file) = env.wait_launches(1, Duration::from_secs(10)).pop().expect("job started");
+    let token = job_spec(&file).job_token.expect("job token");
+    // New clients each time, so that each call needs a new connection (launchviewer is
+    // one-shot; a job's kept connection may be closed under it).
+    let job = || vrun_proto::client::AgentMonitorClient::new(&d.url, vrun_proto::client::Credentials::Bearer(token.clone())).unwrap();
+    let to = addr(&d);
+    rt.block_on(async {
+        let floods = [
+            tokio::spawn(flood("127.0.0.2", to, 300, Duration::from_secs(10))),
+            tokio::spawn(flood("127.0.0.1", to, 150, Duration::from_secs(10))),
+        ];
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut n = 0;
+        while Instant::now() < end {
+            let beat = tokio::time::timeout(Duration::from_secs(3), job().heartbeat(&p, g)).await;
+            assert!(matches!(beat, Ok(Ok(true))), "heartbeat {n} during the flood: {beat:?}");
+            let other = pair(&format!("f{n}"), "CodeDX");
+            let launch = tokio::time::timeout(Duration::from_secs(3), d.client_as("launcher").launch_viewer(&LaunchViewer::new(other))).await;
+            assert!(matches!(launch, Ok(Ok(_))), "launch {n} during the flood: {launch:?}");
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        for f in floods {
+            assert!(f.await.unwrap() > 300, "the flood opened more sockets than the daemon may hold");
+        }
+        let rec = launcher.viewer_status(&p).await.unwrap();
+        assert_eq!(rec.state.as_str(), "launching", "the flooded job kept its lease: {}", rec.reason);
+    });
+    assert!(!d.log().contains("Too many open files"), "{}", d.log());
+}
+
+#[test]
+fn only_storeviewer_may_send_a_large_body() {
+    let env = Env::new();
+    let d = env.start(&["--max-call-bytes", "100000"]);
+    let big = "x".repeat(200_000);
+    let launch = call_xml(
+        "agentMonitor.launchViewer",
+        &format!("<param><value><struct><member><name>project</name><value>{big}</value></member></struct></value></param>"),
+    );
+    assert_eq!(post(&d, &basic(&env, "launcher"), launch.as_bytes()), FaultCode::RequestTooLarge.code());
+    // A comment cannot make another call look like storeviewer to the size check.
+    let disguised = format!("<methodCall><!-- <methodName>agentMonitor.storeviewer</methodName> --><methodName>system.listMethods</methodName><params><param><value>{big}</value></param></params></methodCall>");
+    assert_eq!(post(&d, &basic(&env, "admin"), disguised.as_bytes()), FaultCode::RequestTooLarge.code());
+    // A launcher may not store, so it is not read on either.
+    let store = |db: &str| {
+        call_xml(
+            "agentMonitor.storeviewer",
+            &format!("<param><value><struct><member><name>project</name><value>p</value></member>\
+             <member><name>viewer</name><value>CodeDX</value></member><member><name>generation</name><value><int>1</int></value></member>\
+             <member><name>viewerdb</name><value><base64>{db}</base64></value></member>\
+             <member><name>checksum</name><value>00</value></member></struct></value></param>"),
+        )
+    };
+    let db = "QUFB".repeat(50_000);
+    assert_eq!(post(&d, &basic(&env, "launcher"), store(&db).as_bytes()), FaultCode::RequestTooLarge.code());
+    // The admin's large storeviewer is read and reaches the method (which refuses the checksum).
+    assert_eq!(post(&d, &basic(&env, "admin"), store(&db).as_bytes()), FaultCode::BadChecksum.code());
+    // Values are counted while parsing: an array of nothing is refused however small.
+    let empties = call_xml("system.listMethods", &format!("<param><value><array><data>{}</data></array></value></param>", "<value/>".repeat(12_000)));
+    assert_eq!(post(&d, &basic(&env, "admin"), empties.as_bytes()), FaultCode::MalformedRequest.code());
+}
+
+#[test]
+fn shutdown_does_not_wait_for_a_half_sent_request() {
+    let env = Env::new();
+    let d = env.start(&["--shutdown-grace-secs", "2"]);
+    let mut held = TcpStream::connect(addr(&d)).unwrap();
+    let head = format!("POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 5000\r\n\r\n<methodCall>", basic(&env, "launcher"));
+    held.write_all(head.as_bytes()).unwrap();
+    let mut idle = TcpStream::connect(addr(&d)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let st = d.terminate();
+    assert!(st.success(), "{st:?}");
+    assert!(start.elapsed() < Duration::from_secs(6), "shutdown took {:?}", start.elapsed());
+    assert!(closed_within(&mut idle, Duration::from_secs(1)).is_some());
+}
+
+#[test]
+fn shutdown_does_not_wait_for_a_cancel_in_progress() {
+    // A job that ignores SIGTERM keeps its cancel waiting out the 30 s grace in a blocking
+    // task; the runtime used to wait for it after "agent-monitor stopped".
+    let env = Env::new();
+    let job = env.tmp.path().join("stubborn-job");
+    std::fs::write(&job, "#!/bin/sh\necho \"$$ $2\" >> \"$VRUN_TEST_LAUNCH_LOG\"\ntrap '' TERM\nexec sleep 300\n").unwrap();
+    std::fs::set_permissions(&job, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let d = start_daemon(&env.state_dir(), &job, &env.launch_log(), &[
+        "--lease-secs", "2", "--heartbeat-secs", "1", "--start-grace-secs", "1", "--reap-every-ms", "100",
+        "--cancel-grace-secs", "30", "--shutdown-grace-secs", "2",
+    ]);
+    runtime().block_on(d.client().launch_viewer(&LaunchViewer::new(pair("stubborn", "CodeDX")))).unwrap();
+    eventually("the reaper cancels the silent job", Duration::from_secs(15), || d.log().contains("cancelling job"));
+    let start = Instant::now();
+    assert!(d.terminate().success());
+    assert!(start.elapsed() < Duration::from_secs(6), "shutdown took {:?}", start.elapsed());
+}
