@@ -159,12 +159,38 @@ pub fn latest_per_pair(conn: &Connection) -> Db<Vec<Instance>> {
     )
 }
 
-/// The newest stored viewer database archive of the pair.
+/// The newest stored viewer database archive of the pair whose file is there. A row whose
+/// file vanished (a power loss before the directory reached the disk, a careless admin) made
+/// every launch of the pair fail; the next older version is restored instead (issue 13).
 pub fn newest_archive(conn: &Connection, pair: &Pair) -> Db<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY version DESC LIMIT 1")?
-        .query_row(params![pair.project(), pair.viewer()], |r| r.get(0))
-        .optional()?)
+    let mut stmt =
+        conn.prepare_cached("SELECT path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY version DESC")?;
+    let paths = stmt.query_map(params![pair.project(), pair.viewer()], |r| r.get::<_, String>(0))?;
+    for path in paths {
+        let path = path?;
+        if std::path::Path::new(&path).is_file() {
+            return Ok(Some(path));
+        }
+        tracing::warn!(pair = %pair, path, "stored archive is missing; restoring the next older one");
+    }
+    Ok(None)
+}
+
+/// The archive a caller's `db_path` names: the version id of an archive agent-monitor stored
+/// for this same pair. A path is never taken from a caller: the job (root) copies the file
+/// into the VM, so `db_path=<state>/secrets/jobs.key` or another project's archive would
+/// have been shown to this viewer's users (issue 13). Anything else is fault 1.
+pub fn archive_by_version(conn: &Connection, pair: &Pair, db_path: &str) -> Db<String> {
+    let Some(version) = db_path.trim().parse::<i64>().ok().filter(|v| *v > 0) else {
+        return Err(RpcError::invalid_params(
+            "db_path must be the version id of an archive stored for this pair (a path is not accepted)",
+        )
+        .into());
+    };
+    conn.prepare_cached("SELECT path FROM archives WHERE version = ?1 AND project = ?2 AND viewer = ?3")?
+        .query_row(params![version, pair.project(), pair.viewer()], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| RpcError::invalid_params(format!("db_path: no stored archive version {version} for {pair}")).into())
 }
 
 /// What a launch asks for.
@@ -194,9 +220,9 @@ pub fn create(
 ) -> Db<(Instance, Effect)> {
     let apikey = random_hex(32)?;
     let urluuid = format!("proxy-{}", uuid::Uuid::new_v4());
-    // An explicit db_path (SWAMP's callers) wins; otherwise restore what the last run saved.
+    // An explicit version (an admin rolling back) wins; otherwise restore what the last run saved.
     let db_path = match &p.db_path {
-        Some(d) => Some(d.clone()),
+        Some(d) => Some(archive_by_version(conn, pair, d)?),
         None => newest_archive(conn, pair)?,
     };
     conn.prepare_cached(

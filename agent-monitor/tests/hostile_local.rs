@@ -212,3 +212,68 @@ fn shutdown_does_not_wait_for_a_cancel_in_progress() {
     assert!(d.terminate().success());
     assert!(start.elapsed() < Duration::from_secs(6), "shutdown took {:?}", start.elapsed());
 }
+
+fn store(p: &vrun_proto::Pair, generation: i64, db: &[u8]) -> vrun_proto::methods::StoreViewer {
+    let checksum = agent_monitor::archives::sha256_hex(db);
+    vrun_proto::methods::StoreViewer { pair: p.clone(), generation, viewerdb: db.to_vec(), checksum }
+}
+
+fn end(p: &vrun_proto::Pair, generation: i64) -> vrun_proto::methods::SetViewerState {
+    let state = vrun_proto::ViewerState::Stopped;
+    vrun_proto::methods::SetViewerState { pair: p.clone(), generation, state, ipaddress: None, domain: None, message: None }
+}
+
+#[test]
+fn db_path_names_only_an_archive_of_the_same_pair() {
+    let env = Env::new();
+    let d = env.start(&[]);
+    let launcher = d.client_as("launcher");
+    let admin = d.client();
+    let (mine, theirs) = (pair("mine", "CodeDX"), pair("theirs", "CodeDX"));
+    runtime().block_on(async {
+        let g = admin.launch_viewer(&LaunchViewer::new(theirs.clone())).await.unwrap().generation;
+        admin.store_viewer(&store(&theirs, g, b"their findings")).await.unwrap();
+        let key = env.state_dir().join("secrets/jobs.key");
+        let theirs_file = env.state_dir().join(format!("archives/theirs/CodeDX/g{g}-{}.archive", agent_monitor::archives::sha256_hex(b"their findings")));
+        assert!(theirs_file.is_file());
+        for db_path in [key.display().to_string(), theirs_file.display().to_string(), "1".into(), "0".into(), "x".into()] {
+            let req = LaunchViewer { db_path: Some(db_path.clone()), ..LaunchViewer::new(mine.clone()) };
+            let err = launcher.launch_viewer(&req).await.unwrap_err();
+            assert_eq!(err.fault_code(), Some(FaultCode::InvalidParams), "db_path={db_path}: {err}");
+        }
+        // Nothing was created for the refused launches.
+        let err = launcher.viewer_status(&mine).await.unwrap_err();
+        assert_eq!(err.fault_code(), Some(FaultCode::UnknownInstance));
+        assert_eq!(env.launches().len(), 1);
+
+        // Its own pair's version 1 is accepted, and the job is given agent-monitor's path.
+        admin.set_viewer_state(&end(&theirs, g)).await.unwrap();
+        let req = LaunchViewer { db_path: Some("1".into()), ..LaunchViewer::new(theirs.clone()) };
+        let g2 = launcher.launch_viewer(&req).await.unwrap().generation;
+        let jobs = env.wait_launches(2, Duration::from_secs(10));
+        let spec = jobs.iter().map(|(_, f)| job_spec(f)).find(|s| s.generation == g2).unwrap();
+        assert_eq!(spec.db_path.as_deref(), Some(theirs_file.to_str().unwrap()));
+    });
+}
+
+#[test]
+fn a_missing_newest_archive_falls_back_to_the_next_one() {
+    let env = Env::new();
+    let d = env.start(&[]);
+    let c = d.client();
+    let p = pair("fallback", "CodeDX");
+    runtime().block_on(async {
+        let g = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        c.store_viewer(&store(&p, g, b"older")).await.unwrap();
+        c.store_viewer(&store(&p, g, b"newer")).await.unwrap();
+        let dir = env.state_dir().join("archives/fallback/CodeDX");
+        let sum = agent_monitor::archives::sha256_hex;
+        std::fs::remove_file(dir.join(format!("g{g}-{}.archive", sum(b"newer")))).unwrap();
+        c.set_viewer_state(&end(&p, g)).await.unwrap();
+        let g2 = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        let jobs = env.wait_launches(2, Duration::from_secs(10));
+        let spec = jobs.iter().map(|(_, f)| job_spec(f)).find(|s| s.generation == g2).unwrap();
+        assert_eq!(std::fs::read(spec.db_path.expect("an archive is restored")).unwrap(), b"older");
+    });
+    assert!(d.log().contains("stored archive is missing; restoring the next older one"));
+}
