@@ -6,6 +6,7 @@
 //! overwritten. The newest `keep` versions per pair are kept, older files removed after the
 //! commit that dropped their rows.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection};
@@ -28,8 +29,49 @@ pub fn archive_path(root: &Path, pair: &Pair, generation: i64, checksum: &str) -
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RpcError> {
     let io = |e: std::io::Error| RpcError::new(FaultCode::Internal, format!("cannot store archive: {e}"));
     let dir = path.parent().expect("archive path has a parent");
-    std::fs::create_dir_all(dir).map_err(io)?;
-    crate::launcher::write_private_atomic(path, bytes).map_err(io)
+    create_dirs_durably(dir).map_err(io)?;
+    crate::launcher::write_private_atomic(path, bytes).map_err(|e| {
+        // A failed write (a full disk) left its temp file behind: 237,568 bytes of a
+        // database nobody will record (issue 13). write_private_atomic names it `<path>.tmp`.
+        let _ = std::fs::remove_file(path.with_extension("tmp"));
+        io(e)
+    })
+}
+
+/// Creates `dir` and its missing parents owner-only, fsyncing the parent of each one created:
+/// otherwise after a power loss a committed archive row could name a file whose directory
+/// never reached the disk.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs_durably(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Removes temp files that a crash in the middle of a store left under `root`. Only the
+/// daemon writes there, and this runs before it serves, so no store is in progress.
+pub fn remove_leftovers(root: &Path) {
+    let Ok(projects) = std::fs::read_dir(root) else { return };
+    for viewer_dir in projects.flatten().filter_map(|p| std::fs::read_dir(p.path()).ok()).flatten().flatten() {
+        let Ok(files) = std::fs::read_dir(viewer_dir.path()) else { continue };
+        for f in files.flatten().map(|f| f.path()).filter(|p| p.extension().is_some_and(|e| e == "tmp")) {
+            match std::fs::remove_file(&f) {
+                Ok(()) => tracing::warn!(path = %f.display(), "removed the temp file of an archive write that did not finish"),
+                Err(e) => tracing::warn!(path = %f.display(), error = %e, "cannot remove an unfinished archive write"),
+            }
+        }
+    }
 }
 
 /// An archive file that is on disk and about to be recorded.

@@ -55,15 +55,38 @@ fn random_hex() -> std::io::Result<String> {
     Ok(hex::encode(b))
 }
 
-fn load_or_create(path: &Path) -> std::io::Result<String> {
-    match std::fs::read_to_string(path) {
-        Ok(s) if s.trim().len() >= 32 => Ok(s.trim().to_string()),
-        _ => {
-            let s = random_hex()?;
-            crate::launcher::write_private_atomic(path, format!("{s}\n").as_bytes())?;
-            Ok(s)
+/// Why the secrets cannot be used; the daemon refuses to start with this one line.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read secret {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("secret {path} is {why}; fix or remove it (a removed secret is created anew at start)")]
+    Invalid { path: PathBuf, why: &'static str },
+    #[error("cannot create secret {path}: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
+}
+
+/// Reads a secret, creating it only when the file does not exist. Any other failure refuses:
+/// regenerating on a read error silently replaced a `jobs.key` with one bad byte, and every
+/// running job's calls were refused from then on (issue 13).
+fn load_or_create(path: &Path) -> Result<String, SecretError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let create = |source| SecretError::Create { path: path.to_path_buf(), source };
+            let s = random_hex().map_err(create)?;
+            crate::launcher::write_private_atomic(path, format!("{s}\n").as_bytes()).map_err(create)?;
+            return Ok(s);
         }
+        Err(source) => return Err(SecretError::Read { path: path.to_path_buf(), source }),
+    };
+    let invalid = |why| SecretError::Invalid { path: path.to_path_buf(), why };
+    let text = String::from_utf8(bytes).map_err(|_| invalid("not UTF-8"))?;
+    let secret = text.trim();
+    if secret.len() < 32 {
+        return Err(invalid("shorter than 32 characters"));
     }
+    Ok(secret.to_string())
 }
 
 /// Where a role's secret lives (clients read it from here).
@@ -72,14 +95,16 @@ pub fn secret_path(state_dir: &Path, role: &str) -> PathBuf {
 }
 
 impl Secrets {
-    pub fn load_or_create(state_dir: &Path) -> std::io::Result<Secrets> {
-        use std::os::unix::fs::DirBuilderExt;
+    pub fn load_or_create(state_dir: &Path) -> Result<Secrets, SecretError> {
         let dir = state_dir.join("secrets");
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        crate::modes::private_dir(&dir).map_err(|source| SecretError::Create { path: dir.clone(), source })?;
+        let key_path = dir.join("jobs.key");
+        let key = hex::decode(load_or_create(&key_path)?)
+            .map_err(|_| SecretError::Invalid { path: key_path, why: "not hexadecimal" })?;
         Ok(Secrets::new(
             load_or_create(&secret_path(state_dir, "admin"))?,
             load_or_create(&secret_path(state_dir, "launcher"))?,
-            hex::decode(load_or_create(&dir.join("jobs.key"))?).map_err(std::io::Error::other)?,
+            key,
         ))
     }
 

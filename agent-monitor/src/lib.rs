@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - [`config`]: flags, environment and TOML settings.
-//! - [`statedir`]: one daemon per state directory (fd-lock).
+//! - [`statedir`]: one daemon per state directory (fd-lock). [`modes`]: owner-only modes.
 //! - [`store`]: SQLite (WAL, fsync per commit) with group commit; migrations from `sql/`;
 //!   the in-memory map of live instances the writer keeps for the hottest reads.
 //! - [`instances`]: the instance rows that are the locks; returns effects, never acts.
@@ -33,6 +33,7 @@ pub mod events;
 pub mod hypervisor;
 pub mod instances;
 pub mod launcher;
+pub mod modes;
 pub mod monitor;
 pub mod reaper;
 pub mod restore;
@@ -74,6 +75,9 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    modes::secure_state_dir(&cfg.state_dir, &cfg.db_path())
+        .map_err(|e| anyhow::anyhow!("cannot secure state directory {}: {e}", cfg.state_dir.display()))?;
+    archives::remove_leftovers(&cfg.sub("archives"));
     let store = store::Store::open(&cfg.db_path())?;
     let secrets = Arc::new(auth::Secrets::load_or_create(&cfg.state_dir)?);
     let defaults = JobDefaults {

@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -276,4 +277,85 @@ fn a_missing_newest_archive_falls_back_to_the_next_one() {
         assert_eq!(std::fs::read(spec.db_path.expect("an archive is restored")).unwrap(), b"older");
     });
     assert!(d.log().contains("stored archive is missing; restoring the next older one"));
+}
+
+#[test]
+fn a_damaged_secret_refuses_to_start_and_is_kept() {
+    let env = Env::new();
+    env.start(&[]).terminate();
+    let key = env.state_dir().join("secrets/jobs.key");
+    let mut damaged = std::fs::read(&key).unwrap();
+    damaged[3] = 0xff;
+    std::fs::write(&key, &damaged).unwrap();
+    // Bounded: a daemon that accepts the damaged secret serves until killed.
+    let serve = || {
+        Command::new("timeout")
+            .args(["10", env!("CARGO_BIN_EXE_agent-monitor"), "serve", "--listen", "127.0.0.1:0", "--libvirt-uri", "none", "--state-dir"])
+            .arg(env.state_dir())
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let out = serve();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.contains("jobs.key is not UTF-8"), "{err}");
+    assert_eq!(std::fs::read(&key).unwrap(), damaged, "the key was kept as it was");
+    // A truncated secret too: refused, not replaced.
+    std::fs::write(&key, "abc\n").unwrap();
+    std::fs::write(env.state_dir().join("secrets/admin.secret"), "short\n").unwrap();
+    let err = String::from_utf8_lossy(&serve().stderr).into_owned();
+    assert!(err.contains("shorter than 32 characters"), "{err}");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), "abc\n");
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+#[test]
+fn state_files_are_owner_only_whatever_the_umask() {
+    let env = Env::new();
+    let state = env.state_dir();
+    // A state directory made by hand (or restored from a backup) with umask 022.
+    std::fs::create_dir_all(state.join("jobs")).unwrap();
+    for d in [&state, &state.join("jobs")] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let d = start_daemon_via(&["sh", "-c", "umask 022; exec \"$@\"", "sh"], &state, &env.tmp.path().join("fake-job"), &env.launch_log(), &[]);
+    let p = pair("modes", "CodeDX");
+    runtime().block_on(async {
+        let g = d.client().launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        d.client().store_viewer(&store(&p, g, b"db")).await.unwrap();
+    });
+    env.wait_launches(1, Duration::from_secs(10));
+    for dir in ["", "jobs", "secrets", "archives", "archives/modes", "archives/modes/CodeDX"] {
+        assert_eq!(mode(&state.join(dir)), 0o700, "{dir}/");
+    }
+    for file in ["agent-monitor.sqlite3", "agent-monitor.sqlite3-wal", "agent-monitor.sqlite3-shm", "secrets/jobs.key", "jobs/g1.json", "jobs/g1.log"] {
+        assert_eq!(mode(&state.join(file)), 0o600, "{file}");
+    }
+    assert!(d.log().contains("tightened permissions"), "{}", d.log());
+}
+
+#[test]
+fn a_failed_archive_write_leaves_no_temp_file() {
+    let env = Env::new();
+    let leftover = env.state_dir().join("archives/old/CodeDX/g1-ab.tmp");
+    std::fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+    std::fs::write(&leftover, b"half a database").unwrap();
+    let d = env.start(&[]);
+    assert!(!leftover.exists(), "a crash's temp file is removed at start");
+    let archives = env.state_dir().join("archives/full/CodeDX");
+    let _disk = Tmpfs::mount(&archives, "256k");
+    let p = pair("full", "CodeDX");
+    runtime().block_on(async {
+        let g = d.client().launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        let err = d.client().store_viewer(&store(&p, g, &vec![7u8; 600_000])).await.unwrap_err();
+        assert_eq!(err.fault_code(), Some(FaultCode::Internal), "{err}");
+    });
+    let left: Vec<_> = std::fs::read_dir(&archives).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "the failed write left {left:?}");
 }

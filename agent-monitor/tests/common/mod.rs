@@ -228,3 +228,22 @@ pub fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A small tmpfs mounted at a directory for full-disk tests; unmounted on drop.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"]).arg(dir).status().unwrap();
+        assert!(st.success(), "mount tmpfs at {} (these tests run as root)", dir.display());
+        Tmpfs(dir.into())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a daemon killed a moment ago may still hold a file open there.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
