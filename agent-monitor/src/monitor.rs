@@ -101,7 +101,16 @@ impl Monitor {
             Effect::StartJob(generation) => {
                 let started = match self.store.read_blocking(|c| instances::by_generation(c, generation)) {
                     Ok(Some(inst)) if !inst.state.is_terminal() => {
-                        self.launcher.start(&instances::job_spec(&inst, &self.defaults)).map_err(|e| e.to_string())
+                        let still_current = || match self.store.read_blocking(|c| instances::by_generation(c, generation)) {
+                            Ok(i) => i.is_some_and(|i| !i.state.is_terminal()),
+                            Err(e) => {
+                                tracing::warn!(generation, error = %e.message, "cannot re-check the generation; not starting its job");
+                                false
+                            }
+                        };
+                        self.launcher
+                            .start(&instances::job_spec(&inst, &self.defaults), &still_current)
+                            .map_err(|e| e.to_string())
                     }
                     // Ended while its start waited (aborted, or failed by the reaper): its lock
                     // is released, so no job may run for it.

@@ -359,3 +359,71 @@ fn a_failed_archive_write_leaves_no_temp_file() {
     let left: Vec<_> = std::fs::read_dir(&archives).unwrap().flatten().map(|e| e.path()).collect();
     assert!(left.is_empty(), "the failed write left {left:?}");
 }
+
+fn job(generation: i64) -> vrun_proto::job::JobSpec {
+    vrun_proto::job::JobSpec {
+        execrunid: "vrun.race.CodeDX".into(),
+        intent: "VRUN".into(),
+        project: "race".into(),
+        viewer: "CodeDX".into(),
+        generation,
+        viewer_uuid: None,
+        resultsfolder: None,
+        db_path: None,
+        user: None,
+        users: Vec::new(),
+        apikey: "ab".repeat(32),
+        urluuid: "proxy-0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+        platform: "/img".into(),
+        memory_mib: 512,
+        vcpus: 1,
+        agent_monitor_url: "http://127.0.0.1:9/RPC2".into(),
+        job_token: None,
+        heartbeat_secs: 5,
+    }
+}
+
+#[test]
+fn a_cancel_in_the_spawn_window_waits_for_the_start_and_stops_its_job() {
+    use agent_monitor::launcher::{Launcher, ProcessLauncher};
+    let env = Env::new();
+    // The stand-in job records itself here (each test is a process of its own under nextest).
+    std::env::set_var("VRUN_TEST_LAUNCH_LOG", env.launch_log());
+    let launcher = std::sync::Arc::new(ProcessLauncher::new(env.tmp.path().join("jobs"), env.tmp.path().join("fake-job")).unwrap());
+    // A generation that ended before its start came up is not started.
+    launcher.start(&job(1), &|| false).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(env.launches().is_empty(), "{:?}", env.launches());
+    // The reaper's cancel lands between the start's check and its spawn.
+    let l = std::sync::Arc::clone(&launcher);
+    let start = std::thread::spawn(move || {
+        l.start(&job(2), &|| {
+            std::thread::sleep(Duration::from_millis(500));
+            true
+        })
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    launcher.cancel(2, Duration::from_secs(5));
+    start.join().unwrap().unwrap();
+    let started = env.wait_launches(1, Duration::from_secs(5));
+    assert_eq!(started.len(), 1);
+    eventually("the job started in the window is stopped", Duration::from_secs(5), || !pid_alive(started[0].0));
+}
+
+#[test]
+fn a_cancel_that_cannot_read_proc_retries_until_the_job_is_gone() {
+    let env = Env::new();
+    let d = env.start(&["--lease-secs", "3", "--heartbeat-secs", "1", "--start-grace-secs", "3", "--reap-every-ms", "100",
+                        "--cancel-grace-secs", "1"]);
+    runtime().block_on(d.client().launch_viewer(&LaunchViewer::new(pair("noproc", "CodeDX")))).unwrap();
+    let (pid, _) = env.wait_launches(1, Duration::from_secs(10))[0].clone();
+    // Descriptors 0-2 are open, so a soft limit of 3 makes every open fail with EMFILE.
+    let daemon = d.child.id().to_string();
+    let limit = |soft: &str| assert!(Command::new("prlimit").args(["--pid", &daemon, &format!("--nofile={soft}:")]).status().unwrap().success());
+    limit("3");
+    eventually("the cancel fails to read /proc", Duration::from_secs(15), || d.log().contains("cannot read /proc to find the job"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(pid_alive(pid), "the job is not taken for gone");
+    limit("1024");
+    eventually("the retried cancel stops the job", Duration::from_secs(10), || !pid_alive(pid));
+}
