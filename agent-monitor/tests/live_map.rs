@@ -3,6 +3,8 @@
 //! query of the committed database answers, also for writes rolled back by their caller's
 //! error, many writes grouped into one commit, and after reopening the file.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use agent_monitor::store::{Db, LiveView, Store};
@@ -184,4 +186,58 @@ async fn readers_racing_commits_never_go_back() {
     done.store(true, SeqCst);
     let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
     assert!(reads > 1000, "readers ran ({reads} reads)");
+}
+
+/// A disk that fills in the middle of a group-commit batch (issue 13): SQLite rolls the
+/// whole transaction back on SQLITE_FULL, and the rest of the batch then ran in autocommit,
+/// each op committing alone while its caller heard fault 11 and the map never heard of it.
+/// Every caller must hear the truth: Ok exactly when its write is in the database, and the
+/// map must agree with SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_mid_batch_fails_the_batch_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _disk = common::Tmpfs::mount(dir.path(), "2m");
+    let store = Store::open(&dir.path().join("agent-monitor.db")).unwrap();
+    store.write(|c| Ok(c.execute_batch("CREATE TABLE filler (b BLOB)")?)).await.unwrap();
+    // The first write holds the writer so that the others queue into one batch.
+    let s = store.clone();
+    let hold = tokio::spawn(async move {
+        s.write(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            Ok(())
+        })
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    const PAIRS: usize = 10;
+    let mut calls = Vec::new();
+    for i in 0..PAIRS {
+        let (s, p) = (store.clone(), pair(i));
+        calls.push(tokio::spawn(async move {
+            s.write(move |c| {
+                insert(c, &p)?;
+                if i == 5 {
+                    // Larger than the disk: it fills while this op runs, mid-batch.
+                    c.execute("INSERT INTO filler VALUES (randomblob(3000000))", [])?;
+                }
+                Ok(())
+            })
+            .await
+        }));
+        // In order, so that ops come both before and after the one that fills the disk.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    hold.await.unwrap().unwrap();
+    let mut heard = Vec::new();
+    for call in calls {
+        heard.push(call.await.unwrap().is_ok());
+    }
+    assert!(!heard[5], "the op that filled the disk failed");
+    let truth = truth(&store).await;
+    for (i, ok) in heard.iter().enumerate() {
+        assert_eq!(truth.contains_key(&pair(i)), *ok, "{}: the caller heard {}", pair(i), if *ok { "ok" } else { "a fault" });
+    }
+    assert_mirrors(&store, PAIRS, "after the disk filled").await;
+    // Space is back (the failed batch's pages are reused): writes work again.
+    store.write(|c| insert(c, &pair(PAIRS))).await.unwrap();
 }
