@@ -1,7 +1,9 @@
 //! What the hypervisor says, which is the truth: the domains that carry vrun's metadata.
 //!
 //! agent-monitor sees the hypervisor only through the [`Hypervisor`] trait object. Domains
-//! without vrun's metadata are invisible here, so they can never be touched.
+//! without vrun's metadata are invisible here, so they can never be touched; domains that
+//! another agent-monitor owns (their metadata names another id) are listed as foreign and
+//! are never salvaged, destroyed or reported on.
 
 use vrun_proto::domain::{parse_metadata, METADATA_URI};
 use vrun_proto::Pair;
@@ -13,10 +15,19 @@ pub struct VrunDomain {
     pub pair: Pair,
     pub generation: i64,
     pub running: bool,
+    /// The id of the agent-monitor that launched it (`None`: made before ids existed).
+    pub owner: Option<String>,
+}
+
+impl VrunDomain {
+    /// Whether the agent-monitor with id `me` owns this domain.
+    pub fn owned_by(&self, me: &str) -> bool {
+        self.owner.as_deref() == Some(me)
+    }
 }
 
 pub trait Hypervisor: Send + Sync {
-    /// Every domain carrying vrun's metadata.
+    /// Every domain carrying vrun's metadata, of any owner.
     fn inventory(&self) -> Result<Vec<VrunDomain>, String>;
     /// Destroys and undefines a domain of ours. Its database is not salvaged here.
     fn remove(&self, name: &str) -> Result<(), String>;
@@ -29,15 +40,17 @@ pub trait Hypervisor: Send + Sync {
 }
 
 /// libvirt at a URI, connected per call (closed on drop): libvirtd may restart under a
-/// long-lived daemon, and a connection costs a millisecond.
+/// long-lived daemon, and a connection costs a millisecond. `owner` is this daemon's id:
+/// only domains whose metadata names it may be shut down or removed.
 pub struct Libvirt {
     uri: String,
+    owner: String,
 }
 
 impl Libvirt {
-    pub fn new(uri: &str) -> Libvirt {
+    pub fn new(uri: &str, owner: &str) -> Libvirt {
         virt::error::clear_error_callback();
-        Libvirt { uri: uri.to_string() }
+        Libvirt { uri: uri.to_string(), owner: owner.to_string() }
     }
 
     fn connect(&self) -> Result<virt::connect::Connect, String> {
@@ -46,7 +59,7 @@ impl Libvirt {
 }
 
 impl Libvirt {
-    /// Runs `f` on one of our domains; `Ok(None)` when there is no such domain.
+    /// Runs `f` on one of our own domains; `Ok(None)` when there is no such domain.
     fn with_ours<T>(&self, name: &str, f: impl FnOnce(&virt::domain::Domain) -> Result<T, String>) -> Result<Option<T>, String> {
         let conn = self.connect()?;
         let dom = match conn.lookup_domain_by_name(name) {
@@ -54,13 +67,16 @@ impl Libvirt {
             Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => return Ok(None),
             Err(e) => return Err(e.message().to_string()),
         };
-        let ours = dom
+        let meta = dom
             .metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(METADATA_URI), 0)
             .ok()
-            .and_then(|m| parse_metadata(&m))
-            .is_some();
-        if !ours {
-            return Err(format!("domain {name} is not vrun's; not touching it"));
+            .and_then(|m| parse_metadata(&m));
+        match meta {
+            None => return Err(format!("domain {name} is not vrun's; not touching it")),
+            Some(m) if m.owner.as_deref() != Some(self.owner.as_str()) => {
+                return Err(format!("domain {name} belongs to another agent-monitor; not touching it"))
+            }
+            Some(_) => {}
         }
         f(&dom).map(Some)
     }
@@ -73,9 +89,9 @@ impl Hypervisor for Libvirt {
         let mut out = Vec::new();
         for dom in domains.unwrap_or_default() {
             let meta = dom.metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(METADATA_URI), 0);
-            let Some((pair, generation)) = meta.ok().and_then(|m| parse_metadata(&m)) else { continue };
+            let Some(m) = meta.ok().and_then(|m| parse_metadata(&m)) else { continue };
             let (Ok(name), Ok(running)) = (dom.name(), dom.is_active()) else { continue };
-            out.push(VrunDomain { name, pair, generation, running });
+            out.push(VrunDomain { name, pair: m.pair, generation: m.generation, running, owner: m.owner });
         }
         Ok(out)
     }

@@ -24,6 +24,8 @@ pub enum Effect {
 /// Settings copied into every job description.
 #[derive(Debug, Clone)]
 pub struct JobDefaults {
+    /// This daemon's id (see `statedir::monitor_id`), written into every job.
+    pub monitor_id: String,
     pub platform: String,
     pub memory_mib: u32,
     pub vcpus: u32,
@@ -258,6 +260,7 @@ pub fn job_spec(inst: &Instance, d: &JobDefaults) -> JobSpec {
         project: inst.pair.project().into(),
         viewer: inst.pair.viewer().into(),
         generation: inst.generation,
+        monitor_id: d.monitor_id.clone(),
         viewer_uuid: inst.viewer_uuid.clone(),
         resultsfolder: inst.resultsfolder.clone(),
         db_path: inst.db_path.clone(),

@@ -51,6 +51,10 @@ pub trait Launcher: Send + Sync + 'static {
     fn probe(&self, generation: i64) -> JobProbe;
     /// Stops the generation's job: SIGTERM, then SIGKILL after `grace`. Blocks until done.
     fn cancel(&self, generation: i64, grace: Duration);
+    /// Readies the hosts for jobs of `platform` before the first click needs them (for the
+    /// local host: settle KVM or TCG, a probe of up to 8 s). Called once at start; never
+    /// blocks.
+    fn prepare_hosts(&self, _platform: &str) {}
 }
 
 pub struct ProcessLauncher {
@@ -148,6 +152,33 @@ impl Launcher for ProcessLauncher {
         tracing::info!(generation = spec.generation, pid = child.id(), job = %job_file.display(), "job started");
         reaper::adopt(child);
         Ok(())
+    }
+
+    /// `<job command> probe-accel` in the background, with the daemon's environment (the
+    /// same `VRUN_ACCEL` and `VRUN_RUNTIME_DIR` its jobs get): the first View then finds the
+    /// verdict cached. Output goes to `jobs/probe-accel.log`.
+    fn prepare_hosts(&self, platform: &str) {
+        let kernel = Path::new(platform).join("vmlinuz");
+        if !kernel.is_file() {
+            return;
+        }
+        let log_path = self.jobs_dir.join("probe-accel.log");
+        let Ok(log) = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path) else { return };
+        let mut cmd = std::process::Command::new(&self.command);
+        cmd.arg("probe-accel").arg("--kernel").arg(&kernel).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        // Under the spawn window like a job, so it never inherits a job's lock descriptor.
+        let spawned = {
+            let _window = self.spawn_window.lock().unwrap_or_else(|p| p.into_inner());
+            cmd.spawn()
+        };
+        match spawned {
+            Ok(child) => {
+                tracing::info!(pid = child.id(), "accelerator probe started in the background");
+                reaper::adopt(child);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start the accelerator probe; the first job probes"),
+        }
     }
 
     fn probe(&self, generation: i64) -> JobProbe {

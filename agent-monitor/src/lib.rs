@@ -59,9 +59,10 @@ use crate::monitor::{Monitor, Timing};
 /// directory lock (see [`statedir::lock`]).
 pub async fn run(listener: TcpListener, cfg: Resolved, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let launcher: Arc<dyn Launcher> = Arc::new(ProcessLauncher::new(cfg.sub("jobs"), cfg.job_command.clone())?);
+    let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
     let hv: Arc<dyn Hypervisor> = match cfg.libvirt_uri.as_str() {
         "none" => Arc::new(hypervisor::NoHypervisor),
-        uri => Arc::new(hypervisor::Libvirt::new(uri)),
+        uri => Arc::new(hypervisor::Libvirt::new(uri, &monitor_id)),
     };
     run_with(listener, cfg, launcher, hv, shutdown).await
 }
@@ -80,7 +81,9 @@ pub async fn run_with(
     archives::remove_leftovers(&cfg.sub("archives"));
     let store = store::Store::open(&cfg.db_path())?;
     let secrets = Arc::new(auth::Secrets::load_or_create(&cfg.state_dir)?);
+    let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
     let defaults = JobDefaults {
+        monitor_id: monitor_id.clone(),
         platform: cfg.platform.clone(),
         memory_mib: cfg.memory_mib,
         vcpus: cfg.vcpus,
@@ -112,6 +115,7 @@ pub async fn run_with(
         archive_dir: cfg.sub("archives"),
         archives_keep: cfg.archives_keep,
     });
+    monitor.launcher.prepare_hosts(&cfg.platform);
     restore::renew_leases(&monitor).await?;
     let restorer = {
         let m = Arc::clone(&monitor);
@@ -131,7 +135,7 @@ pub async fn run_with(
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&monitor), wake, stop_rx.clone()));
     let idler = tokio::spawn(idle::run(Arc::clone(&monitor), stop_rx));
     let app = rpc::router(cmd::Methods::new(Arc::clone(&monitor)), secrets, cfg.body.clone());
-    tracing::info!(%addr, state_dir = %cfg.state_dir.display(), "agent-monitor serving XML-RPC at /RPC2");
+    tracing::info!(%addr, state_dir = %cfg.state_dir.display(), %monitor_id, "agent-monitor serving XML-RPC at /RPC2");
     edge::serve(listener, app, cfg.edge.clone(), shutdown).await;
     monitor.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = stop_tx.send(true);

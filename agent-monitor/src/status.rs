@@ -1,7 +1,8 @@
-//! `agent-monitor status [--json]`: the admin's table of viewers, read over XML-RPC.
+//! `agent-monitor status [--json]`: the admin's table of viewers, this daemon's id and the
+//! foreign domains on its hypervisor, read over XML-RPC.
 
 use vrun_proto::client::{AgentMonitorClient, Credentials};
-use vrun_proto::methods::InstanceRecord;
+use vrun_proto::methods::{HostInfo, InstanceRecord};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -20,14 +21,47 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let creds = Credentials::from_secret_file("admin", &args.secret_file)?;
     let client = AgentMonitorClient::new(&args.url, creds)?;
     let records = client.list_viewers().await?;
+    let host = client.host_info().await?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
     if args.json {
-        let rows: Vec<serde_json::Value> = records.iter().map(|r| to_json(r, now)).collect();
+        // One row per viewer, as before; each names the daemon it belongs to.
+        let rows: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                let mut row = to_json(r, now);
+                row["monitor_id"] = host.monitor_id.clone().into();
+                row
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print!("{}", table(&records, now));
+        print!("{}", host_lines(&host));
     }
     Ok(())
+}
+
+/// This daemon's id and the other agent-monitors' domains on its hypervisor: shown so an
+/// admin knows they are there and why this daemon leaves them alone.
+pub fn host_lines(host: &HostInfo) -> String {
+    if !host.hypervisor_reachable {
+        return format!("agent-monitor {}; hypervisor unreachable: domains unknown\n", host.monitor_id);
+    }
+    let mut out = format!(
+        "agent-monitor {}: {} own domain(s), {} foreign\n",
+        host.monitor_id,
+        host.own_domains,
+        host.foreign_domains.len()
+    );
+    if !host.foreign_domains.is_empty() {
+        out.push_str(&format!("foreign domains (not this agent-monitor's; never touched): {}\n", host.foreign_domains.len()));
+        for d in &host.foreign_domains {
+            let owner = if d.owner.is_empty() { "no owner" } else { d.owner.as_str() };
+            let run = if d.running { "running" } else { "shut off" };
+            out.push_str(&format!("  {}  owner {owner}  {}.{} g{}  {run}\n", d.name, d.project, d.viewer, d.generation));
+        }
+    }
+    out
 }
 
 fn to_json(r: &InstanceRecord, now: f64) -> serde_json::Value {

@@ -10,7 +10,8 @@
 //!   `orphan_grace` → salvaged: power button, wait for the guest to save, store the database
 //!   if the guest saved one and its generation is still the pair's newest, then destroy and
 //!   undefine it and remove its work directory;
-//! - domains without vrun's metadata are never touched.
+//! - domains without vrun's metadata, or owned by another agent-monitor (their metadata
+//!   names another id), are never touched.
 //!
 //! Every decision is logged with its reason and recorded in the instance's history.
 
@@ -97,7 +98,11 @@ pub async fn sweep_once(m: &Arc<Monitor>, st: &Arc<SweepState>) {
     };
     let Ok(live_now) = m.store.read(instances::all_live).await else { return };
     let live_gens: HashSet<i64> = live_now.iter().map(|i| i.generation).collect();
-    let orphans: Vec<VrunDomain> = domains.into_iter().filter(|d| !live_gens.contains(&d.generation)).collect();
+    // Another agent-monitor's domains are never ours to judge: its generations are numbered
+    // from 1 too, and "no live instance here" says nothing about its own database.
+    let me = m.defaults.monitor_id.as_str();
+    let orphans: Vec<VrunDomain> =
+        domains.into_iter().filter(|d| d.owned_by(me) && !live_gens.contains(&d.generation)).collect();
     let due: Vec<VrunDomain> = {
         let mut seen = st.orphans.lock().unwrap_or_else(|p| p.into_inner());
         seen.retain(|name, _| orphans.iter().any(|d| &d.name == name));
@@ -126,7 +131,8 @@ pub async fn salvage_generation(m: &Arc<Monitor>, generation: i64) {
             return;
         }
     };
-    for d in domains.into_iter().filter(|d| d.generation == generation) {
+    let me = m.defaults.monitor_id.as_str();
+    for d in domains.into_iter().filter(|d| d.generation == generation && d.owned_by(me)) {
         salvage_once(m, &d).await;
     }
 }

@@ -24,13 +24,13 @@ fn domain_exists(name: &str) -> bool {
 
 /// Defines (does not start) a domain; with `meta` it carries vrun's metadata for that
 /// generation, and its output disk lives in `<dir>/<name>/output.img`.
-fn define(dir: &std::path::Path, name: &str, meta: Option<(&vrun_proto::Pair, i64)>) -> std::path::PathBuf {
+fn define(dir: &std::path::Path, name: &str, meta: Option<(&vrun_proto::Pair, i64, &str)>) -> std::path::PathBuf {
     let work = dir.join(name);
     std::fs::create_dir_all(&work).unwrap();
     let out = work.join("output.img");
     std::fs::File::create(&out).unwrap().set_len(1 << 20).unwrap();
     let metadata = meta
-        .map(|(p, g)| format!("<metadata>{}</metadata>", vrun_proto::domain::metadata_element(p, g)))
+        .map(|(p, g, owner)| format!("<metadata>{}</metadata>", vrun_proto::domain::metadata_element(p, g, owner)))
         .unwrap_or_default();
     let xml = format!(
         "<domain type='qemu'><name>{name}</name>{metadata}<memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os>\
@@ -58,9 +58,14 @@ fn orphaned_domains_are_salvaged_and_removed_and_foreign_ones_left_alone() {
     let env = Env::new();
     let d = env.start_on("qemu:///system", FAST);
     let c = d.client();
+    let me = std::fs::read_to_string(env.state_dir().join("monitor-id")).unwrap().trim().to_string();
+    // Another agent-monitor on the same libvirt: its generations are numbered from 1 too.
+    let other = "fedcba987654";
+    assert_ne!(me, other);
     let p = pair("sweeporphan", "CodeDX");
+    let (ours, old, theirs) = (p.domain_name(&me, 1), pair("sweepold", "CodeDX").domain_name(&me, 99), p.domain_name(other, 1));
     let work = env.tmp.path().join("work");
-    let _cleanup = Undefine(vec!["vrun-sweeporphan-CodeDX-g1".into(), "foreign-sweep-test".into(), "vrun-sweepold-CodeDX-g99".into()]);
+    let _cleanup = Undefine(vec![ours.clone(), "foreign-sweep-test".into(), old.clone(), theirs.clone()]);
     runtime().block_on(async {
         // An instance that ended while its VM was left behind (as when its job was killed).
         let g = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
@@ -68,17 +73,29 @@ fn orphaned_domains_are_salvaged_and_removed_and_foreign_ones_left_alone() {
         let report = SetViewerState { pair: p.clone(), generation: g, state: ViewerState::Failed, ipaddress: None, domain: None, message: Some("test: job lost".into()) };
         c.set_viewer_state(&report).await.unwrap();
     });
-    let out = define(&work, "vrun-sweeporphan-CodeDX-g1", Some((&p, 1)));
+    let out = define(&work, &ours, Some((&p, 1, &me)));
     let saved = vrun_proto::outdisk::write_saved(&out, b"the users' triage work").unwrap();
-    // A domain of an old generation of a pair nobody knows, and someone else's domain.
-    define(&work, "vrun-sweepold-CodeDX-g99", Some((&pair("sweepold", "CodeDX"), 99)));
+    // A domain of an old generation of a pair nobody knows, someone else's domain, and the
+    // other agent-monitor's viewer of the same pair and generation, with its own saved work.
+    define(&work, &old, Some((&pair("sweepold", "CodeDX"), 99, &me)));
     define(&work, "foreign-sweep-test", None);
+    let their_out = define(&work, &theirs, Some((&p, 1, other)));
+    let their_saved = vrun_proto::outdisk::write_saved(&their_out, b"the other daemon's users' work").unwrap();
 
-    eventually("the orphans are removed", Duration::from_secs(60), || {
-        !domain_exists("vrun-sweeporphan-CodeDX-g1") && !domain_exists("vrun-sweepold-CodeDX-g99")
-    });
+    eventually("the orphans are removed", Duration::from_secs(60), || !domain_exists(&ours) && !domain_exists(&old));
     assert!(domain_exists("foreign-sweep-test"), "a domain without vrun's metadata was touched");
-    assert!(!work.join("vrun-sweeporphan-CodeDX-g1").exists(), "the orphan's work directory remains");
+    assert!(!work.join(&ours).exists(), "the orphan's work directory remains");
+    // Several sweeps later, another agent-monitor's domain and files are untouched.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(domain_exists(&theirs), "another agent-monitor's domain was removed");
+    assert!(their_out.exists(), "another agent-monitor's work directory was removed");
+    assert!(!env.state_dir().join(format!("archives/sweeporphan/CodeDX/g1-{their_saved}.archive")).exists());
+    assert!(!d.log().contains(&theirs), "another agent-monitor's domain is not even reported on:\n{}", d.log());
+    // `status` lists it as foreign.
+    let host = runtime().block_on(c.host_info()).unwrap();
+    assert_eq!(host.monitor_id, me);
+    assert!(host.foreign_domains.iter().any(|f| f.name == theirs && f.owner == other), "{host:?}");
+    assert!(host.foreign_domains.iter().all(|f| f.owner != me), "its own domains are not foreign: {host:?}");
     // The salvaged database is the pair's newest archive: the next launch restores it.
     let archive = env.state_dir().join(format!("archives/sweeporphan/CodeDX/g1-{saved}.archive"));
     assert_eq!(std::fs::read(&archive).unwrap(), b"the users' triage work");
@@ -89,6 +106,7 @@ fn orphaned_domains_are_salvaged_and_removed_and_foreign_ones_left_alone() {
         let jobs = env.wait_launches(2, Duration::from_secs(20));
         let spec = jobs.iter().map(|(_, f)| job_spec(f)).find(|s| s.generation == g2).unwrap();
         assert_eq!(spec.db_path.as_deref(), Some(archive.to_str().unwrap()));
+        assert_eq!(spec.monitor_id, me, "jobs carry their agent-monitor's id");
     });
     assert!(d.log().contains("sweep: domain removed"), "decisions are logged");
 }

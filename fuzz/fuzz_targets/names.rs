@@ -30,8 +30,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(pair) = Pair::new(project, viewer) {
         assert!(valid(project) && valid(viewer));
         safe_id(&pair.execrunid());
-        safe_id(&pair.domain_name(i64::MAX));
-        safe_id(&pair.domain_name(1));
+        safe_id(&pair.domain_name("0123456789ab", i64::MAX));
+        safe_id(&pair.domain_name("fedcba987654", 1));
         safe_id(&pair.to_string());
     }
 });

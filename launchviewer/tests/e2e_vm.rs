@@ -113,7 +113,7 @@ fn view_browse_triage_reuse_stop_and_restore() {
     assert!(avail.address.starts_with("127.0.0.1:"), "{avail:?}");
     let (url_base, project_id) = split_url(&url);
     assert_eq!(url_base, base, "the URL is not the viewer agent-monitor reports");
-    assert_eq!(domains_of(&p), [format!("vrun-{p}-{V}-g{g1}")], "exactly one domain for the pair");
+    assert_eq!(domains_of(&p), [stack.domain(&p, V, g1)], "exactly one domain for the pair");
     assert_eq!(stack.job_files(), [format!("g{g1}.json")]);
     let projects = api_get(&base, &avail.apikey, "projects");
     assert_eq!(projects["projects"], serde_json::json!([{"id": project_id, "name": "sample"}]));
@@ -139,7 +139,7 @@ fn view_browse_triage_reuse_stop_and_restore() {
     assert_eq!(warm_url, url, "a warm View must answer with the same viewer and project");
     let rec = stack.status(&p, V);
     assert_eq!((rec.generation, rec.state.as_str()), (g1, "ready"), "{rec:#?}");
-    assert_eq!(domains_of(&p), [format!("vrun-{p}-{V}-g{g1}")], "the warm View started another VM");
+    assert_eq!(domains_of(&p), [stack.domain(&p, V, g1)], "the warm View started another VM");
     assert_eq!(stack.job_files(), [format!("g{g1}.json")], "the warm View launched a job");
     let list = findings(&base, &avail.apikey, project_id);
     assert_eq!(list.len(), sample_n + 3, "the other results were not imported");
@@ -166,7 +166,7 @@ fn view_browse_triage_reuse_stop_and_restore() {
     let g2 = avail2.generation;
     assert!(g2 > g1, "no new generation: {avail2:?}");
     assert_ne!(avail2.urluuid, avail.urluuid, "a new viewer gets a new URL");
-    assert_eq!(domains_of(&p), [format!("vrun-{p}-{V}-g{g2}")]);
+    assert_eq!(domains_of(&p), [stack.domain(&p, V, g2)]);
     assert_eq!(stack.job_files(), [format!("g{g1}.json"), format!("g{g2}.json")]);
     let base2 = format!("http://{}/{}", avail2.address, avail2.urluuid);
     let (_, project_id2) = split_url(&url2);
@@ -214,7 +214,7 @@ fn twenty_simultaneous_cold_views_boot_one_vm_and_import_once() {
     let avail = stack.availability(&p, V);
     let g = avail.generation;
     assert_eq!(stack.job_files(), [format!("g{g}.json")], "more than one job was launched");
-    assert_eq!(domains_of(&p), [format!("vrun-{p}-{V}-g{g}")], "more than one VM");
+    assert_eq!(domains_of(&p), [stack.domain(&p, V, g)], "more than one VM");
     assert_eq!(stack.daemon_log().matches("job started").count(), 1, "{}", stack.daemon_log());
     let (base, id) = split_url(&urls[0]);
     assert_eq!(findings(&base, &avail.apikey, id).len(), count_results(&sample));

@@ -61,6 +61,10 @@ impl Credentials {
     }
 }
 
+/// Longest wait for one answer from agent-monitor (a 64 MiB storeviewer over a slow link
+/// included).
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl AgentMonitorClient {
     pub fn new(url: &str, creds: Credentials) -> Result<AgentMonitorClient, ClientError> {
         let parsed = url::Url::parse(url)
@@ -79,8 +83,19 @@ impl AgentMonitorClient {
     }
 
     /// One raw call; faults with unknown codes map to `Internal`.
+    ///
+    /// Every call has a deadline ([`CALL_TIMEOUT`]): a daemon that accepted the connection
+    /// and then stopped answering must not hang a job's heartbeat or a click forever. A call
+    /// that runs out of time is `Unreachable`, like one that could not connect.
     pub async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, ClientError> {
-        match self.inner.call::<Vec<Value>, Value>(method, params).await {
+        let answer = tokio::time::timeout(CALL_TIMEOUT, self.inner.call::<Vec<Value>, Value>(method, params)).await;
+        let Ok(answer) = answer else {
+            return Err(ClientError::Unreachable {
+                url: self.url.clone(),
+                detail: format!("no answer to {method} within {} s", CALL_TIMEOUT.as_secs()),
+            });
+        };
+        match answer {
             Ok(v) => Ok(v),
             Err(dxr_client::Error::Fault { fault }) => Err(ClientError::Fault(RpcError::new(
                 FaultCode::from_code(fault.code()).unwrap_or(FaultCode::Internal),
@@ -123,6 +138,11 @@ impl AgentMonitorClient {
     pub async fn viewer_status(&self, pair: &Pair) -> Result<InstanceRecord, ClientError> {
         let v = self.call(VIEWER_STATUS, PairRef { pair: pair.clone() }.to_params()).await?;
         InstanceRecord::from_value(&v).map_err(bad)
+    }
+
+    pub async fn host_info(&self) -> Result<HostInfo, ClientError> {
+        let v = self.call(HOST_INFO, vec![]).await?;
+        HostInfo::from_value(&v).map_err(bad)
     }
 
     pub async fn list_viewers(&self) -> Result<Vec<InstanceRecord>, ClientError> {

@@ -1,26 +1,41 @@
-//! How a libvirt domain says it belongs to vrun: a `<metadata>` element naming its pair and
-//! generation. vruntask writes it; agent-monitor's inventory reads it. Domains without it
-//! belong to someone else and are never touched.
+//! How a libvirt domain says it belongs to vrun: a `<metadata>` element naming its pair,
+//! generation and owner (the id of the agent-monitor that launched it). vruntask writes it;
+//! agent-monitor's inventory reads it. Domains without it belong to someone else and are
+//! never touched; domains of another owner belong to another agent-monitor on the same
+//! hypervisor and are only listed, never salvaged, destroyed or reported on.
 
-use crate::names::Pair;
+use crate::names::{is_monitor_id, Pair};
 
 /// Namespace of vrun's domain metadata element.
 pub const METADATA_URI: &str = "http://vrun.invalid/xmlns/instance/1";
 /// Prefix used for the element in domain XML.
 pub const METADATA_PREFIX: &str = "vrun";
 
-/// The element to put inside `<metadata>`. Names are validated, so no escaping is needed.
-pub fn metadata_element(pair: &Pair, generation: i64) -> String {
+/// What a vrun domain's metadata says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainMeta {
+    pub pair: Pair,
+    pub generation: i64,
+    /// The launching agent-monitor's id; `None` on domains made before ids existed, which
+    /// no agent-monitor can claim and so none touches.
+    pub owner: Option<String>,
+}
+
+/// The element to put inside `<metadata>`. Names and the owner id are validated, so no
+/// escaping is needed.
+pub fn metadata_element(pair: &Pair, generation: i64, owner: &str) -> String {
+    debug_assert!(is_monitor_id(owner));
     format!(
-        "<{METADATA_PREFIX}:instance xmlns:{METADATA_PREFIX}=\"{METADATA_URI}\" project=\"{}\" viewer=\"{}\" generation=\"{generation}\"/>",
+        "<{METADATA_PREFIX}:instance xmlns:{METADATA_PREFIX}=\"{METADATA_URI}\" owner=\"{owner}\" project=\"{}\" viewer=\"{}\" generation=\"{generation}\"/>",
         pair.project(),
         pair.viewer()
     )
 }
 
 /// Reads the element back as libvirt returns it (prefix and namespace declaration vary).
-/// Anything that does not parse to a valid pair and positive generation is `None`.
-pub fn parse_metadata(xml: &str) -> Option<(Pair, i64)> {
+/// Anything that does not parse to a valid pair and positive generation is `None`; an
+/// owner attribute that is present but not an id makes the whole element invalid.
+pub fn parse_metadata(xml: &str) -> Option<DomainMeta> {
     let attr = |name: &str| -> Option<&str> {
         let pat = format!(" {name}=\"");
         let start = xml.find(&pat)? + pat.len();
@@ -29,7 +44,12 @@ pub fn parse_metadata(xml: &str) -> Option<(Pair, i64)> {
     };
     let pair = Pair::new(attr("project")?, attr("viewer")?).ok()?;
     let generation: i64 = attr("generation")?.parse().ok()?;
-    (generation > 0).then_some((pair, generation))
+    let owner = match attr("owner") {
+        Some(o) if is_monitor_id(o) => Some(o.to_string()),
+        Some(_) => return None,
+        None => None,
+    };
+    (generation > 0).then_some(DomainMeta { pair, generation, owner })
 }
 
 #[cfg(test)]
@@ -39,9 +59,13 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_junk() {
         let p = Pair::new("p1", "CodeDX").unwrap();
-        assert_eq!(parse_metadata(&metadata_element(&p, 42)), Some((p, 42)));
-        let libvirt_form = "<instance xmlns=\"http://vrun.invalid/xmlns/instance/1\" project=\"a\" viewer=\"b\" generation=\"7\"/>";
-        assert_eq!(parse_metadata(libvirt_form).unwrap().1, 7);
+        let m = parse_metadata(&metadata_element(&p, 42, "00aa11bb22cc")).unwrap();
+        assert_eq!((m.pair, m.generation, m.owner.as_deref()), (p, 42, Some("00aa11bb22cc")));
+        let libvirt_form = "<instance xmlns=\"http://vrun.invalid/xmlns/instance/1\" owner=\"00aa11bb22cc\" project=\"a\" viewer=\"b\" generation=\"7\"/>";
+        assert_eq!(parse_metadata(libvirt_form).unwrap().generation, 7);
+        let ownerless = "<instance project=\"a\" viewer=\"b\" generation=\"7\"/>";
+        assert_eq!(parse_metadata(ownerless).unwrap().owner, None);
+        assert_eq!(parse_metadata("<instance owner=\"../x\" project=\"a\" viewer=\"b\" generation=\"7\"/>"), None);
         assert_eq!(parse_metadata("<instance project=\"../x\" viewer=\"b\" generation=\"7\"/>"), None);
         assert_eq!(parse_metadata("<instance project=\"a\" viewer=\"b\" generation=\"-1\"/>"), None);
     }

@@ -22,6 +22,9 @@ pub struct JobSpec {
     pub viewer: String,
     /// The fencing token: every report of this job carries it.
     pub generation: i64,
+    /// The launching agent-monitor's id: part of the domain's name, metadata and work
+    /// directory, so that daemons sharing a hypervisor never touch each other's VMs.
+    pub monitor_id: String,
     pub viewer_uuid: Option<String>,
     pub resultsfolder: Option<String>,
     /// The viewer database archive to restore: the newest one stored for the pair, if any.
@@ -52,6 +55,11 @@ impl JobSpec {
         Pair::new(&self.project, &self.viewer)
     }
 
+    /// The libvirt domain (and work directory) name of this job's VM.
+    pub fn domain_name(&self) -> Result<String, crate::names::NameError> {
+        Ok(self.pair()?.domain_name(&self.monitor_id, self.generation))
+    }
+
     /// Checks what serde cannot: names, ids and secrets have the expected shape.
     pub fn validate(&self) -> Result<Pair, String> {
         let pair = self.pair().map_err(|e| e.to_string())?;
@@ -60,6 +68,9 @@ impl JobSpec {
         }
         if self.intent != INTENT_VRUN {
             return Err(format!("intent must be {INTENT_VRUN}"));
+        }
+        if !crate::names::is_monitor_id(&self.monitor_id) {
+            return Err("monitor_id must be 12 lowercase hex digits".into());
         }
         if self.generation <= 0 {
             return Err("generation must be positive".into());
@@ -114,6 +125,7 @@ mod tests {
             project: "p".into(),
             viewer: "v".into(),
             generation: 3,
+            monitor_id: "00aa11bb22cc".into(),
             viewer_uuid: None,
             resultsfolder: None,
             db_path: None,
@@ -145,6 +157,9 @@ mod tests {
         assert!(s.validate().is_err());
         let mut s = spec();
         s.urluuid = "proxy-../../etc".into();
+        assert!(s.validate().is_err());
+        let mut s = spec();
+        s.monitor_id = "../../x".into();
         assert!(s.validate().is_err());
         let json = serde_json::to_string(&spec()).unwrap().replacen('{', "{\"extra\":1,", 1);
         assert!(serde_json::from_str::<JobSpec>(&json).is_err());

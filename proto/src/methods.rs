@@ -22,6 +22,7 @@ pub const VIEWER_STATUS: &str = "agentMonitor.viewerStatus";
 pub const LIST_VIEWERS: &str = "agentMonitor.listViewers";
 pub const CLAIM_PUSH: &str = "agentMonitor.claimPush";
 pub const PUSH_DONE: &str = "agentMonitor.pushDone";
+pub const HOST_INFO: &str = "agentMonitor.hostInfo";
 pub const LIST_METHODS: &str = "system.listMethods";
 pub const SERVER_VERSION: &str = "server.version";
 
@@ -531,5 +532,93 @@ impl PushDone {
             .str("checksum", self.checksum.clone())
             .bool("ok", self.ok)
             .build()]
+    }
+}
+
+/// One vrun domain on the hypervisor, as `hostInfo` lists the foreign ones.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DomainEntry {
+    pub name: String,
+    /// The id of the agent-monitor that owns it; empty for a domain made before ids existed.
+    pub owner: String,
+    pub project: String,
+    pub viewer: String,
+    pub generation: i64,
+    pub running: bool,
+}
+
+/// `hostInfo` (admin): who this agent-monitor is and what else runs on its hypervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostInfo {
+    /// The id created with the state directory; in every domain name this daemon makes.
+    pub monitor_id: String,
+    /// Whether the hypervisor answered the inventory.
+    pub hypervisor_reachable: bool,
+    /// vrun domains this daemon owns.
+    pub own_domains: i64,
+    /// vrun domains of other agent-monitors (or of no known owner): listed, never touched.
+    pub foreign_domains: Vec<DomainEntry>,
+}
+
+impl HostInfo {
+    pub fn to_value(&self) -> Value {
+        let foreign = self
+            .foreign_domains
+            .iter()
+            .map(|d| {
+                StructBuilder::new()
+                    .str("name", d.name.clone())
+                    .str("owner", d.owner.clone())
+                    .str("project", d.project.clone())
+                    .str("viewer", d.viewer.clone())
+                    .int("generation", d.generation)
+                    .bool("running", d.running)
+                    .build()
+            })
+            .collect();
+        StructBuilder::new()
+            .str("monitor_id", self.monitor_id.clone())
+            .bool("hypervisor_reachable", self.hypervisor_reachable)
+            .int("own_domains", self.own_domains)
+            .value("foreign_domains", Value::Array(foreign))
+            .build()
+    }
+
+    pub fn from_value(v: &Value) -> Result<HostInfo, RpcError> {
+        let Value::Struct(m) = v else {
+            return Err(RpcError::invalid_params("hostInfo must be a struct"));
+        };
+        fn s(m: &std::collections::BTreeMap<String, Value>, k: &str) -> String {
+            m.get(k).and_then(crate::value::lenient_str).unwrap_or_default()
+        }
+        fn i(m: &std::collections::BTreeMap<String, Value>, k: &str) -> i64 {
+            m.get(k).and_then(crate::value::lenient_int).unwrap_or(0)
+        }
+        fn b(m: &std::collections::BTreeMap<String, Value>, k: &str) -> bool {
+            matches!(m.get(k), Some(Value::Boolean(true)))
+        }
+        let foreign = match m.get("foreign_domains") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Struct(d) => Some(DomainEntry {
+                        name: s(d, "name"),
+                        owner: s(d, "owner"),
+                        project: s(d, "project"),
+                        viewer: s(d, "viewer"),
+                        generation: i(d, "generation"),
+                        running: b(d, "running"),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(HostInfo {
+            monitor_id: s(m, "monitor_id"),
+            hypervisor_reachable: b(m, "hypervisor_reachable"),
+            own_domains: i(m, "own_domains"),
+            foreign_domains: foreign,
+        })
     }
 }

@@ -41,6 +41,15 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Length of an agent-monitor's id: 12 lowercase hex digits (48 random bits).
+pub const MONITOR_ID_LEN: usize = 12;
+
+/// Whether `s` is an agent-monitor id: created once with its state directory, it names the
+/// daemon in its domains' names and metadata.
+pub fn is_monitor_id(s: &str) -> bool {
+    s.len() == MONITOR_ID_LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A validated (project, viewer) pair: the unit of locking.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pair {
@@ -68,10 +77,13 @@ impl Pair {
         format!("vrun.{}.{}", self.project, self.viewer)
     }
 
-    /// The libvirt domain name of one generation. Unique per generation, so a stale domain
-    /// can never be mistaken for the current one.
-    pub fn domain_name(&self, generation: i64) -> String {
-        format!("vrun-{}-{}-g{}", self.project, self.viewer, generation)
+    /// The libvirt domain name of one generation of the agent-monitor `owner` (see
+    /// [`is_monitor_id`]). Unique per owner and generation: two agent-monitors on one
+    /// hypervisor both number generations from 1, and a job's first step removes a leftover
+    /// of its own name, so a name without the owner would let one daemon's job destroy the
+    /// other's VM. The work directory has the same name.
+    pub fn domain_name(&self, owner: &str, generation: i64) -> String {
+        format!("vrun-{owner}-{}-{}-g{}", self.project, self.viewer, generation)
     }
 }
 
@@ -106,6 +118,10 @@ mod tests {
     fn pair_derives_ids() {
         let p = Pair::new("p1", "CodeDX").unwrap();
         assert_eq!(p.execrunid(), "vrun.p1.CodeDX");
-        assert_eq!(p.domain_name(7), "vrun-p1-CodeDX-g7");
+        assert_eq!(p.domain_name("0123456789ab", 7), "vrun-0123456789ab-p1-CodeDX-g7");
+        assert!(is_monitor_id("0123456789ab"));
+        for bad in ["", "0123456789a", "0123456789abc", "0123456789AB", "../../etc/x"] {
+            assert!(!is_monitor_id(bad), "{bad}");
+        }
     }
 }

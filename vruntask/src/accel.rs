@@ -4,6 +4,13 @@
 //! reaches the kernel's "VFS: Unable to mount root" panic within a second or two; if it is
 //! not seen within a few seconds, TCG is used. The verdict is cached per host boot (keyed by
 //! the boot id) so later jobs pay nothing. Without a kernel to try, TCG is the safe answer.
+//!
+//! The probe takes up to 8 s, so it belongs to the host's start, not to a user's click:
+//! `vruntask probe-accel` runs it (the scripts run it when they set libvirt up, and
+//! agent-monitor starts one in the background at its own start). A job that finds no
+//! verdict probes itself, after its first heartbeat and off its async tasks; probes are
+//! serialised by a lock beside the cache, so a job arriving during a probe waits for that
+//! verdict instead of starting a second QEMU.
 
 use std::io::Read;
 use std::path::Path;
@@ -26,6 +33,24 @@ impl Accel {
     }
 }
 
+/// What the operator chose (`--accel` / `VRUN_ACCEL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Choice {
+    /// Probe once per host boot.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// The accelerator for `choice`: fixed, or [`detect`]ed with the platform's `kernel`.
+pub fn choose(choice: Choice, cache_dir: &Path, kernel: Option<&Path>) -> Accel {
+    match choice {
+        Choice::Kvm => Accel::Kvm,
+        Choice::Tcg => Accel::Tcg,
+        Choice::Auto => detect(cache_dir, kernel.filter(|k| k.is_file())),
+    }
+}
+
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string()
 }
@@ -40,19 +65,34 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 pub fn detect(cache_dir: &Path, kernel: Option<&Path>) -> Accel {
     let cache = cache_dir.join("accel");
     let id = boot_id();
-    if let Ok(text) = std::fs::read_to_string(&cache) {
-        if let Some((cached_id, verdict)) = text.trim().split_once(' ') {
-            if cached_id == id {
-                return if verdict == "kvm" { Accel::Kvm } else { Accel::Tcg };
-            }
-        }
+    if let Some(a) = cached(&cache, &id) {
+        return a;
     }
     let Some(kernel) = kernel else { return Accel::Tcg };
-    let accel = probe(kernel);
     let _ = std::fs::create_dir_all(cache_dir);
-    let _ = std::fs::write(&cache, format!("{id} {}\n", if accel == Accel::Kvm { "kvm" } else { "tcg" }));
+    // One probe at a time per host: whoever waited here finds the verdict already cached.
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(cache_dir.join("accel.lock"));
+    let mut lock = lock.ok().map(fd_lock::RwLock::new);
+    let _held = lock.as_mut().and_then(|l| l.write().ok());
+    if let Some(a) = cached(&cache, &id) {
+        return a;
+    }
+    let accel = probe(kernel);
+    let tmp = cache.with_extension("tmp");
+    let written = std::fs::write(&tmp, format!("{id} {}\n", if accel == Accel::Kvm { "kvm" } else { "tcg" }))
+        .and_then(|_| std::fs::rename(&tmp, &cache));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, cache = %cache.display(), "cannot cache the accelerator verdict");
+    }
     tracing::info!(?accel, "accelerator probed");
     accel
+}
+
+/// The verdict cached for boot `id`, if any.
+fn cached(cache: &Path, id: &str) -> Option<Accel> {
+    let text = std::fs::read_to_string(cache).ok()?;
+    let (cached_id, verdict) = text.trim().split_once(' ')?;
+    (cached_id == id).then_some(if verdict == "kvm" { Accel::Kvm } else { Accel::Tcg })
 }
 
 fn probe(kernel: &Path) -> Accel {

@@ -26,8 +26,20 @@ pub enum VmState {
 }
 
 pub trait Hypervisor: Send + Sync {
-    /// Defines the domain from XML and starts it.
-    fn define_and_start(&self, xml: &str) -> Result<(), HvError>;
+    /// Defines the domain from XML; returns its name.
+    fn define(&self, xml: &str) -> Result<String, HvError>;
+    /// Starts a defined domain.
+    fn start(&self, name: &str) -> Result<(), HvError>;
+    /// Defines the domain from XML and starts it; a domain that does not start is undefined.
+    fn define_and_start(&self, xml: &str) -> Result<(), HvError> {
+        let name = self.define(xml)?;
+        if let Err(e) = self.start(&name) {
+            // Leave nothing behind when the start fails.
+            let _ = self.undefine(&name);
+            return Err(e);
+        }
+        Ok(())
+    }
     fn state(&self, name: &str) -> Result<VmState, HvError>;
     /// Presses the ACPI power button.
     fn shutdown(&self, name: &str) -> Result<(), HvError>;
@@ -74,15 +86,14 @@ impl Libvirt {
 }
 
 impl Hypervisor for Libvirt {
-    fn define_and_start(&self, xml: &str) -> Result<(), HvError> {
-        self.with_conn(|conn| {
-            let dom = conn.define_domain_xml(xml)?;
-            if let Err(e) = dom.create() {
-                // Leave nothing behind when the start fails.
-                let _ = dom.undefine();
-                return Err(e.into());
-            }
-            Ok(())
+    fn define(&self, xml: &str) -> Result<String, HvError> {
+        self.with_conn(|conn| Ok(conn.define_domain_xml(xml)?.name()?))
+    }
+
+    fn start(&self, name: &str) -> Result<(), HvError> {
+        self.with_conn(|conn| match Self::lookup(conn, name)? {
+            Some(dom) => Ok(dom.create().map(drop)?),
+            None => Err(HvError(format!("domain {name} is not defined"))),
         })
     }
 

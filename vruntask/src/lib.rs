@@ -10,17 +10,24 @@
 //! - [`hypervisor`]: the `Hypervisor` trait and its libvirt implementation.
 //! - [`domain_xml`]: the domain definition. [`accel`]: KVM or TCG.
 //! - [`disks`]: configuration and output disks. [`serial`]: guest event lines.
+//! - [`hvcall`]: every libvirt call off the async tasks, with a deadline.
 //! - [`workdir`]: the private work directory. [`report`]: agent-monitor calls.
-//! - [`runner`]: the run itself, from disks to teardown.
+//! - [`heartbeat`]: heartbeats and stop requests (agent-monitor, SIGTERM) on tasks of
+//!   their own, from the job's start to its final report.
+//! - [`runner`]: the start of a run, to the VM running; [`watch`]: watching it and the
+//!   teardown every run ends in.
 
 pub mod accel;
 pub mod disks;
 pub mod domain_xml;
+pub mod heartbeat;
+pub mod hvcall;
 pub mod hypervisor;
 pub mod jobfile;
 pub mod report;
 pub mod runner;
 pub mod serial;
+pub mod watch;
 pub mod workdir;
 
 use std::path::{Path, PathBuf};
@@ -60,7 +67,14 @@ pub struct Options {
     pub guest_port: u16,
     pub boot_timeout: Duration,
     pub stop_timeout: Duration,
-    pub accel: Accel,
+    pub accel: accel::Choice,
+    /// Where the accelerator verdict is cached.
+    pub runtime_dir: PathBuf,
+    /// Deadline of each libvirt call.
+    pub libvirt_timeout: Duration,
+    /// How much longer cleanup waits for a libvirt call that outlived its deadline before
+    /// it removes the domain that call may still create.
+    pub cleanup_patience: Duration,
 }
 
 /// Runs the job in `job_file` to the end.
@@ -75,21 +89,37 @@ pub async fn run(job_file: &Path, opts: Options) -> Exit {
     };
     let pair = job.pair().expect("validated by jobfile::load");
     let rep = match report::Reporter::new(&job.agent_monitor_url, job.job_token.clone(), pair.clone(), job.generation) {
-        Ok(r) => r,
+        Ok(r) => Arc::new(r),
         Err(e) => {
             eprintln!("vruntask: {e}");
             return Exit::BadJob;
         }
     };
-    let hv: Arc<dyn hypervisor::Hypervisor> = match hypervisor::Libvirt::connect(&opts.uri) {
-        Ok(h) => Arc::new(h),
-        Err(e) => {
-            let reason = format!("cannot connect to {}: {e}", opts.uri);
+    // From here to the final report the job heartbeats, whatever else it waits for.
+    let (_beater, stop) = heartbeat::start(Arc::clone(&rep), Duration::from_secs(job.heartbeat_secs.max(1)));
+    tracing::info!(pair = %pair, generation = job.generation, "viewer run starting");
+    let uri = opts.uri.clone();
+    let connecting = tokio::task::spawn_blocking(move || hypervisor::Libvirt::connect(&uri));
+    let hv: Arc<dyn hypervisor::Hypervisor> = match tokio::time::timeout(opts.libvirt_timeout, connecting).await {
+        Ok(Ok(Ok(h))) => Arc::new(h),
+        outcome => {
+            let reason = match outcome {
+                Err(_) => format!("libvirt did not answer connect within {} s", opts.libvirt_timeout.as_secs()),
+                Ok(Ok(Err(e))) => format!("cannot connect to {}: {e}", opts.uri),
+                Ok(_) => format!("cannot connect to {}", opts.uri),
+            };
             eprintln!("vruntask: {reason}");
             let _ = rep.state(ViewerState::Failed, None, None, Some(reason)).await;
             return Exit::NoHypervisor;
         }
     };
-    tracing::info!(pair = %pair, generation = job.generation, "viewer run starting");
-    runner::run(job, pair, &opts, hv, rep).await
+    let hv = hvcall::Hv::new(hv, opts.libvirt_timeout);
+    runner::run(job, pair, &opts, hv, rep, stop).await
+}
+
+/// `vruntask probe-accel`: settles KVM or TCG for this host boot, outside any click.
+pub fn probe_accel(choice: accel::Choice, runtime_dir: &Path, kernel: &Path) -> Accel {
+    let a = accel::choose(choice, runtime_dir, Some(kernel));
+    eprintln!("vruntask: accelerator for this host boot: {}", if a == Accel::Kvm { "kvm" } else { "tcg" });
+    a
 }

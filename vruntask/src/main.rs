@@ -1,10 +1,12 @@
-//! `vruntask run <job file>`: parses arguments and hands over to the library.
+//! `vruntask run <job file>` and `vruntask probe-accel`: parses arguments and hands over to
+//! the library.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use vruntask::{Accel, NetMode, Options};
+use vruntask::accel::Choice;
+use vruntask::{NetMode, Options};
 
 #[derive(Parser)]
 #[command(name = "vruntask", version, about = "Runs one viewer VM for agent-monitor")]
@@ -13,46 +15,59 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum AccelChoice {
-    Auto,
-    Kvm,
-    Tcg,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Run the job described by JOB_FILE.
-    Run {
-        job_file: PathBuf,
-        /// libvirt connection URI.
-        #[arg(long, env = "VRUN_LIBVIRT_URI", default_value = "qemu:///system")]
-        uri: String,
-        /// Where per-run work directories are created.
-        #[arg(long, env = "VRUN_WORK_ROOT", default_value = "/var/lib/vrun/work")]
-        work_root: PathBuf,
-        /// `loopback` (QEMU user networking, forward from 127.0.0.1) or `bridge`.
-        #[arg(long, env = "VRUN_NETWORK", default_value = "loopback")]
-        network: String,
-        /// libvirt network for `--network bridge`.
-        #[arg(long, env = "VRUN_BRIDGE_NETWORK", default_value = "vrun")]
-        bridge_network: String,
-        /// Port the viewer listens on inside the VM.
-        #[arg(long, default_value_t = 8080)]
-        guest_port: u16,
-        /// Seconds from VM start to VIEWERUP before the run fails.
-        #[arg(long, env = "VRUN_BOOT_TIMEOUT", default_value_t = 120)]
-        boot_timeout: u64,
-        /// Seconds the guest gets to save its database after the power button.
-        #[arg(long, env = "VRUN_STOP_TIMEOUT", default_value_t = 60)]
-        stop_timeout: u64,
-        /// KVM, TCG, or probe once per host boot.
+    Run(RunArgs),
+    /// Settle KVM or TCG for this host boot (up to 8 s; cached), so no View pays for it.
+    ProbeAccel {
+        /// The platform's kernel to boot under KVM.
+        #[arg(long)]
+        kernel: PathBuf,
         #[arg(long, env = "VRUN_ACCEL", value_enum, default_value = "auto")]
-        accel: AccelChoice,
-        /// Where the accelerator probe's verdict is cached.
+        accel: Choice,
         #[arg(long, env = "VRUN_RUNTIME_DIR", default_value = "/run/vrun")]
         runtime_dir: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    job_file: PathBuf,
+    /// libvirt connection URI.
+    #[arg(long, env = "VRUN_LIBVIRT_URI", default_value = "qemu:///system")]
+    uri: String,
+    /// Where per-run work directories are created.
+    #[arg(long, env = "VRUN_WORK_ROOT", default_value = "/var/lib/vrun/work")]
+    work_root: PathBuf,
+    /// `loopback` (QEMU user networking, forward from 127.0.0.1) or `bridge`.
+    #[arg(long, env = "VRUN_NETWORK", default_value = "loopback")]
+    network: String,
+    /// libvirt network for `--network bridge`.
+    #[arg(long, env = "VRUN_BRIDGE_NETWORK", default_value = "vrun")]
+    bridge_network: String,
+    /// Port the viewer listens on inside the VM.
+    #[arg(long, default_value_t = 8080)]
+    guest_port: u16,
+    /// Seconds from VM start to VIEWERUP before the run fails.
+    #[arg(long, env = "VRUN_BOOT_TIMEOUT", default_value_t = 120)]
+    boot_timeout: u64,
+    /// Seconds the guest gets to save its database after the power button.
+    #[arg(long, env = "VRUN_STOP_TIMEOUT", default_value_t = 60)]
+    stop_timeout: u64,
+    /// KVM, TCG, or probe once per host boot.
+    #[arg(long, env = "VRUN_ACCEL", value_enum, default_value = "auto")]
+    accel: Choice,
+    /// Where the accelerator probe's verdict is cached.
+    #[arg(long, env = "VRUN_RUNTIME_DIR", default_value = "/run/vrun")]
+    runtime_dir: PathBuf,
+    /// Seconds each libvirt call may take before the run fails naming the call.
+    #[arg(long, env = "VRUN_LIBVIRT_TIMEOUT", default_value_t = 30)]
+    libvirt_timeout: u64,
+    /// Seconds cleanup waits beyond that for a slow libvirt before it gives up on
+    /// removing the domain (agent-monitor's sweep removes it later).
+    #[arg(long, env = "VRUN_CLEANUP_PATIENCE", default_value_t = 120)]
+    cleanup_patience: u64,
 }
 
 fn main() {
@@ -63,34 +78,35 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let Command::Run { job_file, uri, work_root, network, bridge_network, guest_port, boot_timeout, stop_timeout, accel, runtime_dir } =
-        cli.command;
-    let network = match network.as_str() {
+    let a = match cli.command {
+        Command::ProbeAccel { kernel, accel, runtime_dir } => {
+            vruntask::probe_accel(accel, &runtime_dir, &kernel);
+            return;
+        }
+        Command::Run(a) => a,
+    };
+    let network = match a.network.as_str() {
         "loopback" => NetMode::Loopback,
-        "bridge" => NetMode::Bridge(bridge_network),
+        "bridge" => NetMode::Bridge(a.bridge_network),
         other => {
             eprintln!("vruntask: --network must be loopback or bridge, not {other:?}");
             std::process::exit(vruntask::Exit::BadJob as i32);
         }
     };
-    let accel = match accel {
-        AccelChoice::Kvm => Accel::Kvm,
-        AccelChoice::Tcg => Accel::Tcg,
-        AccelChoice::Auto => {
-            let kernel = vruntask::jobfile::load(&job_file).ok().map(|j| PathBuf::from(j.platform).join("vmlinuz"));
-            vruntask::accel::detect(&runtime_dir, kernel.as_deref().filter(|k| k.is_file()))
-        }
-    };
     let opts = Options {
-        uri,
-        work_root,
+    uri: a.uri,
+    work_root: a.work_root,
         network,
-        guest_port,
-        boot_timeout: Duration::from_secs(boot_timeout),
-        stop_timeout: Duration::from_secs(stop_timeout),
-        accel,
+    guest_port: a.guest_port,
+    boot_timeout: Duration::from_secs(a.boot_timeout),
+    stop_timeout: Duration::from_secs(a.stop_timeout),
+    accel: a.accel,
+    runtime_dir: a.runtime_dir,
+    libvirt_timeout: Duration::from_secs(a.libvirt_timeout.max(1)),
+    cleanup_patience: Duration::from_secs(a.cleanup_patience),
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let exit = rt.block_on(vruntask::run(&job_file, opts));
+    // Two workers: the heartbeat task never waits behind the run's own work.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let exit = rt.block_on(vruntask::run(&a.job_file, opts));
     std::process::exit(exit as i32);
 }

@@ -17,6 +17,10 @@ use vruntask::hypervisor::{Hypervisor, Libvirt, VmState};
 use vruntask::Accel;
 
 const URI: &str = "test:///default";
+/// The agent-monitor id these tests' domains carry.
+const OWNER: &str = "0123456789ab";
+/// Another agent-monitor on the same hypervisor.
+const OTHER_OWNER: &str = "fedcba987654";
 
 /// A pair no other test in this process uses.
 fn unique_pair(tag: &str) -> Pair {
@@ -28,9 +32,10 @@ fn unique_pair(tag: &str) -> Pair {
 fn spec(pair: &Pair, generation: i64, net: Net) -> DomainSpec {
     let dir = PathBuf::from("/nonexistent/vrun-test");
     DomainSpec {
-        name: pair.domain_name(generation),
+        name: pair.domain_name(OWNER, generation),
         pair: pair.clone(),
         generation,
+        monitor_id: OWNER.into(),
         memory_mib: 512,
         vcpus: 1,
         accel: Accel::Tcg,
@@ -51,10 +56,11 @@ fn loopback() -> Net {
 }
 
 /// The domain's metadata element as libvirt stores it, parsed back.
-fn stored_metadata(conn: &virt::connect::Connect, name: &str) -> Option<(Pair, i64)> {
+fn stored_metadata(conn: &virt::connect::Connect, name: &str) -> Option<(Pair, i64, String)> {
     let dom = conn.lookup_domain_by_name(name).ok()?;
     let m = dom.metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(vrun_proto::domain::METADATA_URI), 0).ok()?;
-    vrun_proto::domain::parse_metadata(&m)
+    let m = vrun_proto::domain::parse_metadata(&m)?;
+    Some((m.pair, m.generation, m.owner?))
 }
 
 fn defined(conn: &virt::connect::Connect, name: &str) -> bool {
@@ -70,7 +76,8 @@ fn kernel_boot_domain_runs_powers_off_and_is_undefined() {
     assert_eq!(hv.state(&s.name).unwrap(), VmState::Missing);
     hv.define_and_start(&s.to_xml()).expect("the generated XML defines and starts");
     assert_eq!(hv.state(&s.name).unwrap(), VmState::Running);
-    assert_eq!(stored_metadata(&conn, &s.name), Some((pair.clone(), 7)), "vrun's metadata survives libvirt's parser");
+    assert_eq!(stored_metadata(&conn, &s.name), Some((pair.clone(), 7, OWNER.into())), "vrun's metadata survives libvirt's parser");
+    assert!(s.name.starts_with(&format!("vrun-{OWNER}-")), "the owner is in the name: {}", s.name);
     let stored = conn.lookup_domain_by_name(&s.name).unwrap().xml_desc(0).unwrap();
     assert!(stored.contains("<kernel>/nonexistent/vrun-test/vmlinuz</kernel>"), "{stored}");
     assert!(stored.contains("<on_poweroff>destroy</on_poweroff>"), "{stored}");
@@ -183,7 +190,7 @@ fn inventory_lists_only_domains_carrying_vrun_metadata() {
     // inventory connects per call.
     let hv = Libvirt::connect(URI).unwrap();
     let conn = virt::connect::Connect::open(Some(URI)).unwrap();
-    let inv = agent_monitor::hypervisor::Libvirt::new(URI);
+    let inv = agent_monitor::hypervisor::Libvirt::new(URI, OWNER);
 
     let running_pair = unique_pair("inv");
     let running = spec(&running_pair, 11, loopback());
@@ -192,6 +199,11 @@ fn inventory_lists_only_domains_carrying_vrun_metadata() {
     let off = spec(&off_pair, 12, loopback());
     hv.define_and_start(&off.to_xml()).unwrap();
     hv.shutdown(&off.name).unwrap();
+    // Another agent-monitor's viewer of the same pair and generation: vrun's, not ours.
+    let mut theirs = spec(&running_pair, 11, loopback());
+    theirs.monitor_id = OTHER_OWNER.into();
+    theirs.name = running_pair.domain_name(OTHER_OWNER, 11);
+    hv.define_and_start(&theirs.to_xml()).unwrap();
 
     // Someone else's domains: no metadata at all, and metadata in another namespace (even
     // with a vrun-like name and attributes).
@@ -218,13 +230,16 @@ fn inventory_lists_only_domains_carrying_vrun_metadata() {
         .inventory()
         .unwrap()
         .into_iter()
-        .filter(|d| [&running.name, &off.name, &plain, &other_ns, &"test".to_string()].contains(&&d.name))
+        .filter(|d| [&running.name, &off.name, &theirs.name, &plain, &other_ns, &"test".to_string()].contains(&&d.name))
         .collect();
     let mut names: Vec<_> = ours.iter().map(|d| d.name.clone()).collect();
     names.sort();
-    let mut want = vec![running.name.clone(), off.name.clone()];
+    let mut want = vec![running.name.clone(), off.name.clone(), theirs.name.clone()];
     want.sort();
     assert_eq!(names, want, "only vrun's domains are listed: {ours:?}");
+    let t = ours.iter().find(|d| d.name == theirs.name).unwrap();
+    assert!(!t.owned_by(OWNER) && t.owned_by(OTHER_OWNER), "{t:?}");
+    assert!(ours.iter().filter(|d| d.name != theirs.name).all(|d| d.owned_by(OWNER)), "{ours:?}");
     let r = ours.iter().find(|d| d.name == running.name).unwrap();
     assert_eq!((&r.pair, r.generation, r.running), (&running_pair, 11, true));
     let o = ours.iter().find(|d| d.name == off.name).unwrap();
@@ -237,6 +252,13 @@ fn inventory_lists_only_domains_carrying_vrun_metadata() {
         let dom = conn.lookup_domain_by_name(name).expect("still defined");
         assert!(dom.is_active().unwrap(), "{name} still runs");
     }
+    // Another agent-monitor's domain is not ours to remove either: it keeps running.
+    let err = inv.remove(&theirs.name).expect_err("another agent-monitor's domain is not removed");
+    assert!(err.contains("another agent-monitor"), "{err}");
+    assert_eq!(hv.state(&theirs.name).unwrap(), VmState::Running);
+    assert!(inv.shutdown(&theirs.name).is_err());
+    assert_eq!(hv.state(&theirs.name).unwrap(), VmState::Running);
+    hv.undefine(&theirs.name).unwrap();
     // ... and removes ours, running or not; a missing one is fine.
     inv.remove(&running.name).unwrap();
     inv.remove(&off.name).unwrap();

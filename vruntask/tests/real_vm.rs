@@ -132,7 +132,7 @@ fn a_killed_job_loses_its_lease_and_its_vm() {
         step(h.t0, &format!("the domain of g{g1} is gone"));
         // agent-monitor salvaged the dead job's VM: the power button made the guest save its
         // database, which was stored, and the work directory the job could not remove is gone.
-        let stale = h.work_root().join(pair.domain_name(g1));
+        let stale = h.work_root().join(h.domain(&pair, g1));
         while stale.exists() {
             assert!(Instant::now() < end, "the killed job's work directory remains:\n{}", h.daemon_log());
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -144,7 +144,7 @@ fn a_killed_job_loses_its_lease_and_its_vm() {
 
         let (g2, v2) = h.launch_ready(&pair).await;
         assert!(g2 > g1, "a new generation");
-        assert_eq!(domains_of(pair.project()), [pair.domain_name(g2)], "a fresh VM, not the old one");
+        assert_eq!(domains_of(pair.project()), [h.domain(&pair, g2)], "a fresh VM, not the old one");
         let spec: vrun_proto::job::JobSpec = serde_json::from_slice(&std::fs::read(h.job_file(g2)).unwrap()).unwrap();
         assert_eq!(spec.db_path.as_deref().map(Path::new), Some(stored[0].as_path()));
         assert!(h.job_log(g2).contains("DbRestored"), "{}", h.job_log(g2));

@@ -20,7 +20,7 @@ fn agent_monitor_killed_during_a_boot_adopts_the_vm() {
     runtime().block_on(async {
         let g = h.launch(&pair).await;
         h.wait_state(&pair, g, "booting").await;
-        assert_eq!(domains_of(pair.project()), [pair.domain_name(g)]);
+        assert_eq!(domains_of(pair.project()), [h.domain(&pair, g)]);
     });
     h.kill9_daemon();
     step(h.t0, "killed agent-monitor while the VM boots");
@@ -37,7 +37,7 @@ fn agent_monitor_killed_during_a_boot_adopts_the_vm() {
     runtime().block_on(async {
         let rec = h.wait_state(&pair, 1, "ready").await;
         assert_eq!(rec.generation, 1, "the same generation, not a relaunch");
-        assert_eq!(domains_of(pair.project()), [pair.domain_name(1)], "adopted, not doubled, not destroyed");
+        assert_eq!(domains_of(pair.project()), [h.domain(&pair, 1)], "adopted, not doubled, not destroyed");
         let jobs: Vec<_> = files_under(&h.state().join("jobs")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
         assert_eq!(jobs.len(), 1, "one job ever started: {jobs:?}");
         let avail = h.client().is_viewer_available(&pair).await.unwrap();
@@ -51,7 +51,7 @@ fn agent_monitor_killed_during_a_boot_adopts_the_vm() {
         // A couple of sweeps later it is still there: adoption is not followed by cleanup.
         tokio::time::sleep(Duration::from_secs(6)).await;
         assert_eq!(h.status(&pair).await.state, "ready");
-        assert_eq!(domains_of(pair.project()), [pair.domain_name(1)]);
+        assert_eq!(domains_of(pair.project()), [h.domain(&pair, 1)]);
         h.client().abort_viewer(&pair).await.unwrap();
         h.wait_state(&pair, 1, "stopped").await;
         h.wait_job_exit(1).await;

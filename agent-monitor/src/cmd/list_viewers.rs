@@ -16,13 +16,15 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
     let hv = Arc::clone(&m.hypervisor);
     // The hypervisor's word on each instance's domain: yes, no, or unknown (unreachable).
     let domains = tokio::task::spawn_blocking(move || hv.inventory()).await.ok().and_then(Result::ok);
+    let me = m.defaults.monitor_id.as_str();
     Ok(Value::Array(
         all.iter()
             .map(|i| {
                 let mut rec = i.record();
                 rec.domain_exists = match &domains {
                     None => "unknown".into(),
-                    Some(ds) if ds.iter().any(|d| d.generation == i.generation) => "yes".into(),
+                    // Another agent-monitor's domain of the same generation number is not ours.
+                    Some(ds) if ds.iter().any(|d| d.generation == i.generation && d.owned_by(me)) => "yes".into(),
                     Some(_) => "no".into(),
                 };
                 rec.to_value()

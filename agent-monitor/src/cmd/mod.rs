@@ -3,6 +3,7 @@
 
 mod abort_viewer;
 mod heartbeat;
+mod host_info;
 mod is_viewer_available;
 mod launch_viewer;
 mod list_viewers;
@@ -42,7 +43,7 @@ pub struct Methods {
 
 impl Methods {
     pub fn new(monitor: Arc<Monitor>) -> Methods {
-        let table: [(&'static str, RunFn); 12] = [
+        let table: [(&'static str, RunFn); 13] = [
             (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
             (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
             (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -53,6 +54,7 @@ impl Methods {
             (m::LIST_VIEWERS, |mo, p| Box::pin(value(list_viewers::run(mo, p)))),
             (m::CLAIM_PUSH, |mo, p| Box::pin(value(push::claim(mo, p)))),
             (m::PUSH_DONE, |mo, p| Box::pin(value(push::done(mo, p)))),
+            (m::HOST_INFO, |mo, p| Box::pin(value(host_info::run(mo, p)))),
             (m::LIST_METHODS, |_, p| Box::pin(value(list_methods(p)))),
             (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
         ];
@@ -89,7 +91,7 @@ async fn list_methods(p: Vec<Value>) -> Result<Value, RpcError> {
     no_params(&p)?;
     let mut names = vec![
         m::LAUNCH_VIEWER, m::IS_VIEWER_AVAILABLE, m::SET_VIEWER_STATE, m::HEARTBEAT, m::ABORT_VIEWER,
-        m::STORE_VIEWER, m::VIEWER_STATUS, m::LIST_VIEWERS, m::CLAIM_PUSH, m::PUSH_DONE, m::LIST_METHODS,
+        m::STORE_VIEWER, m::VIEWER_STATUS, m::LIST_VIEWERS, m::CLAIM_PUSH, m::PUSH_DONE, m::HOST_INFO, m::LIST_METHODS,
         m::SERVER_VERSION,
     ];
     names.sort_unstable();

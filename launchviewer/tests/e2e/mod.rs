@@ -61,15 +61,16 @@ fn virsh(args: &[&str]) -> Output {
     Command::new("virsh").arg("-c").arg(URI).args(args).stdin(Stdio::null()).output().expect("run virsh")
 }
 
-/// Defined domains (running or not) of `project`'s viewers: `vrun-<project>-<viewer>-g<N>`.
+/// Defined domains (running or not) of `project`'s viewers, of any agent-monitor:
+/// `vrun-<agent-monitor id>-<project>-<viewer>-g<N>` (test projects are unique).
 pub fn domains_of(project: &str) -> Vec<String> {
     let out = virsh(&["list", "--all", "--name"]);
     assert!(out.status.success(), "virsh list: {}", String::from_utf8_lossy(&out.stderr));
-    let prefix = format!("vrun-{project}-");
+    let part = format!("-{project}-");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::trim)
-        .filter(|d| d.starts_with(&prefix))
+        .filter(|d| d.starts_with("vrun-") && d.contains(&part))
         .map(String::from)
         .collect()
 }
@@ -149,6 +150,13 @@ impl Stack {
         let p = format!("lve{}{tag}", std::process::id());
         self.projects.push(p.clone());
         p
+    }
+
+    /// The domain name of `project`'s viewer `viewer`, generation `g`, under this stack's
+    /// agent-monitor.
+    pub fn domain(&self, project: &str, viewer: &str, g: i64) -> String {
+        let id = std::fs::read_to_string(self.state().join("monitor-id")).expect("agent-monitor wrote its id");
+        vrun_proto::Pair::new(project, viewer).unwrap().domain_name(id.trim(), g)
     }
 
     pub fn state(&self) -> PathBuf {

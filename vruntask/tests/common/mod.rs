@@ -14,6 +14,8 @@ use vrun_proto::client::{AgentMonitorClient, Credentials};
 use vrun_proto::methods::{InstanceRecord, LaunchViewer};
 use vrun_proto::Pair;
 
+pub mod stall;
+
 pub static VM_LOCK: Mutex<()> = Mutex::new(());
 
 pub const URI: &str = "qemu:///system";
@@ -56,10 +58,11 @@ pub fn all_domains() -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
 }
 
-/// Domains of `project`'s viewers (vrun names them `vrun-<project>-<viewer>-g<generation>`).
+/// Domains of `project`'s viewers, of any agent-monitor (vrun names them
+/// `vrun-<agent-monitor id>-<project>-<viewer>-g<generation>`; test projects are unique).
 pub fn domains_of(project: &str) -> Vec<String> {
-    let prefix = format!("vrun-{project}-");
-    all_domains().into_iter().filter(|d| d.starts_with(&prefix)).collect()
+    let part = format!("-{project}-");
+    all_domains().into_iter().filter(|d| d.starts_with("vrun-") && d.contains(&part)).collect()
 }
 
 pub fn kill9(pid: i32) {
@@ -202,6 +205,26 @@ impl Harness {
         self.dir.path().join("state")
     }
 
+    /// The id agent-monitor created with its state directory.
+    pub fn monitor_id(&self) -> String {
+        let id = std::fs::read_to_string(self.state().join("monitor-id")).expect("agent-monitor wrote its id");
+        id.trim().to_string()
+    }
+
+    /// Domains of `project` that this harness's agent-monitor owns (another agent-monitor
+    /// on the same libvirt may run the same project's viewers).
+    pub fn own_domains(&self, project: &str) -> Vec<String> {
+        // Without an id (the daemon never started) no job of ours can have made a domain.
+        let Ok(id) = std::fs::read_to_string(self.state().join("monitor-id")) else { return Vec::new() };
+        let prefix = format!("vrun-{}-", id.trim());
+        domains_of(project).into_iter().filter(|d| d.starts_with(&prefix)).collect()
+    }
+
+    /// The domain (and work directory) name of `pair`'s generation under this agent-monitor.
+    pub fn domain(&self, pair: &Pair, generation: i64) -> String {
+        pair.domain_name(&self.monitor_id(), generation)
+    }
+
     pub fn work_root(&self) -> PathBuf {
         self.dir.path().join("work")
     }
@@ -288,10 +311,10 @@ impl Harness {
     pub async fn launch_ready(&self, pair: &Pair) -> (i64, Viewer) {
         let generation = self.launch(pair).await;
         let rec = self.wait_state(pair, generation, "ready").await;
-        assert_eq!(rec.domain, pair.domain_name(generation), "{rec:#?}");
-        assert_eq!(domains_of(pair.project()), [pair.domain_name(generation)], "exactly this generation's domain runs");
+        assert_eq!(rec.domain, self.domain(pair, generation), "{rec:#?}");
+        assert_eq!(self.own_domains(pair.project()), [self.domain(pair, generation)], "exactly this generation's domain runs");
         // The disks hold the API key and the database, under predictable names: owner only.
-        let work = self.work_root().join(pair.domain_name(generation));
+        let work = self.work_root().join(self.domain(pair, generation));
         assert_eq!(std::fs::metadata(&work).unwrap().permissions().mode() & 0o777, 0o711, "{}", work.display());
         for disk in ["config.img", "output.img"] {
             let mode = std::fs::metadata(work.join(disk)).unwrap().permissions().mode();
@@ -313,7 +336,7 @@ impl Harness {
     /// Asserts nothing of the run is left: no domain of `pair`'s project, no work directory.
     /// Call after the job exited.
     pub fn assert_nothing_left(&self, pair: &Pair) {
-        assert_eq!(domains_of(pair.project()), Vec::<String>::new(), "no domain may outlive its run");
+        assert_eq!(self.own_domains(pair.project()), Vec::<String>::new(), "no domain may outlive its run");
         assert_eq!(entries(&self.work_root()), Vec::<String>::new(), "the work root must be empty");
     }
 }
@@ -330,7 +353,7 @@ impl Drop for Harness {
             }
         }
         for project in &self.projects {
-            for name in domains_of(project) {
+            for name in self.own_domains(project) {
                 let _ = virsh(&["destroy", &name]);
                 let _ = virsh(&["undefine", &name]);
             }

@@ -1,0 +1,36 @@
+//! `agentMonitor.hostInfo` (admin): this daemon's id and the hypervisor's vrun domains that
+//! belong to other agent-monitors, which it lists and never touches.
+
+use std::sync::Arc;
+
+use dxr::Value;
+use vrun_proto::methods::{DomainEntry, HostInfo};
+use vrun_proto::RpcError;
+
+use crate::monitor::Monitor;
+
+pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+    super::no_params(&params)?;
+    let hv = Arc::clone(&m.hypervisor);
+    let domains = tokio::task::spawn_blocking(move || hv.inventory()).await.ok().and_then(Result::ok);
+    let me = m.defaults.monitor_id.as_str();
+    let info = HostInfo {
+        monitor_id: me.to_string(),
+        hypervisor_reachable: domains.is_some(),
+        own_domains: domains.iter().flatten().filter(|d| d.owned_by(me)).count() as i64,
+        foreign_domains: domains
+            .iter()
+            .flatten()
+            .filter(|d| !d.owned_by(me))
+            .map(|d| DomainEntry {
+                name: d.name.clone(),
+                owner: d.owner.clone().unwrap_or_default(),
+                project: d.pair.project().into(),
+                viewer: d.pair.viewer().into(),
+                generation: d.generation,
+                running: d.running,
+            })
+            .collect(),
+    };
+    Ok(info.to_value())
+}
