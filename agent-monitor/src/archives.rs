@@ -83,6 +83,14 @@ pub struct Stored<'a> {
     pub path: &'a Path,
 }
 
+/// Refuses (fault 3) a generation the pair never had.
+fn of_pair(conn: &Connection, pair: &Pair, generation: i64) -> Db<()> {
+    match instances::by_generation(conn, generation)? {
+        Some(i) if &i.pair == pair => Ok(()),
+        _ => Err(RpcError::new(FaultCode::UnknownInstance, format!("no generation {generation} of {pair}")).into()),
+    }
+}
+
 /// Records a stored archive and returns the files of versions that fell off the end.
 pub fn record(c: &Connection, a: &Stored<'_>, keep: usize, now_ms: i64) -> Db<Vec<PathBuf>> {
     let (pair, generation, checksum, size) = (a.pair, a.generation, a.checksum, a.size);
@@ -99,7 +107,8 @@ pub fn record(c: &Connection, a: &Stored<'_>, keep: usize, now_ms: i64) -> Db<Ve
         .execute(params![pair.project(), pair.viewer(), generation, checksum, size as i64, path_s, now_ms])?;
     }
     let mut stmt = c.prepare_cached(
-        "SELECT version, path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY version DESC LIMIT -1 OFFSET ?3",
+        "SELECT version, path FROM archives WHERE project = ?1 AND viewer = ?2
+         ORDER BY generation DESC, version DESC LIMIT -1 OFFSET ?3",
     )?;
     let old: Vec<(i64, String)> = stmt
         .query_map(params![pair.project(), pair.viewer(), keep as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -110,22 +119,26 @@ pub fn record(c: &Connection, a: &Stored<'_>, keep: usize, now_ms: i64) -> Db<Ve
     Ok(old.into_iter().map(|(_, p)| PathBuf::from(p)).collect())
 }
 
-/// (version, generation, checksum, size) of the pair's stored archives, newest first.
+/// (version, generation, checksum, size) of the pair's stored archives, newest first
+/// (by generation, then arrival).
 pub fn list(c: &Connection, pair: &Pair) -> Db<Vec<(i64, i64, String, i64)>> {
     let mut stmt = c.prepare_cached(
-        "SELECT version, generation, checksum, size FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY version DESC",
+        "SELECT version, generation, checksum, size FROM archives WHERE project = ?1 AND viewer = ?2
+         ORDER BY generation DESC, version DESC",
     )?;
     let rows = stmt.query_map(params![pair.project(), pair.viewer()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Keeps a viewer database for `generation` of `pair`, if that generation is still the pair's
-/// newest (a newer run's work must never be replaced by an older one's): the file is written
-/// durably first, then recorded and the oldest versions pruned in one transaction that checks
-/// the generation again. Used by `storeviewer` and by the sweep's salvage.
+/// Keeps a viewer database for `generation` of `pair`: the file is written durably first, then
+/// recorded and the oldest versions pruned in one transaction. Versions are ordered by
+/// generation, then by arrival, so a database of an older generation (a job that could store
+/// only after a newer run began) is kept as an older version and never becomes the one a
+/// launch restores over a newer run's work; refusing it lost it (issue 13). Used by
+/// `storeviewer` and by the sweep's salvage.
 pub async fn keep(m: &Monitor, pair: &Pair, generation: i64, checksum: &str, bytes: Vec<u8>) -> Result<(), RpcError> {
     let (p, c) = (pair.clone(), checksum.to_string());
-    m.store.read(move |conn| instances::current(conn, &p, generation).map(drop)).await?;
+    m.store.read(move |conn| of_pair(conn, &p, generation)).await?;
     let path = archive_path(&m.archive_dir, pair, generation, checksum);
     let size = bytes.len();
     let file = path.clone();
@@ -136,7 +149,7 @@ pub async fn keep(m: &Monitor, pair: &Pair, generation: i64, checksum: &str, byt
     let recorded = m
         .store
         .write(move |conn| {
-            instances::current(conn, &p, generation)?;
+            of_pair(conn, &p, generation)?;
             let stored = Stored { pair: &p, generation, checksum: &c, size, path: &path };
             record(conn, &stored, keep, now_ms())
         })

@@ -166,7 +166,7 @@ pub fn latest_per_pair(conn: &Connection) -> Db<Vec<Instance>> {
 /// every launch of the pair fail; the next older version is restored instead (issue 13).
 pub fn newest_archive(conn: &Connection, pair: &Pair) -> Db<Option<String>> {
     let mut stmt =
-        conn.prepare_cached("SELECT path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY version DESC")?;
+        conn.prepare_cached("SELECT path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY generation DESC, version DESC")?;
     let paths = stmt.query_map(params![pair.project(), pair.viewer()], |r| r.get::<_, String>(0))?;
     for path in paths {
         let path = path?;
@@ -329,6 +329,14 @@ pub fn set_address(conn: &Connection, generation: i64, address: Option<&str>, do
 /// must not outlive the job's first heartbeat).
 pub fn set_lease(conn: &Connection, generation: i64, until_ms: i64) -> Db<()> {
     conn.prepare_cached("UPDATE instances SET lease_until_ms = ?2 WHERE generation = ?1")?
+        .execute(params![generation, until_ms])?;
+    Ok(())
+}
+
+/// Extends a live instance's lease to `until_ms` unless it is already later (for renewals
+/// that were kept in memory while the store could not commit).
+pub fn extend_lease(conn: &Connection, generation: i64, until_ms: i64) -> Db<()> {
+    conn.prepare_cached(&format!("UPDATE instances SET lease_until_ms = max(lease_until_ms, ?2) WHERE generation = ?1 AND {LIVE}"))?
         .execute(params![generation, until_ms])?;
     Ok(())
 }

@@ -96,6 +96,7 @@ pub async fn run_with(
         starter: Default::default(),
         salvaging: Default::default(),
         stopping: Default::default(),
+        renewals: Default::default(),
         store,
         launcher,
         hypervisor,

@@ -41,6 +41,9 @@ pub struct Monitor {
     /// and left its domain unowned until the next start, issue 13); the next start's sweep
     /// finds the domain and salvages it from the beginning.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Lease renewals (generation → lease end, ms) of heartbeats that the store could not
+    /// commit; the reaper writes them before it looks for expired leases.
+    pub renewals: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
     pub store: Store,
     pub launcher: Arc<dyn Launcher>,
     pub hypervisor: Arc<dyn crate::hypervisor::Hypervisor>,

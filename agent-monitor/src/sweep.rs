@@ -8,7 +8,7 @@
 //!   if any, is then an orphan, below);
 //! - a domain with vrun's metadata and no live instance of its generation, for longer than
 //!   `orphan_grace` → salvaged: power button, wait for the guest to save, store the database
-//!   if the guest saved one and its generation is still the pair's newest, then destroy and
+//!   if the guest saved one (an older generation's as an older version), then destroy and
 //!   undefine it and remove its work directory;
 //! - domains without vrun's metadata, or owned by another agent-monitor (their metadata
 //!   names another id), are never touched.

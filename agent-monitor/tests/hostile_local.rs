@@ -363,6 +363,7 @@ fn a_failed_archive_write_leaves_no_temp_file() {
 fn job(generation: i64) -> vrun_proto::job::JobSpec {
     vrun_proto::job::JobSpec {
         execrunid: "vrun.race.CodeDX".into(),
+        monitor_id: "0123456789ab".into(),
         intent: "VRUN".into(),
         project: "race".into(),
         viewer: "CodeDX".into(),
@@ -426,4 +427,64 @@ fn a_cancel_that_cannot_read_proc_retries_until_the_job_is_gone() {
     assert!(pid_alive(pid), "the job is not taken for gone");
     limit("1024");
     eventually("the retried cancel stops the job", Duration::from_secs(10), || !pid_alive(pid));
+}
+
+#[test]
+fn a_late_store_of_an_older_generation_is_kept_as_an_older_version() {
+    let env = Env::new();
+    let d = env.start(&[]);
+    let c = d.client();
+    let p = pair("late", "CodeDX");
+    runtime().block_on(async {
+        let g1 = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        c.set_viewer_state(&end(&p, g1)).await.unwrap();
+        let g2 = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        c.store_viewer(&store(&p, g2, b"newer run")).await.unwrap();
+        // g1's job could store only now (agent-monitor was away, the disk was full).
+        c.store_viewer(&store(&p, g1, b"older run")).await.unwrap();
+        let err = c.store_viewer(&store(&p, g2 + 5, b"never ran")).await.unwrap_err();
+        assert_eq!(err.fault_code(), Some(FaultCode::UnknownInstance));
+        c.set_viewer_state(&end(&p, g2)).await.unwrap();
+        let g3 = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        let jobs = env.wait_launches(3, Duration::from_secs(10));
+        let spec = jobs.iter().map(|(_, f)| job_spec(f)).find(|s| s.generation == g3).unwrap();
+        assert_eq!(std::fs::read(spec.db_path.unwrap()).unwrap(), b"newer run", "the newer run's work is restored");
+    });
+    let kept = std::fs::read_dir(env.state_dir().join("archives/late/CodeDX")).unwrap().count();
+    assert_eq!(kept, 2, "both versions are kept");
+}
+
+#[test]
+fn a_full_disk_costs_no_lease() {
+    let env = Env::new();
+    let _disk = Tmpfs::mount(&env.state_dir(), "16m");
+    let d = env.start(&["--lease-secs", "3", "--heartbeat-secs", "1", "--start-grace-secs", "3", "--reap-every-ms", "200"]);
+    let c = d.client();
+    let p = pair("fulldisk", "CodeDX");
+    let rt = runtime();
+    let g = rt.block_on(c.launch_viewer(&LaunchViewer::new(p.clone()))).unwrap().generation;
+    // Fill the disk, then heartbeat until the store's writes fail (the WAL may hold a few).
+    let filler = env.state_dir().join("filler");
+    let _ = Command::new("dd").args(["if=/dev/zero", "bs=1M", "count=64"]).arg(format!("of={}", filler.display())).stderr(std::process::Stdio::null()).status();
+    let start = Instant::now();
+    rt.block_on(async {
+        let mut n = 0;
+        while !d.log().contains("lease renewed in memory") {
+            assert!(start.elapsed() < Duration::from_secs(30), "the store never failed:\n{}", d.log());
+            let beat = c.heartbeat(&p, g).await;
+            assert!(matches!(beat, Ok(true)), "heartbeat {n} on a full disk: {beat:?}");
+            n += 1;
+        }
+        // Past the lease on memory alone, then space returns.
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            assert!(matches!(c.heartbeat(&p, g).await, Ok(true)));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        std::fs::remove_file(&filler).unwrap();
+        assert!(matches!(c.heartbeat(&p, g).await, Ok(true)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rec = c.viewer_status(&p).await.unwrap();
+        assert_eq!(rec.state.as_str(), "launching", "the lease survived the full disk: {}", rec.reason);
+    });
 }

@@ -141,7 +141,8 @@ fn storeviewer_keeps_the_newest_versions_and_restores_the_newest() {
         c.set_viewer_state(&report(&p, g, ViewerState::Stopped, None)).await.unwrap();
         let g2 = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
         let stale = StoreViewer { pair: p.clone(), generation: g, viewerdb: vec![1], checksum: hex_sha256(&[1]) };
-        assert_eq!(c.store_viewer(&stale).await.unwrap_err().fault_code(), Some(FaultCode::StaleGeneration));
+        // A late store of the older generation is kept as an older version (hostile_local.rs).
+        c.store_viewer(&stale).await.unwrap();
         let jobs = env.wait_launches(2, Duration::from_secs(20));
         let spec = jobs.iter().map(|(_, f)| job_spec(f)).find(|s| s.generation == g2).unwrap();
         let restored = std::fs::read(spec.db_path.expect("db_path of the newest archive")).unwrap();
