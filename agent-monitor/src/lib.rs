@@ -21,7 +21,7 @@
 //!   [`auth`]: roles and credentials.
 //! - [`reaper`]: lease expiry. [`restore`]: start-up repair.
 //! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
-//!   [`events`] wakes it on libvirt lifecycle events. [`idle`]: idle and lifetime shutdown.
+//!   [`events`] wakes it on libvirt lifecycle events; [`unstored`]: databases jobs left. [`idle`]: idle and lifetime shutdown.
 //! - [`status`]: the `agent-monitor status` admin command.
 
 pub mod archives;
@@ -42,6 +42,7 @@ pub mod statedir;
 pub mod status;
 pub mod store;
 pub mod sweep;
+pub mod unstored;
 pub mod idle;
 
 use std::future::Future;
@@ -114,6 +115,7 @@ pub async fn run_with(
             limits: cfg.limits.clone(),
         },
         archive_dir: cfg.sub("archives"),
+        jobs_dir: cfg.sub("jobs"),
         archives_keep: cfg.archives_keep,
     });
     monitor.launcher.prepare_hosts(&cfg.platform);

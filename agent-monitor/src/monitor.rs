@@ -50,6 +50,8 @@ pub struct Monitor {
     pub defaults: JobDefaults,
     pub timing: Timing,
     pub archive_dir: std::path::PathBuf,
+    /// `<state>/jobs`: job files, and output disks jobs could not store ([`crate::unstored`]).
+    pub jobs_dir: std::path::PathBuf,
     pub archives_keep: usize,
 }
 

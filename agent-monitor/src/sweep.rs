@@ -49,6 +49,7 @@ pub async fn run(m: Arc<Monitor>, wake: Arc<tokio::sync::Notify>, mut shutdown: 
             _ = shutdown.changed() => return,
         }
         sweep_once(&m, &st).await;
+        crate::unstored::store_all(&m).await;
     }
 }
 

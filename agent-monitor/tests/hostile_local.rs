@@ -488,3 +488,25 @@ fn a_full_disk_costs_no_lease() {
         assert_eq!(rec.state.as_str(), "launching", "the lease survived the full disk: {}", rec.reason);
     });
 }
+
+#[test]
+fn the_sweep_stores_an_output_disk_its_job_could_not_store() {
+    let env = Env::new();
+    let d = env.start(&["--sweep-secs", "1"]);
+    let c = d.client();
+    let p = pair("unstored", "CodeDX");
+    let g = runtime().block_on(c.launch_viewer(&LaunchViewer::new(p.clone()))).unwrap().generation;
+    // What vruntask leaves when storeviewer kept failing: its output disk, beside the job file.
+    let jobs = env.state_dir().join("jobs");
+    let disk = jobs.join(format!("g{g}.unstored"));
+    std::fs::File::create(&disk).unwrap().set_len(64 * 1024).unwrap();
+    let sha = vrun_proto::outdisk::write_saved(&disk, b"triage work").unwrap();
+    std::fs::write(jobs.join("g999.unstored"), b"not a disk").unwrap();
+    let archive = env.state_dir().join(format!("archives/unstored/CodeDX/g{g}-{sha}.archive"));
+    eventually("the sweep stores the disk", Duration::from_secs(15), || archive.is_file());
+    assert_eq!(std::fs::read(&archive).unwrap(), b"triage work");
+    eventually("the disk is removed once stored", Duration::from_secs(5), || !jobs.join(format!("g{g}.unstored")).exists());
+    let rec = runtime().block_on(c.viewer_status(&p)).unwrap();
+    assert!(rec.history.iter().any(|t| t.reason.contains("which the job could not store, was stored by the sweep")), "{:#?}", rec.history);
+    assert!(jobs.join("g999.unstored").exists(), "a disk of an unknown generation is left for the admin");
+}

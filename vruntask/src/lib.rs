@@ -89,7 +89,7 @@ pub async fn run(job_file: &Path, opts: Options) -> Exit {
     };
     let pair = job.pair().expect("validated by jobfile::load");
     let rep = match report::Reporter::new(&job.agent_monitor_url, job.job_token.clone(), pair.clone(), job.generation) {
-        Ok(r) => Arc::new(r),
+        Ok(r) => Arc::new(r.with_unstored(job_file.with_extension("unstored"))),
         Err(e) => {
             eprintln!("vruntask: {e}");
             return Exit::BadJob;

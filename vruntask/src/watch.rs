@@ -200,7 +200,18 @@ impl Vm<'_> {
                 Ok(()) => tracing::info!(sha256 = %saved.sha256, bytes = saved.bytes.len(), "viewer database stored"),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot store the viewer database");
-                    failure.get_or_insert_with(|| format!("viewer database could not be stored: {e}"));
+                    // Not lost with the work directory: agent-monitor's sweep stores it later.
+                    let kept = match self.rep.keep_unstored(&self.out) {
+                        Ok(at) => {
+                            tracing::warn!(path = %at.display(), "output disk kept for agent-monitor's sweep to store");
+                            format!("; kept at {} for the sweep to store", at.display())
+                        }
+                        Err(ke) => {
+                            tracing::error!(error = %ke, "cannot keep the output disk; its database is lost");
+                            format!("; the output disk could not be kept: {ke}")
+                        }
+                    };
+                    failure.get_or_insert_with(|| format!("viewer database could not be stored: {e}{kept}"));
                 }
             },
             Ok(None) => {
