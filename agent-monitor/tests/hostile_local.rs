@@ -41,8 +41,8 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 }
 
 /// One raw call; the fault code of the answer (0 when it is not a fault).
-fn post(d: &Daemon, auth: &str, body: &[u8]) -> i32 {
-    let mut s = TcpStream::connect(addr(d)).unwrap();
+fn post(to: SocketAddr, auth: &str, body: &[u8]) -> i32 {
+    let mut s = TcpStream::connect(to).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let head = format!(
         "POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -156,10 +156,10 @@ fn only_storeviewer_may_send_a_large_body() {
         "agentMonitor.launchViewer",
         &format!("<param><value><struct><member><name>project</name><value>{big}</value></member></struct></value></param>"),
     );
-    assert_eq!(post(&d, &basic(&env, "launcher"), launch.as_bytes()), FaultCode::RequestTooLarge.code());
+    assert_eq!(post(addr(&d), &basic(&env, "launcher"), launch.as_bytes()), FaultCode::RequestTooLarge.code());
     // A comment cannot make another call look like storeviewer to the size check.
     let disguised = format!("<methodCall><!-- <methodName>agentMonitor.storeviewer</methodName> --><methodName>system.listMethods</methodName><params><param><value>{big}</value></param></params></methodCall>");
-    assert_eq!(post(&d, &basic(&env, "admin"), disguised.as_bytes()), FaultCode::RequestTooLarge.code());
+    assert_eq!(post(addr(&d), &basic(&env, "admin"), disguised.as_bytes()), FaultCode::RequestTooLarge.code());
     // A launcher may not store, so it is not read on either.
     let store = |db: &str| {
         call_xml(
@@ -171,12 +171,12 @@ fn only_storeviewer_may_send_a_large_body() {
         )
     };
     let db = "QUFB".repeat(50_000);
-    assert_eq!(post(&d, &basic(&env, "launcher"), store(&db).as_bytes()), FaultCode::RequestTooLarge.code());
+    assert_eq!(post(addr(&d), &basic(&env, "launcher"), store(&db).as_bytes()), FaultCode::RequestTooLarge.code());
     // The admin's large storeviewer is read and reaches the method (which refuses the checksum).
-    assert_eq!(post(&d, &basic(&env, "admin"), store(&db).as_bytes()), FaultCode::BadChecksum.code());
+    assert_eq!(post(addr(&d), &basic(&env, "admin"), store(&db).as_bytes()), FaultCode::BadChecksum.code());
     // Values are counted while parsing: an array of nothing is refused however small.
     let empties = call_xml("system.listMethods", &format!("<param><value><array><data>{}</data></array></value></param>", "<value/>".repeat(12_000)));
-    assert_eq!(post(&d, &basic(&env, "admin"), empties.as_bytes()), FaultCode::MalformedRequest.code());
+    assert_eq!(post(addr(&d), &basic(&env, "admin"), empties.as_bytes()), FaultCode::MalformedRequest.code());
 }
 
 #[test]
@@ -509,4 +509,57 @@ fn the_sweep_stores_an_output_disk_its_job_could_not_store() {
     let rec = runtime().block_on(c.viewer_status(&p)).unwrap();
     assert!(rec.history.iter().any(|t| t.reason.contains("which the job could not store, was stored by the sweep")), "{:#?}", rec.history);
     assert!(jobs.join("g999.unstored").exists(), "a disk of an unknown generation is left for the admin");
+}
+
+#[test]
+fn large_bodies_are_read_one_at_a_time_and_small_calls_pass_them() {
+    let env = Env::new();
+    let d = env.start(&["--max-call-bytes", "100000", "--max-large-requests", "1", "--body-timeout-secs", "3"]);
+    let body = call_xml(
+        "agentMonitor.storeviewer",
+        &format!("<param><value><struct><member><name>viewerdb</name><value><base64>{}</base64></value></member></struct></value></param>", "QUFB".repeat(50_000)),
+    );
+    // The first large body stops half-way and holds the only permit until its deadline.
+    let mut first = TcpStream::connect(addr(&d)).unwrap();
+    let head = format!("POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n", basic(&env, "admin"), body.len());
+    first.write_all(head.as_bytes()).unwrap();
+    first.write_all(&body.as_bytes()[..150_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let second = std::thread::spawn({
+        let (auth, body, to) = (basic(&env, "admin"), body.clone(), addr(&d));
+        move || {
+            let code = post(to, &auth, body.as_bytes());
+            (code, start.elapsed())
+        }
+    });
+    // A small call is not held up.
+    let t = Instant::now();
+    runtime().block_on(d.client().list_viewers()).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1), "a small call waited {:?}", t.elapsed());
+    let (code, waited) = second.join().unwrap();
+    assert_eq!(code, FaultCode::InvalidParams.code(), "read in full once the permit was free");
+    assert!(waited >= Duration::from_secs(2), "the second large body was read beside the first ({waited:?})");
+}
+
+#[test]
+fn accept_errors_back_off() {
+    let env = Env::new();
+    let d = env.start(&[]);
+    let daemon = d.child.id().to_string();
+    let limit = |soft: &str| assert!(Command::new("prlimit").args(["--pid", &daemon, &format!("--nofile={soft}:")]).status().unwrap().success());
+    limit("3");
+    let start = Instant::now();
+    let pending: Vec<_> = (0..5).map(|_| TcpStream::connect(addr(&d)).unwrap()).collect();
+    eventually("accept fails", Duration::from_secs(10), || d.log().contains("accept error; backing off"));
+    std::thread::sleep(Duration::from_secs(2));
+    // Logged at most once a second, however often accept fails.
+    let warnings = d.log().matches("accept error; backing off").count() as u64;
+    assert!(warnings <= start.elapsed().as_secs() + 1, "{warnings} accept warnings in {:?}", start.elapsed());
+    limit("1024");
+    drop(pending);
+    let rt = runtime();
+    // Within a backoff step or two (a call in the first moments may still meet a failure
+    // from the low limit, such as a reader connection that could not be opened).
+    eventually("serving again", Duration::from_secs(10), || rt.block_on(d.client().list_viewers()).is_ok());
 }
