@@ -14,8 +14,14 @@ use sha2::{Digest, Sha256};
 use vrun_proto::{FaultCode, Pair, RpcError};
 
 use crate::instances;
-use crate::monitor::Monitor;
-use crate::store::{now_ms, Db};
+use crate::store::{now_ms, Db, Store};
+
+/// Where archives are kept, and how many versions of each pair.
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    pub dir: PathBuf,
+    pub keep: usize,
+}
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -30,7 +36,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RpcError> {
     let io = |e: std::io::Error| RpcError::new(FaultCode::Internal, format!("cannot store archive: {e}"));
     let dir = path.parent().expect("archive path has a parent");
     create_dirs_durably(dir).map_err(io)?;
-    crate::launcher::write_private_atomic(path, bytes).map_err(|e| {
+    crate::private::write_private_atomic(path, bytes).map_err(|e| {
         // A failed write (a full disk) left its temp file behind: 237,568 bytes of a
         // database nobody will record (issue 13). write_private_atomic names it `<path>.tmp`.
         let _ = std::fs::remove_file(path.with_extension("tmp"));
@@ -135,19 +141,25 @@ pub fn list(c: &Connection, pair: &Pair) -> Db<Vec<(i64, i64, String, i64)>> {
 /// generation, then by arrival, so a database of an older generation (a job that could store
 /// only after a newer run began) is kept as an older version and never becomes the one a
 /// launch restores over a newer run's work; refusing it lost it (issue 13). Used by
-/// `storeviewer` and by the sweep's salvage.
-pub async fn keep(m: &Monitor, pair: &Pair, generation: i64, checksum: &str, bytes: Vec<u8>) -> Result<(), RpcError> {
+/// `storeviewer`, by the sweep's salvage and for output disks jobs could not store.
+pub async fn keep(
+    store: &Store,
+    settings: &ArchiveSettings,
+    pair: &Pair,
+    generation: i64,
+    checksum: &str,
+    bytes: Vec<u8>,
+) -> Result<(), RpcError> {
     let (p, c) = (pair.clone(), checksum.to_string());
-    m.store.read(move |conn| of_pair(conn, &p, generation)).await?;
-    let path = archive_path(&m.archive_dir, pair, generation, checksum);
+    store.read(move |conn| of_pair(conn, &p, generation)).await?;
+    let path = archive_path(&settings.dir, pair, generation, checksum);
     let size = bytes.len();
     let file = path.clone();
     tokio::task::spawn_blocking(move || write_file(&file, &bytes))
         .await
         .map_err(|e| RpcError::new(FaultCode::Internal, e.to_string()))??;
-    let (p, keep) = (pair.clone(), m.archives_keep);
-    let recorded = m
-        .store
+    let (p, keep) = (pair.clone(), settings.keep);
+    let recorded = store
         .write(move |conn| {
             of_pair(conn, &p, generation)?;
             let stored = Stored { pair: &p, generation, checksum: &c, size, path: &path };

@@ -20,6 +20,8 @@ use subtle::ConstantTimeEq;
 use vrun_proto::methods as m;
 use vrun_proto::{FaultCode, Pair, RpcError};
 
+use crate::private::{random_hex, write_private_atomic};
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -49,12 +51,6 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
-fn random_hex() -> std::io::Result<String> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(hex::encode(b))
-}
-
 /// Why the secrets cannot be used; the daemon refuses to start with this one line.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -74,8 +70,8 @@ fn load_or_create(path: &Path) -> Result<String, SecretError> {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let create = |source| SecretError::Create { path: path.to_path_buf(), source };
-            let s = random_hex().map_err(create)?;
-            crate::launcher::write_private_atomic(path, format!("{s}\n").as_bytes()).map_err(create)?;
+            let s = random_hex(32).map_err(create)?;
+            write_private_atomic(path, format!("{s}\n").as_bytes()).map_err(create)?;
             return Ok(s);
         }
         Err(source) => return Err(SecretError::Read { path: path.to_path_buf(), source }),

@@ -12,10 +12,10 @@ use std::time::Duration;
 use vrun_proto::ViewerState;
 
 use crate::instances::{self, Instance};
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::now_ms;
 
-pub async fn run(m: Arc<Monitor>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(m: Arc<Daemon>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let http = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
         Ok(c) => c,
         Err(e) => {
@@ -41,7 +41,7 @@ async fn last_activity(http: &reqwest::Client, inst: &Instance) -> Option<i64> {
     v["last_activity"].as_i64()
 }
 
-async fn check_all(m: &Arc<Monitor>, http: &reqwest::Client) {
+async fn check_all(m: &Arc<Daemon>, http: &reqwest::Client) {
     let Ok(live) = m.store.read(instances::all_live).await else { return };
     let now_s = now_ms() / 1000;
     for inst in live.into_iter().filter(|i| i.state == ViewerState::Ready && !i.address.is_empty()) {

@@ -9,21 +9,23 @@ use vrun_proto::job::{JobSpec, INTENT_VRUN};
 use vrun_proto::methods::{InstanceRecord, Transition};
 use vrun_proto::{Pair, RpcError, ViewerState};
 
-use crate::store::Db;
+use crate::private::random_hex;
+use crate::store::{pair_and_state, Db, LIVE};
 
 /// Something to do once the transaction that decided it has committed.
 #[derive(Debug, Clone)]
 pub enum Effect {
     /// Start the job of a freshly created instance (its description is built from the row
-    /// when the start comes up: see `Monitor::apply`).
+    /// when the start comes up: see `Daemon::apply`).
     StartJob(i64),
     /// Stop the job (and its VM) of a generation that lost its lock.
     CancelJob(i64),
 }
 
-/// Settings copied into every job description.
+/// What a job description is built from besides its instance row: the daemon's id and job
+/// settings, the URL the job reports to, and the secrets that mint its token.
 #[derive(Debug, Clone)]
-pub struct JobDefaults {
+pub struct JobContext {
     /// This daemon's id (see `statedir::monitor_id`), written into every job.
     pub monitor_id: String,
     pub platform: String,
@@ -35,6 +37,16 @@ pub struct JobDefaults {
     pub start_grace_ms: i64,
     /// Mints each job's token.
     pub secrets: std::sync::Arc<crate::auth::Secrets>,
+}
+
+/// What [`finish`] does about the job of the instance it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItsJob {
+    /// The daemon takes the lock away (lease, deadline, dead job): stop the job, if any, and
+    /// salvage the VM it leaves behind.
+    Cancel,
+    /// The job ended the instance itself, or there is no job to stop.
+    Leave,
 }
 
 #[derive(Debug, Clone)]
@@ -62,18 +74,6 @@ pub struct Instance {
 const COLUMNS: &str = "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
      user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
      relaunch_pending, relaunch_user";
-
-/// The condition under which an instance is live: it holds its pair's lock.
-pub const LIVE: &str = "state NOT IN ('stopped', 'failed')";
-
-/// The pair and state of a row whose columns begin `generation, project, viewer, state`
-/// (shared with the live map's narrower rows).
-pub fn pair_and_state(r: &Row<'_>) -> rusqlite::Result<(Pair, ViewerState)> {
-    let bad = |e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into());
-    let pair = Pair::new(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?).map_err(|e| bad(e.to_string()))?;
-    let state = r.get::<_, String>(3)?.parse().map_err(|e: vrun_proto::state::UnknownState| bad(e.to_string()))?;
-    Ok((pair, state))
-}
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let (pair, state) = pair_and_state(r)?;
@@ -204,23 +204,17 @@ pub struct LaunchParams {
     pub user: Option<String>,
 }
 
-fn random_hex(bytes: usize) -> Db<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
-    Ok(hex::encode(buf))
-}
-
 /// Creates a new live instance for a pair that has none, and the job that will run it.
 /// The unique index makes a second live instance impossible even if a caller forgot to check.
 pub fn create(
     conn: &Connection,
     pair: &Pair,
     p: &LaunchParams,
-    defaults: &JobDefaults,
+    ctx: &JobContext,
     now_ms: i64,
     reason: &str,
 ) -> Db<(Instance, Effect)> {
-    let apikey = random_hex(32)?;
+    let apikey = random_hex(32).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
     let urluuid = format!("proxy-{}", uuid::Uuid::new_v4());
     // An explicit version (an admin rolling back) wins; otherwise restore what the last run saved.
     let db_path = match &p.db_path {
@@ -243,7 +237,7 @@ pub fn create(
         apikey,
         urluuid,
         now_ms,
-        now_ms + defaults.start_grace_ms
+        now_ms + ctx.start_grace_ms
     ])?;
     let generation = conn.last_insert_rowid();
     record_history(conn, generation, "", ViewerState::Launching, reason, now_ms)?;
@@ -253,7 +247,7 @@ pub fn create(
     Ok((inst, start))
 }
 
-pub fn job_spec(inst: &Instance, d: &JobDefaults) -> JobSpec {
+pub fn job_spec(inst: &Instance, d: &JobContext) -> JobSpec {
     JobSpec {
         execrunid: inst.pair.execrunid(),
         intent: INTENT_VRUN.into(),
@@ -360,14 +354,14 @@ pub fn finish(
     inst: &mut Instance,
     to: ViewerState,
     reason: &str,
-    defaults: &JobDefaults,
+    ctx: &JobContext,
     now_ms: i64,
-    cancel_job: bool,
+    job: ItsJob,
 ) -> Db<Vec<Effect>> {
     debug_assert!(to.is_terminal());
     transition(conn, inst, to, reason, now_ms)?;
     let mut effects = Vec::new();
-    if cancel_job {
+    if job == ItsJob::Cancel {
         effects.push(Effect::CancelJob(inst.generation));
     }
     if inst.relaunch_pending {
@@ -378,7 +372,7 @@ pub fn finish(
             user: inst.relaunch_user.clone().or_else(|| inst.user.clone()),
         };
         let why = format!("launch requested while generation {} was stopping", inst.generation);
-        let (_, start) = create(conn, &inst.pair, &p, defaults, now_ms, &why)?;
+        let (_, start) = create(conn, &inst.pair, &p, ctx, now_ms, &why)?;
         effects.push(start);
     }
     Ok(effects)

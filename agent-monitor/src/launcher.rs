@@ -11,11 +11,10 @@
 //! with no PID-reuse races, and a second start of the same generation is impossible.
 //!
 //! Cost: jobs are spawned with `posix_spawn` (no `pre_exec`, so std need not `fork` the whole
-//! daemon for each job), in a process group of their own, and one reaper thread waits for all
+//! daemon for each job), in a process group of their own, and one waiter thread waits for all
 //! of them (a thread per job cost ~16 KB each and made every later spawn slower).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -89,25 +88,12 @@ impl ProcessLauncher {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename) with mode 0600.
-pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 impl Launcher for ProcessLauncher {
     fn start(&self, spec: &JobSpec, still_current: &dyn Fn() -> bool) -> Result<(), LaunchError> {
         let _shared = self.guard.read().unwrap_or_else(|p| p.into_inner());
         let job_file = self.job_file(spec.generation);
         let json = serde_json::to_vec_pretty(spec).expect("job spec serialises");
-        write_private_atomic(&job_file, &json).map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
+        crate::private::write_private_atomic(&job_file, &json).map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
         let lock_file = self.open_lock(spec.generation)
             .map_err(|source| LaunchError::JobFile { path: self.lock_file(spec.generation), source })?;
         let mut lock = fd_lock::RwLock::new(lock_file);
@@ -150,7 +136,7 @@ impl Launcher for ProcessLauncher {
         // lock, just close our descriptor when `lock` drops.
         std::mem::forget(held);
         tracing::info!(generation = spec.generation, pid = child.id(), job = %job_file.display(), "job started");
-        reaper::adopt(child);
+        child_waiter::adopt(child);
         Ok(())
     }
 
@@ -175,7 +161,7 @@ impl Launcher for ProcessLauncher {
         match spawned {
             Ok(child) => {
                 tracing::info!(pid = child.id(), "accelerator probe started in the background");
-                reaper::adopt(child);
+                child_waiter::adopt(child);
             }
             Err(e) => tracing::warn!(error = %e, "cannot start the accelerator probe; the first job probes"),
         }
@@ -287,45 +273,46 @@ fn set_cloexec(fd: i32, on: bool) -> std::io::Result<()> {
     if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
 }
 
-/// One thread reaps every job agent-monitor started, so none lingers as a zombie. Jobs are
-/// the daemon's only children, so waiting for any child is waiting for a job.
-mod reaper {
+/// One thread waits for (`waitpid`) every job agent-monitor started, so none lingers as a
+/// zombie. Jobs are the daemon's only children, so waiting for any child is waiting for a
+/// job. Not called a reaper: in agent-monitor that is lease expiry (`crate::reaper`).
+mod child_waiter {
     use std::sync::{Condvar, Mutex, OnceLock};
 
-    struct Reaper {
+    struct Waiter {
         running: Mutex<usize>,
         more: Condvar,
     }
 
-    fn reaper() -> &'static Reaper {
-        static R: OnceLock<Reaper> = OnceLock::new();
-        R.get_or_init(|| {
-            let _ = std::thread::Builder::new().name("job-reaper".into()).spawn(reap);
-            Reaper { running: Mutex::new(0), more: Condvar::new() }
+    fn waiter() -> &'static Waiter {
+        static W: OnceLock<Waiter> = OnceLock::new();
+        W.get_or_init(|| {
+            let _ = std::thread::Builder::new().name("job-waiter".into()).spawn(wait_all);
+            Waiter { running: Mutex::new(0), more: Condvar::new() }
         })
     }
 
-    /// Hands a started job to the reaper (its `Child` handle is not needed any more).
+    /// Hands a started job to the waiter (its `Child` handle is not needed any more).
     pub fn adopt(child: std::process::Child) {
         drop(child);
-        let r = reaper();
-        *r.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        r.more.notify_one();
+        let w = waiter();
+        *w.running.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        w.more.notify_one();
     }
 
-    fn reap() {
-        let r = reaper();
+    fn wait_all() {
+        let w = waiter();
         loop {
             {
-                let mut n = r.running.lock().unwrap_or_else(|p| p.into_inner());
+                let mut n = w.running.lock().unwrap_or_else(|p| p.into_inner());
                 while *n == 0 {
-                    n = r.more.wait(n).unwrap_or_else(|p| p.into_inner());
+                    n = w.more.wait(n).unwrap_or_else(|p| p.into_inner());
                 }
             }
             let mut status = 0;
             // SAFETY: waitpid for any child; jobs are the daemon's only children.
             let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-            let mut n = r.running.lock().unwrap_or_else(|p| p.into_inner());
+            let mut n = w.running.lock().unwrap_or_else(|p| p.into_inner());
             if pid > 0 {
                 *n = n.saturating_sub(1);
             } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {

@@ -12,32 +12,37 @@
 //!   the in-memory map of live instances the writer keeps for the hottest reads.
 //! - [`instances`]: the instance rows that are the locks; returns effects, never acts.
 //! - [`archives`]: stored viewer database versions.
-//! - [`launcher`]: the `Launcher` trait and the local process launcher.
+//! - [`launcher`]: the `Launcher` trait and the local process launcher. [`private`]: random
+//!   tokens and the 0600 files that hold them.
 //! - [`hypervisor`]: the `Hypervisor` inventory trait and its libvirt implementation.
-//! - [`monitor`]: shared state; carries out effects after commits.
+//! - [`daemon`]: the state every handler shares; carries out effects after commits.
 //! - [`cmd`]: one file per XML-RPC method.
 //! - [`edge`]: connections: deadlines, caps, accept back-off, shutdown deadline.
 //! - [`rpc`]: the HTTP endpoint and its edge checks (XML-RPC text via `vrun_proto::wire`).
 //!   [`auth`]: roles and credentials.
-//! - [`reaper`]: lease expiry. [`restore`]: start-up repair.
+//! - [`reaper`]: lease expiry. [`startup`]: start-up repair.
 //! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
-//!   [`events`] wakes it on libvirt lifecycle events; [`unstored`]: databases jobs left. [`idle`]: idle and lifetime shutdown.
+//!   [`events`] wakes it on libvirt lifecycle events. [`salvage`]: powering off, keeping
+//!   and removing a domain no live instance holds; [`unstored`]: databases jobs could not
+//!   store. [`idle`]: idle and lifetime shutdown.
 //! - [`status`]: the `agent-monitor status` admin command.
 
 pub mod archives;
 pub mod auth;
 pub mod cmd;
 pub mod config;
+pub mod daemon;
 pub mod edge;
 pub mod events;
 pub mod hypervisor;
 pub mod instances;
 pub mod launcher;
 pub mod modes;
-pub mod monitor;
+pub mod private;
 pub mod reaper;
-pub mod restore;
 pub mod rpc;
+pub mod salvage;
+pub mod startup;
 pub mod statedir;
 pub mod status;
 pub mod store;
@@ -50,11 +55,13 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::archives::ArchiveSettings;
 use crate::config::Resolved;
-use crate::instances::JobDefaults;
+use crate::instances::JobContext;
 use crate::hypervisor::Hypervisor;
 use crate::launcher::{Launcher, ProcessLauncher};
-use crate::monitor::{Monitor, Timing};
+use crate::daemon::{Daemon, Timing};
+use crate::salvage::Salvage;
 
 /// Runs the daemon on `listener` until `shutdown` completes. The caller holds the state
 /// directory lock (see [`statedir::lock`]).
@@ -83,7 +90,7 @@ pub async fn run_with(
     let store = store::Store::open(&cfg.db_path())?;
     let secrets = Arc::new(auth::Secrets::load_or_create(&cfg.state_dir)?);
     let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
-    let defaults = JobDefaults {
+    let job_ctx = JobContext {
         monitor_id: monitor_id.clone(),
         platform: cfg.platform.clone(),
         memory_mib: cfg.memory_mib,
@@ -93,15 +100,16 @@ pub async fn run_with(
         start_grace_ms: cfg.start_grace.as_millis() as i64,
         secrets: Arc::clone(&secrets),
     };
-    let monitor = Arc::new(Monitor {
+    let archives = ArchiveSettings { dir: cfg.sub("archives"), keep: cfg.archives_keep };
+    let salvage =
+        Salvage::new(store.clone(), Arc::clone(&hypervisor), archives.clone(), cfg.salvage_timeout, monitor_id.clone());
+    let daemon = Arc::new(Daemon {
         starter: Default::default(),
-        salvaging: Default::default(),
-        stopping: Default::default(),
         renewals: Default::default(),
         store,
         launcher,
         hypervisor,
-        defaults,
+        job_ctx,
         timing: Timing {
             lease: cfg.lease,
             reap_every: cfg.reap_every,
@@ -109,43 +117,42 @@ pub async fn run_with(
             push_timeout: std::time::Duration::from_secs(600),
             sweep_every: cfg.sweep_every,
             orphan_grace: cfg.orphan_grace,
-            salvage_timeout: cfg.salvage_timeout,
             launch_deadline: cfg.launch_deadline,
             stop_deadline: cfg.stop_deadline,
             limits: cfg.limits.clone(),
         },
-        archive_dir: cfg.sub("archives"),
+        archives,
+        salvage,
         jobs_dir: cfg.sub("jobs"),
-        archives_keep: cfg.archives_keep,
     });
-    monitor.launcher.prepare_hosts(&cfg.platform);
-    restore::renew_leases(&monitor).await?;
-    let restorer = {
-        let m = Arc::clone(&monitor);
+    daemon.launcher.prepare_hosts(&cfg.platform);
+    startup::renew_leases(&daemon).await?;
+    let repairer = {
+        let m = Arc::clone(&daemon);
         tokio::spawn(async move {
-            if let Err(e) = restore::restore(&m).await {
+            if let Err(e) = startup::repair(&m).await {
                 tracing::error!(error = %e, "start-up repair failed; the sweep will retry what it can");
             }
         })
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reaper = tokio::spawn(reaper::run(Arc::clone(&monitor), stop_rx.clone()));
+    let reaper = tokio::spawn(reaper::run(Arc::clone(&daemon), stop_rx.clone()));
     let wake = Arc::new(tokio::sync::Notify::new());
     if cfg.libvirt_uri != "none" {
         events::spawn(cfg.libvirt_uri.clone(), Arc::clone(&wake));
     }
-    let sweeper = tokio::spawn(sweep::run(Arc::clone(&monitor), wake, stop_rx.clone()));
-    let idler = tokio::spawn(idle::run(Arc::clone(&monitor), stop_rx));
-    let app = rpc::router(cmd::Methods::new(Arc::clone(&monitor)), secrets, cfg.body.clone());
+    let sweeper = tokio::spawn(sweep::run(Arc::clone(&daemon), wake, stop_rx.clone()));
+    let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx));
+    let app = rpc::router(cmd::Methods::new(Arc::clone(&daemon)), secrets, cfg.body.clone());
     tracing::info!(%addr, state_dir = %cfg.state_dir.display(), %monitor_id, "agent-monitor serving XML-RPC at /RPC2");
     edge::serve(listener, app, cfg.edge.clone(), shutdown).await;
-    monitor.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    daemon.salvage.stop();
     let _ = stop_tx.send(true);
     // Each of these ends at its next await once told to; start-up repair may be long, and
     // whatever it has not done is done again at the next start.
     let grace = cfg.edge.shutdown_grace;
-    for task in [restorer, reaper, sweeper, idler] {
+    for task in [repairer, reaper, sweeper, idler] {
         if tokio::time::timeout(grace, task).await.is_err() {
             tracing::warn!("a background task did not stop within the shutdown deadline; the next start redoes its work");
         }

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use vrun_proto::ViewerState;
 
-use crate::instances;
-use crate::monitor::Monitor;
+use crate::instances::{self, ItsJob};
+use crate::daemon::Daemon;
 use crate::store::now_ms;
 
 /// Fails every live instance whose lease ran out, cancels its job, and frees its pair.
-pub async fn reap_once(m: &Arc<Monitor>) {
-    let defaults = m.defaults.clone();
+pub async fn reap_once(m: &Arc<Daemon>) {
+    let ctx = m.job_ctx.clone();
     let renewals: Vec<(i64, i64)> = m.renewals.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(g, u)| (*g, *u)).collect();
     let written = renewals.clone();
     let result = m
@@ -31,7 +31,7 @@ pub async fn reap_once(m: &Arc<Monitor>) {
                     inst.generation, inst.state, late
                 );
                 tracing::warn!(pair = %inst.pair, generation = inst.generation, %reason, "reaping");
-                effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &defaults, now, true)?);
+                effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, ItsJob::Cancel)?);
             }
             Ok(effects)
         })
@@ -51,7 +51,7 @@ pub async fn reap_once(m: &Arc<Monitor>) {
     }
 }
 
-pub async fn run(m: Arc<Monitor>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(m: Arc<Daemon>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(m.timing.reap_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -9,7 +9,7 @@
 //! - a domain with vrun's metadata and no live instance of its generation, for longer than
 //!   `orphan_grace` → salvaged: power button, wait for the guest to save, store the database
 //!   if the guest saved one (an older generation's as an older version), then destroy and
-//!   undefine it and remove its work directory;
+//!   undefine it and remove its work directory (see [`crate::salvage`]);
 //! - domains without vrun's metadata, or owned by another agent-monitor (their metadata
 //!   names another id), are never touched.
 //!
@@ -19,13 +19,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vrun_proto::{FaultCode, ViewerState};
+use vrun_proto::ViewerState;
 
-use crate::archives;
 use crate::hypervisor::VrunDomain;
-use crate::instances;
+use crate::instances::{self, ItsJob};
 use crate::launcher::JobProbe;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::now_ms;
 
 /// What the sweeper remembers between sweeps.
@@ -35,7 +34,7 @@ pub struct SweepState {
     orphans: Mutex<HashMap<String, Instant>>,
 }
 
-pub async fn run(m: Arc<Monitor>, wake: Arc<tokio::sync::Notify>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(m: Arc<Daemon>, wake: Arc<tokio::sync::Notify>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let st = Arc::new(SweepState::default());
     let mut tick = tokio::time::interval(m.timing.sweep_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -53,7 +52,7 @@ pub async fn run(m: Arc<Monitor>, wake: Arc<tokio::sync::Notify>, mut shutdown: 
     }
 }
 
-fn deadline_reason(inst: &instances::Instance, t: &crate::monitor::Timing, now: i64) -> Option<String> {
+fn deadline_reason(inst: &instances::Instance, t: &crate::daemon::Timing, now: i64) -> Option<String> {
     let since = |ms: i64| Duration::from_millis((now - ms).max(0) as u64);
     match inst.state {
         ViewerState::Launching | ViewerState::Booting if since(inst.created_ms) > t.launch_deadline => Some(format!(
@@ -68,7 +67,7 @@ fn deadline_reason(inst: &instances::Instance, t: &crate::monitor::Timing, now: 
     }
 }
 
-pub async fn sweep_once(m: &Arc<Monitor>, st: &Arc<SweepState>) {
+pub async fn sweep_once(m: &Arc<Daemon>, st: &Arc<SweepState>) {
     let Ok(live) = m.store.read(instances::all_live).await else { return };
     let now = now_ms();
     let launcher = Arc::clone(&m.launcher);
@@ -83,12 +82,12 @@ pub async fn sweep_once(m: &Arc<Monitor>, st: &Arc<SweepState>) {
     for (inst, probe) in probes {
         if let Some(why) = deadline_reason(&inst, &m.timing, now) {
             tracing::warn!(pair = %inst.pair, generation = inst.generation, reason = %why, "sweep: failing instance");
-            m.fail_generation(inst.generation, format!("sweep: {why}"), true).await;
+            m.fail_generation(inst.generation, format!("sweep: {why}"), ItsJob::Cancel).await;
         } else if inst.job_started_ms.is_some() && probe == JobProbe::NotRunning {
             let why = "its job exited without reporting a final state";
             tracing::warn!(pair = %inst.pair, generation = inst.generation, reason = why, "sweep: failing instance");
             // "Cancelling" a dead job only salvages the VM it left behind.
-            m.fail_generation(inst.generation, format!("sweep: {why}"), true).await;
+            m.fail_generation(inst.generation, format!("sweep: {why}"), ItsJob::Cancel).await;
         }
     }
 
@@ -101,7 +100,7 @@ pub async fn sweep_once(m: &Arc<Monitor>, st: &Arc<SweepState>) {
     let live_gens: HashSet<i64> = live_now.iter().map(|i| i.generation).collect();
     // Another agent-monitor's domains are never ours to judge: its generations are numbered
     // from 1 too, and "no live instance here" says nothing about its own database.
-    let me = m.defaults.monitor_id.as_str();
+    let me = m.job_ctx.monitor_id.as_str();
     let orphans: Vec<VrunDomain> =
         domains.into_iter().filter(|d| d.owned_by(me) && !live_gens.contains(&d.generation)).collect();
     let due: Vec<VrunDomain> = {
@@ -115,110 +114,8 @@ pub async fn sweep_once(m: &Arc<Monitor>, st: &Arc<SweepState>) {
     for d in due {
         let (m, st) = (Arc::clone(m), Arc::clone(st));
         tokio::spawn(async move {
-            salvage_once(&m, &d).await;
+            m.salvage.domain(&d).await;
             st.orphans.lock().unwrap_or_else(|p| p.into_inner()).remove(&d.name);
         });
-    }
-}
-
-/// Salvages the domains of a generation that just lost its pair (its lease ran out, its job
-/// died), without waiting for the orphan grace: nothing will ever claim them.
-pub async fn salvage_generation(m: &Arc<Monitor>, generation: i64) {
-    let hv = Arc::clone(&m.hypervisor);
-    let domains = match tokio::task::spawn_blocking(move || hv.inventory()).await {
-        Ok(Ok(d)) => d,
-        _ => {
-            tracing::warn!(generation, "cannot list domains; the sweep will find this generation's VM later");
-            return;
-        }
-    };
-    let me = m.defaults.monitor_id.as_str();
-    for d in domains.into_iter().filter(|d| d.generation == generation && d.owned_by(me)) {
-        salvage_once(m, &d).await;
-    }
-}
-
-/// [`salvage`], unless another path is already salvaging the same domain.
-async fn salvage_once(m: &Arc<Monitor>, d: &VrunDomain) {
-    if m.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-        tracing::info!(domain = %d.name, "shutting down: not salvaging; the next start's sweep will");
-        return;
-    }
-    if !m.salvaging.lock().unwrap_or_else(|p| p.into_inner()).insert(d.name.clone()) {
-        return;
-    }
-    salvage(m, d).await;
-    m.salvaging.lock().unwrap_or_else(|p| p.into_inner()).remove(&d.name);
-}
-
-/// Power button, wait, keep what the guest saved, then remove the domain and its files.
-async fn salvage(m: &Arc<Monitor>, d: &VrunDomain) {
-    tracing::warn!(domain = %d.name, generation = d.generation, "sweep: domain has no live instance; salvaging and removing it");
-    let hv = Arc::clone(&m.hypervisor);
-    let (name, wait) = (d.name.clone(), m.timing.salvage_timeout);
-    let disk = tokio::task::spawn_blocking(move || {
-        if hv.is_running(&name) == Some(true) {
-            let _ = hv.shutdown(&name);
-            let end = Instant::now() + wait;
-            while hv.is_running(&name) == Some(true) && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-        hv.output_disk(&name)
-    })
-    .await
-    .ok()
-    .flatten();
-
-    let mut note = String::from("domain had no live instance; removed by the sweep");
-    if let Some(disk) = &disk {
-        match vrun_proto::outdisk::read_saved(disk) {
-            Ok(Some(saved)) => note = keep_salvaged(m, d, saved).await,
-            Ok(None) => note.push_str(" (its guest saved no database)"),
-            Err(e) => note.push_str(&format!(" (its saved database is corrupt and was not kept: {e})")),
-        }
-    }
-    let hv = Arc::clone(&m.hypervisor);
-    let name = d.name.clone();
-    match tokio::task::spawn_blocking(move || hv.remove(&name)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(domain = %d.name, error = %e, "sweep: cannot remove domain");
-            return;
-        }
-        Err(_) => return,
-    }
-    // The work directory is named after the domain; remove it only if that holds.
-    if let Some(dir) = disk.as_ref().and_then(|p| p.parent()) {
-        if dir.file_name().and_then(|n| n.to_str()) == Some(d.name.as_str()) {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-    tracing::warn!(domain = %d.name, generation = d.generation, %note, "sweep: domain removed");
-    let generation = d.generation;
-    let _ = m
-        .store
-        .write(move |c| {
-            if let Some(inst) = instances::by_generation(c, generation)? {
-                instances::note(c, &inst, &note, now_ms())?;
-            }
-            Ok(())
-        })
-        .await;
-}
-
-/// Stores a salvaged database when its generation is still the pair's newest (an older one
-/// would replace newer work as "the newest version").
-async fn keep_salvaged(m: &Arc<Monitor>, d: &VrunDomain, saved: vrun_proto::outdisk::Saved) -> String {
-    let size = saved.bytes.len();
-    match archives::keep(m, &d.pair, d.generation, &saved.sha256, saved.bytes).await {
-        Ok(()) => format!(
-            "domain had no live instance; its database ({size} bytes, sha256 {}) was salvaged; removed by the sweep",
-            saved.sha256
-        ),
-        Err(e) if matches!(e.code, FaultCode::StaleGeneration | FaultCode::UnknownInstance) => {
-            "domain had no live instance; removed by the sweep (its database is older than the pair's newest run and was not kept)".into()
-        }
-        Err(e) => format!("domain had no live instance; its database could not be kept: {e}"),
     }
 }

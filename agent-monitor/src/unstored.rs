@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::archives;
 use crate::instances;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::now_ms;
 
 /// `(generation, path)` of every unstored disk in `jobs_dir`.
@@ -29,7 +29,7 @@ fn found(jobs_dir: &Path) -> Vec<(i64, PathBuf)> {
 }
 
 /// Stores every unstored disk it can; what fails stays for the next sweep.
-pub async fn store_all(m: &Arc<Monitor>) {
+pub async fn store_all(m: &Arc<Daemon>) {
     for (generation, path) in found(&m.jobs_dir) {
         let Ok(Some(inst)) = m.store.read(move |c| instances::by_generation(c, generation)).await else {
             tracing::warn!(generation, path = %path.display(), "unstored output disk of an unknown generation; left for the admin");
@@ -52,7 +52,7 @@ pub async fn store_all(m: &Arc<Monitor>) {
             Err(_) => continue,
         };
         let (size, sha) = (saved.bytes.len(), saved.sha256.clone());
-        match archives::keep(m, &inst.pair, generation, &saved.sha256, saved.bytes).await {
+        match archives::keep(&m.store, &m.archives, &inst.pair, generation, &saved.sha256, saved.bytes).await {
             Ok(()) => {
                 if let Err(e) = std::fs::remove_file(&path) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot remove a stored output disk");

@@ -13,6 +13,19 @@ pub const EXIT_USAGE: u8 = 2;
 /// A viewer is being launched; ask again later (only without `--wait`).
 pub const EXIT_LAUNCHING: u8 = 3;
 
+/// How the one line is written: `READY <url>` and friends, or one JSON object (`--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl Format {
+    pub fn json_if(json: bool) -> Format {
+        if json { Format::Json } else { Format::Text }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Ready { url: String },
@@ -40,8 +53,8 @@ impl Outcome {
     }
 
     /// The stdout line, without its newline.
-    pub fn render(&self, json: bool) -> String {
-        if json {
+    pub fn render(&self, format: Format) -> String {
+        if format == Format::Json {
             let v = match self {
                 Outcome::Ready { url } => serde_json::json!({ "status": "ready", "url": url }),
                 Outcome::Launching { state, generation } => {
@@ -73,11 +86,11 @@ mod tests {
     #[test]
     fn text_and_json_renderings() {
         let r = Outcome::Ready { url: "http://h:1/proxy-x/projects/2".into() };
-        assert_eq!(r.render(false), "READY http://h:1/proxy-x/projects/2");
+        assert_eq!(r.render(Format::Text), "READY http://h:1/proxy-x/projects/2");
         assert_eq!(r.exit_code(), 0);
         let l = Outcome::Launching { state: "booting".into(), generation: 4 };
-        assert_eq!(l.render(false), "LAUNCHING booting");
-        let v: serde_json::Value = serde_json::from_str(&l.render(true)).unwrap();
+        assert_eq!(l.render(Format::Text), "LAUNCHING booting");
+        let v: serde_json::Value = serde_json::from_str(&l.render(Format::Json)).unwrap();
         assert_eq!(v, serde_json::json!({"status": "launching", "state": "booting", "generation": 4}));
         assert_eq!(l.exit_code(), 3);
     }
@@ -85,9 +98,9 @@ mod tests {
     #[test]
     fn errors_are_one_line() {
         let e = Outcome::error("first\n  second\r\n\nthird\tx");
-        assert_eq!(e.render(false), "ERROR first; second; third x");
+        assert_eq!(e.render(Format::Text), "ERROR first; second; third x");
         assert_eq!(Outcome::usage("x").exit_code(), 2);
-        let v: serde_json::Value = serde_json::from_str(&e.render(true)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&e.render(Format::Json)).unwrap();
         assert_eq!(v["status"], "error");
     }
 }

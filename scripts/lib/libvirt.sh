@@ -42,7 +42,7 @@ vrun_start_libvirt() {
       pid=""
       for _ in $(seq 1 50); do pid=$(vrun_daemon_pid "$d") && break; sleep 0.1; done
       [ -n "$pid" ] || { vrun_say "$d did not start (no /run/$d.pid)"; return 1; }
-      vrun_started_pids+=("$pid")
+      vrun_started_pids+=("$d:$pid")
     fi
   done
   local i
@@ -55,11 +55,14 @@ vrun_start_libvirt() {
 }
 
 # Stops what vrun_start_libvirt started (libvirtd first: it logs through virtlogd), by PID,
-# waiting up to 10 s for each.
+# waiting up to 10 s for each. A daemon of ours that was restarted meanwhile (a test
+# restarts libvirtd) is stopped by the PID its pidfile names now.
 vrun_stop_libvirt() {
-  local i pid
+  local i name pid
   for ((i = ${#vrun_started_pids[@]} - 1; i >= 0; i--)); do
-    pid=${vrun_started_pids[$i]}
+    name=${vrun_started_pids[$i]%%:*}
+    pid=${vrun_started_pids[$i]#*:}
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] || pid=$(vrun_daemon_pid "$name") || continue
     kill -TERM "$pid" 2>/dev/null || continue
     for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
   done

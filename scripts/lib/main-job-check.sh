@@ -32,7 +32,8 @@ s1=$(status_json)
 domain=$(field domain <<<"$s1")
 id=$(field monitor_id <<<"$s1")
 [ "$(field state <<<"$s1")" = ready ] || fail "viewer not ready after the cold View: $s1"
-virsh -c qemu:///system domstate "$domain" 2>/dev/null | grep -q running || fail "domain $domain is not running"
+dstate=$(virsh -c qemu:///system domstate "$domain" 2>&1) || true
+[ "$dstate" = running ] || fail "domain $domain is not running: $dstate"
 
 warm=$(scripts/view) || fail "warm scripts/view exited non-zero"
 [ "$warm" = "$cold" ] || fail "warm View answered $warm, the cold one $cold"
@@ -50,8 +51,16 @@ PY
 )
 [ "$s3" = stopped ] || fail "the viewer ended $s3, not stopped"
 ls "$state"/archives/demo/CodeDX/*.archive >/dev/null 2>&1 || fail "no viewer database was stored at the stop"
-left=$(virsh -c qemu:///system list --all --name | grep -F "vrun-$id-" || true)
+# --stop also stopped the libvirtd it started: ask a fresh one (it reads every definition and
+# reconnects to every running QEMU), then stop that one again.
+source scripts/lib/libvirt.sh
+vrun_start_libvirt
+names=$(virsh -c qemu:///system list --all --name) || fail "libvirt does not answer"
+vrun_stop_libvirt
+left=$(grep -F "vrun-$id-" <<<"$names" || true)
 [ -z "$left" ] || fail "domains remain: $left"
+qemus=$(pgrep -af -- "vrun-$id-" || true)
+[ -z "$qemus" ] || fail "QEMU processes remain: $qemus"
 [ -z "$(ls -A "$VRUN_VIEW_VAR/work")" ] || fail "work directories remain: $(ls "$VRUN_VIEW_VAR/work")"
 procs=$(pgrep -af -- "$VRUN_VIEW_VAR" || true)
 [ -z "$procs" ] || fail "processes remain: $procs"

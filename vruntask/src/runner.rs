@@ -35,7 +35,7 @@ pub async fn run(job: JobSpec, pair: Pair, opts: &Options, hv: Hv, rep: Arc<Repo
         Ok(w) => Arc::new(w),
         Err(e) => {
             let start = Start { job: &job, pair: &pair, name: &name, opts, hv: &hv, rep: &rep };
-            return start.end_early(Early::Failure(format!("cannot create work directory: {e}")), None).await;
+            return start.end_early(Early::Failure(format!("cannot create work directory: {e}")), Domain::Never).await;
         }
     };
     let start = Start { job: &job, pair: &pair, name: &name, opts, hv: &hv, rep: &rep };
@@ -60,6 +60,14 @@ impl From<StopReason> for Early {
     }
 }
 
+/// Whether an early end may have left a domain to remove.
+enum Domain {
+    /// It ended before `define`.
+    Never,
+    /// `define` or `start` was called; the call may still be running.
+    Maybe(Option<Pending<()>>),
+}
+
 /// What the start phase works with.
 struct Start<'a> {
     job: &'a JobSpec,
@@ -78,11 +86,11 @@ impl Start<'_> {
             if !p.is_file() {
                 // Starting empty would silently drop the users' triage work.
                 let why = format!("viewer database to restore is missing: {}", p.display());
-                return self.end_early(Early::Failure(why), None).await;
+                return self.end_early(Early::Failure(why), Domain::Never).await;
             }
         }
         if job.users.is_empty() {
-            return self.end_early(Early::Failure("the job names no authorised users for the viewer".into()), None).await;
+            return self.end_early(Early::Failure("the job names no authorised users for the viewer".into()), Domain::Never).await;
         }
         let run = RunConfig {
             project: job.project.clone(),
@@ -102,14 +110,14 @@ impl Start<'_> {
             .await
         };
         if let Err(e) = built {
-            return self.end_early(Early::Failure(format!("cannot build the VM's disks: {e}")), None).await;
+            return self.end_early(Early::Failure(format!("cannot build the VM's disks: {e}")), Domain::Never).await;
         }
         tracing::info!("disks built");
         let boot = {
             let (platform, work) = (PathBuf::from(&job.platform), Arc::clone(work));
             match blocking(move || boot_of(&platform, &work)).await {
                 Ok(b) => b,
-                Err(e) => return self.end_early(Early::Failure(e), None).await,
+                Err(e) => return self.end_early(Early::Failure(e), Domain::Never).await,
             }
         };
         let accel = {
@@ -123,7 +131,7 @@ impl Start<'_> {
         let net = match &opts.network {
             NetMode::Loopback => match free_loopback_port() {
                 Ok(p) => Net::Loopback { host_port: p, guest_port: opts.guest_port },
-                Err(e) => return self.end_early(Early::Failure(format!("no free loopback port: {e}")), None).await,
+                Err(e) => return self.end_early(Early::Failure(format!("no free loopback port: {e}")), Domain::Never).await,
             },
             NetMode::Bridge(network) => Net::Bridge { network: network.clone() },
         };
@@ -142,21 +150,22 @@ impl Start<'_> {
             net: net.clone(),
         };
         if let Some(r) = stop.get() {
-            return self.end_early(r.into(), None).await;
+            return self.end_early(r.into(), Domain::Never).await;
         }
 
         // Domain. A leftover of this very name (an earlier attempt at this generation of
         // this agent-monitor: the name carries its id) goes first.
-        if let Err(e) = self.remove_domain().await {
-            return self.end_early(Early::Failure(e.to_string()), None).await;
+        let n = self.name.to_string();
+        if let Err(e) = self.hv.call("domain undefine", move |h| h.undefine(&n)).await {
+            return self.end_early(Early::Failure(format!("cannot start the VM: {e}")), Domain::Never).await;
         }
         let xml = spec.to_xml();
-        if let Err(early) = self.call_or_stop("domain define", move |h| h.define(&xml).map(drop), &mut stop).await {
-            return self.end_early(early.0, early.1).await;
+        if let Err((how, pending)) = self.call_or_stop("domain define", move |h| h.define(&xml).map(drop), &mut stop).await {
+            return self.end_early(how, Domain::Maybe(pending)).await;
         }
         let n = self.name.to_string();
-        if let Err(early) = self.call_or_stop("domain start", move |h| h.start(&n), &mut stop).await {
-            return self.end_early(early.0, early.1).await;
+        if let Err((how, pending)) = self.call_or_stop("domain start", move |h| h.start(&n), &mut stop).await {
+            return self.end_early(how, Domain::Maybe(pending)).await;
         }
         tracing::info!(domain = self.name, ?accel, "VM started");
         let booting = self.rep.state(ViewerState::Booting, None, Some(self.name.to_string()), Some("VM started".into()));
@@ -169,9 +178,9 @@ impl Start<'_> {
 
     /// Ends a run whose VM never served anyone: the reason is reported at once (a user
     /// waiting on the click sees it), then whatever libvirt holds of the domain is removed —
-    /// after `pending`, a call that outlived its deadline, has finished, since it may still
-    /// define or start the domain once libvirt answers.
-    async fn end_early(&self, how: Early, pending: Option<Pending<()>>) -> Exit {
+    /// after a call that outlived its deadline has finished, since it may still define or
+    /// start the domain once libvirt answers.
+    async fn end_early(&self, how: Early, domain: Domain) -> Exit {
         let (state, reason, exit) = match how {
             Early::Failure(r) => (ViewerState::Failed, r, Exit::Failed),
             Early::Stopped(r) => (ViewerState::Stopped, r, Exit::Stopped),
@@ -184,9 +193,15 @@ impl Start<'_> {
         if let Err(e) = self.rep.state(state, None, None, Some(reason)).await {
             tracing::warn!(error = %e, "final state not recorded");
         }
+        let pending = match domain {
+            Domain::Never => return exit,
+            Domain::Maybe(pending) => pending,
+        };
         if let Some(p) = pending {
             tracing::warn!("waiting for libvirt to answer before removing the domain");
-            if let Err(e) = self.hv.wait("the call that timed out", p, self.opts.cleanup_patience).await {
+            // Answered either way, the call is over and the domain can be removed; still
+            // silent, removing would only queue behind it.
+            if let Err(e @ CallError::Timeout { .. }) = self.hv.wait("the call that timed out", p, self.opts.cleanup_patience).await {
                 tracing::error!(error = %e, domain = self.name, "libvirt still does not answer; agent-monitor's sweep removes the domain if it appears");
                 return exit;
             }

@@ -8,10 +8,10 @@ use vrun_proto::methods::PairRef;
 use vrun_proto::{FaultCode, RpcError, ViewerState};
 
 use crate::instances;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::now_ms;
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = PairRef::from_params(&params)?;
     m.store
         .write(move |c| match instances::live(c, &req.pair)? {

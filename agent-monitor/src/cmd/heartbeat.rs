@@ -7,10 +7,10 @@ use vrun_proto::methods::{heartbeat_reply, GenerationRef};
 use vrun_proto::{FaultCode, RpcError, ViewerState};
 
 use crate::instances;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::now_ms;
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = GenerationRef::from_params(&params)?;
     let lease_ms = m.timing.lease.as_millis() as i64;
     let asked = req.clone();

@@ -7,13 +7,13 @@ use dxr::Value;
 use vrun_proto::methods::{DomainEntry, HostInfo};
 use vrun_proto::RpcError;
 
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     super::no_params(&params)?;
     let hv = Arc::clone(&m.hypervisor);
     let domains = tokio::task::spawn_blocking(move || hv.inventory()).await.ok().and_then(Result::ok);
-    let me = m.defaults.monitor_id.as_str();
+    let me = m.job_ctx.monitor_id.as_str();
     let info = HostInfo {
         monitor_id: me.to_string(),
         hypervisor_reachable: domains.is_some(),

@@ -7,9 +7,9 @@ use vrun_proto::methods::{Availability, IsViewerAvailable};
 use vrun_proto::{RpcError, ViewerState};
 
 use super::Answer;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Answer, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Answer, RpcError> {
     let req = IsViewerAvailable::from_params(&params)?;
     // From the writer-maintained map: no SQLite on the path every View polls.
     let reply = match m.store.live(&req.pair)? {

@@ -7,12 +7,12 @@ use rusqlite::Connection;
 use vrun_proto::methods::{LaunchReply, LaunchViewer};
 use vrun_proto::{RpcError, ViewerState};
 
-use crate::instances::{self, Effect, JobDefaults, LaunchParams};
+use crate::instances::{self, Effect, JobContext, LaunchParams};
 use super::Answer;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::{now_ms, Db};
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Answer, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Answer, RpcError> {
     let req = LaunchViewer::from_params(&params)?;
     // Most calls find the viewer already held: answer those from the writer-maintained map
     // of committed live instances, without queueing behind writes. A committed live instance
@@ -22,8 +22,8 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Answer, RpcError
             return Ok(Answer::Xml(held(inst.state, inst.generation).to_answer_xml()));
         }
     }
-    let defaults = m.defaults.clone();
-    let (reply, effects) = m.store.write(move |c| decide(c, &req, &defaults)).await?;
+    let ctx = m.job_ctx.clone();
+    let (reply, effects) = m.store.write(move |c| decide(c, &req, &ctx)).await?;
     m.apply(effects);
     Ok(Answer::Xml(reply.to_answer_xml()))
 }
@@ -32,7 +32,7 @@ fn held(state: ViewerState, generation: i64) -> LaunchReply {
     LaunchReply { state, generation, launched: false, queued: false }
 }
 
-fn decide(c: &Connection, req: &LaunchViewer, defaults: &JobDefaults) -> Db<(LaunchReply, Vec<Effect>)> {
+fn decide(c: &Connection, req: &LaunchViewer, ctx: &JobContext) -> Db<(LaunchReply, Vec<Effect>)> {
     match instances::live(c, &req.pair)? {
         Some(inst) if inst.state == ViewerState::Stopping => {
             // SWAMP dropped this click. Record it; the stop's completion launches again.
@@ -52,7 +52,7 @@ fn decide(c: &Connection, req: &LaunchViewer, defaults: &JobDefaults) -> Db<(Lau
                 Some(u) => format!("launch requested by {u}"),
                 None => "launch requested".to_string(),
             };
-            let (inst, start) = instances::create(c, &req.pair, &p, defaults, now_ms(), &reason)?;
+            let (inst, start) = instances::create(c, &req.pair, &p, ctx, now_ms(), &reason)?;
             let reply = LaunchReply { state: inst.state, generation: inst.generation, launched: true, queued: false };
             Ok((reply, vec![start]))
         }

@@ -6,9 +6,9 @@ use dxr::Value;
 use vrun_proto::RpcError;
 
 use crate::instances;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     if !params.is_empty() {
         return Err(RpcError::invalid_params("listViewers takes no parameters"));
     }
@@ -16,7 +16,7 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
     let hv = Arc::clone(&m.hypervisor);
     // The hypervisor's word on each instance's domain: yes, no, or unknown (unreachable).
     let domains = tokio::task::spawn_blocking(move || hv.inventory()).await.ok().and_then(Result::ok);
-    let me = m.defaults.monitor_id.as_str();
+    let me = m.job_ctx.monitor_id.as_str();
     Ok(Value::Array(
         all.iter()
             .map(|i| {

@@ -10,10 +10,10 @@ use vrun_proto::methods::{ClaimPush, PushDone, PushStatus};
 use vrun_proto::RpcError;
 
 use crate::instances;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 use crate::store::now_ms;
 
-pub async fn claim(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn claim(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = ClaimPush::from_params(&params)?;
     let timeout_ms = m.timing.push_timeout.as_millis() as i64;
     let status = m
@@ -41,7 +41,7 @@ pub async fn claim(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcErro
     Ok(status.to_value())
 }
 
-pub async fn done(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn done(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = PushDone::from_params(&params)?;
     m.store
         .write(move |c| {

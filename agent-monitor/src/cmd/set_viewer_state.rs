@@ -7,21 +7,21 @@ use rusqlite::Connection;
 use vrun_proto::methods::SetViewerState;
 use vrun_proto::{FaultCode, RpcError, ViewerState};
 
-use crate::instances::{self, Effect, JobDefaults};
-use crate::monitor::Monitor;
+use crate::instances::{self, Effect, ItsJob, JobContext};
+use crate::daemon::Daemon;
 use crate::store::{now_ms, Db};
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = SetViewerState::from_params(&params)?;
-    let defaults = m.defaults.clone();
+    let ctx = m.job_ctx.clone();
     let lease_ms = m.timing.lease.as_millis() as i64;
-    let effects = m.store.write(move |c| decide(c, &req, &defaults, lease_ms)).await?;
+    let effects = m.store.write(move |c| decide(c, &req, &ctx, lease_ms)).await?;
     m.apply(effects);
     Ok(Value::Integer(1))
 }
 
 
-fn decide(c: &Connection, req: &SetViewerState, defaults: &JobDefaults, lease_ms: i64) -> Db<Vec<Effect>> {
+fn decide(c: &Connection, req: &SetViewerState, ctx: &JobContext, lease_ms: i64) -> Db<Vec<Effect>> {
     let mut inst = instances::current(c, &req.pair, req.generation)?;
     if !inst.state.can_move_to(req.state) {
         return Err(RpcError::new(
@@ -37,7 +37,7 @@ fn decide(c: &Connection, req: &SetViewerState, defaults: &JobDefaults, lease_ms
     instances::set_address(c, inst.generation, req.ipaddress.as_deref(), req.domain.as_deref())?;
     let reason = req.message.clone().unwrap_or_else(|| format!("job reported {}", req.state));
     if req.state.is_terminal() {
-        return instances::finish(c, &mut inst, req.state, &reason, defaults, now, false);
+        return instances::finish(c, &mut inst, req.state, &reason, ctx, now, ItsJob::Leave);
     }
     if req.state != inst.state {
         instances::transition(c, &mut inst, req.state, &reason, now)?;

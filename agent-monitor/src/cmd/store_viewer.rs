@@ -7,9 +7,9 @@ use vrun_proto::methods::StoreViewer;
 use vrun_proto::{FaultCode, RpcError};
 
 use crate::archives;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = StoreViewer::from_params(&params)?;
     let actual = archives::sha256_hex(&req.viewerdb);
     if actual != req.checksum {
@@ -20,6 +20,6 @@ pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError>
     }
     // Only the pair's newest generation may store (its state may already be terminal: a job
     // salvaging the database after its lease ran out still saves the user's work).
-    archives::keep(&m, &req.pair, req.generation, &req.checksum, req.viewerdb).await?;
+    archives::keep(&m.store, &m.archives, &req.pair, req.generation, &req.checksum, req.viewerdb).await?;
     Ok(Value::Integer(1))
 }

@@ -7,9 +7,9 @@ use vrun_proto::methods::PairRef;
 use vrun_proto::{FaultCode, RpcError};
 
 use crate::instances;
-use crate::monitor::Monitor;
+use crate::daemon::Daemon;
 
-pub async fn run(m: Arc<Monitor>, params: Vec<Value>) -> Result<Value, RpcError> {
+pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = PairRef::from_params(&params)?;
     let record = m
         .store

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use vrun_proto::{Pair, ViewerState};
 
-use crate::instances::{pair_and_state, LIVE};
+use super::rows::{pair_and_state, LIVE};
 
 /// What the hot reads answer from: one live instance.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,27 +1,27 @@
-//! Numbered SQL migrations from `sql/agent-monitor/`, applied on open.
-//!
-//! The schema version is SQLite's `user_version`; each migration runs in its own transaction
-//! together with the version bump, so a crash mid-migration leaves the previous version.
+//! Numbered SQL migrations from `sql/agent-monitor/`, applied on open by `vrun-migrate`
+//! (the viewer's database follows the same rules).
 
 use rusqlite::Connection;
+use vrun_migrate::{MigrateError, Schema};
 
-/// (version, sql) in order. Append only; never edit a released migration.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../../sql/agent-monitor/0001_init.sql")),
-    (2, include_str!("../../../sql/agent-monitor/0002_pushes.sql")),
-];
+/// In order; the n-th produces schema version n. Append only; never edit a released
+/// migration.
+const SCHEMA: Schema = Schema {
+    migrations: &[
+        include_str!("../../../sql/agent-monitor/0001_init.sql"),
+        include_str!("../../../sql/agent-monitor/0002_pushes.sql"),
+    ],
+    application_id: None,
+};
 
 pub fn apply(conn: &mut Connection) -> anyhow::Result<()> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let newest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    if current > newest {
-        anyhow::bail!("database schema version {current} is newer than this agent-monitor ({newest})");
-    }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", version)?;
-        tx.commit()?;
+    let applied = SCHEMA.apply(conn).map_err(|e| match e {
+        MigrateError::TooNew { found, known } => {
+            anyhow::anyhow!("database schema version {found} is newer than this agent-monitor ({known})")
+        }
+        e => e.into(),
+    })?;
+    for version in applied {
         tracing::info!(version, "applied schema migration");
     }
     Ok(())

@@ -11,6 +11,7 @@
 
 mod live;
 mod migrate;
+mod rows;
 
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
@@ -21,6 +22,7 @@ use tokio::sync::oneshot;
 use vrun_proto::{FaultCode, Pair, RpcError};
 
 pub use live::LiveView;
+pub use rows::{pair_and_state, LIVE};
 use live::{LiveMap, Touched};
 
 /// Largest number of callers whose changes share one transaction.

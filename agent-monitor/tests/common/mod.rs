@@ -1,22 +1,16 @@
-//! Test harness: the real agent-monitor binary on a loopback port, a real state directory,
-//! and a stand-in job command that records each launch and then stays alive holding the
-//! inherited job lock (as vruntask does), so that liveness checks see a running job.
-#![allow(dead_code)]
+//! Test harness: the real agent-monitor (see `vrun-test-support`) with a real state
+//! directory, and a stand-in job command that records each launch and then stays alive
+//! holding the inherited job lock (as vruntask does), so that liveness checks see a running
+//! job.
+// Each test binary uses its own part of the harness.
+#![allow(dead_code, unused_imports)]
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vrun_proto::client::{AgentMonitorClient, Credentials};
-
-pub struct Daemon {
-    pub child: Child,
-    pub url: String,
-    pub dir: PathBuf,
-    pub stderr_log: PathBuf,
-}
+pub use vrun_test_support::{eventually, workspace_bin, AgentMonitor as Daemon};
+use vrun_test_support::Spawn;
 
 pub struct Env {
     pub tmp: tempfile::TempDir,
@@ -46,14 +40,7 @@ impl Env {
 
     /// (pid, job file) of every job started so far.
     pub fn launches(&self) -> Vec<(i32, PathBuf)> {
-        std::fs::read_to_string(self.launch_log())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let (pid, file) = l.split_once(' ')?;
-                Some((pid.parse().ok()?, PathBuf::from(file)))
-            })
-            .collect()
+        vrun_test_support::launches(&self.launch_log())
     }
 
     /// Waits until at least `n` jobs were started (bounded), and returns them.
@@ -89,102 +76,18 @@ impl Drop for Env {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
+/// agent-monitor on `state` with `job` as its job command and libvirt's test driver.
 pub fn start_daemon(state: &Path, job: &Path, launch_log: &Path, extra: &[&str]) -> Daemon {
     start_daemon_via(&[], state, job, launch_log, extra)
 }
 
 /// [`start_daemon`] run through `wrapper` (for instance `prlimit --nofile=256 --`).
 pub fn start_daemon_via(wrapper: &[&str], state: &Path, job: &Path, launch_log: &Path, extra: &[&str]) -> Daemon {
-    let port = free_port();
-    let stderr_log = state.with_extension(format!("{port}.log"));
-    let err = std::fs::File::create(&stderr_log).unwrap();
-    let bin = env!("CARGO_BIN_EXE_agent-monitor");
-    let mut cmd = match wrapper.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(bin);
-            c
-        }
-        None => Command::new(bin),
-    };
-    let child = cmd
-        .args(["serve", "--state-dir"])
-        .arg(state)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--job-command"])
-        .arg(job)
+    Spawn::via(wrapper, state, job)
         .args(extra)
         .env("VRUN_TEST_LAUNCH_LOG", launch_log)
         .env("AGENT_MONITOR_LIBVIRT_URI", "test:///default")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .expect("spawn agent-monitor");
-    let d = Daemon { child, url: format!("http://127.0.0.1:{port}/RPC2"), dir: state.into(), stderr_log };
-    d.wait_serving();
-    d
-}
-
-impl Daemon {
-    /// A client with the admin role.
-    pub fn client(&self) -> AgentMonitorClient {
-        self.client_as("admin")
-    }
-
-    pub fn client_as(&self, role: &str) -> AgentMonitorClient {
-        AgentMonitorClient::new(&self.url, self.creds(role)).unwrap()
-    }
-
-    pub fn creds(&self, role: &str) -> Credentials {
-        Credentials::from_secret_file(role, &self.dir.join(format!("secrets/{role}.secret"))).unwrap()
-    }
-
-    fn wait_serving(&self) {
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            let log = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
-            if log.contains("serving XML-RPC") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("agent-monitor did not start serving:\n{}", std::fs::read_to_string(&self.stderr_log).unwrap_or_default());
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
-    }
-
-    pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then the exit status (bounded wait).
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(Instant::now() < end, "agent-monitor ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        .start()
 }
 
 /// Reads the job description a launch was given.
@@ -206,27 +109,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 pub fn pair(p: &str, v: &str) -> vrun_proto::Pair {
     vrun_proto::Pair::new(p, v).unwrap()
-}
-
-/// First line of a file (used to read the daemon's own lines from a log).
-pub fn first_line(path: &Path) -> String {
-    BufReader::new(std::fs::File::open(path).unwrap()).lines().next().unwrap_or(Ok(String::new())).unwrap()
-}
-
-/// A binary of this workspace, built next to the test binaries (scripts/test builds all).
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_agent-monitor")).with_file_name(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace` first", p.display());
-    p
-}
-
-/// Waits (bounded) until `f` holds.
-pub fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A small tmpfs mounted at a directory for full-disk tests; unmounted on drop.

@@ -4,36 +4,18 @@
 //! does (ready + address, heartbeats, stopped). So every launch, lock, claim and upload in
 //! these tests is the real one; only the VM is missing.
 //!
-//! agent-monitor and viewer are not dependencies of this crate (their binaries would not
-//! be built for it anyway), so they are taken from the target directory these tests were
-//! built into; `scripts/test` builds the whole workspace first.
-#![allow(dead_code)]
+//! agent-monitor and viewer are taken from the target directory these tests were built
+//! into (see `vrun-test-support`); `scripts/test` builds the whole workspace first.
+// Each test binary uses its own part of the harness.
+#![allow(dead_code, unused_imports)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// `target/debug` (or whichever profile): the test binary lives in its `deps/`.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_owned()
-}
-
-/// A workspace binary next to this test's build, or a panic saying how to get it.
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let p = bin_dir().join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first with `cargo build -p agent-monitor -p viewer` (scripts/test does)",
-        p.display()
-    );
-    p
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use vrun_test_support::viewer::{api_get, split_url};
+pub use vrun_test_support::free_port;
+use vrun_test_support::{workspace_bin, AgentMonitor, Spawn};
 
 /// How the stand-in job behaves (host-job's HOSTJOB_MODE).
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +31,7 @@ pub enum Mode {
 
 pub struct Env {
     pub tmp: tempfile::TempDir,
-    pub daemon: Child,
+    pub daemon: AgentMonitor,
     pub url: String,
 }
 
@@ -64,8 +46,6 @@ impl Env {
         let state = tmp.path().join("state");
         let work = tmp.path().join("work");
         std::fs::create_dir_all(&work).unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(tmp.path().join("agent-monitor.log")).unwrap();
         let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/host-job");
         let mode = match mode {
             Mode::Normal => "normal",
@@ -73,53 +53,25 @@ impl Env {
             Mode::BadKey => "badkey",
             Mode::Early => "early",
         };
-        let daemon = Command::new(workspace_bin("agent-monitor"))
-            .args(["serve", "--state-dir"])
-            .arg(&state)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--job-command"])
-            .arg(&job)
+        let daemon = Spawn::new(&state, &job)
             .args(extra)
             .envs(vars.iter().copied())
             .env("VRUN_TEST_LAUNCH_LOG", tmp.path().join("launches.log"))
             .env("HOSTJOB_VIEWER", workspace_bin("viewer"))
             .env("HOSTJOB_WORK", &work)
             .env("HOSTJOB_MODE", mode)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn agent-monitor");
-        let env = Env { tmp, daemon, url: format!("http://127.0.0.1:{port}/RPC2") };
-        env.wait_serving();
-        env
-    }
-
-    fn wait_serving(&self) {
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if self.daemon_log().contains("serving XML-RPC") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("agent-monitor did not start serving:\n{}", self.daemon_log());
+            .start();
+        let url = daemon.url.clone();
+        Env { tmp, daemon, url }
     }
 
     pub fn daemon_log(&self) -> String {
-        std::fs::read_to_string(self.tmp.path().join("agent-monitor.log")).unwrap_or_default()
+        self.daemon.log()
     }
 
     /// (pid, job file) of every host-job started so far.
     pub fn launches(&self) -> Vec<(i32, PathBuf)> {
-        std::fs::read_to_string(self.tmp.path().join("launches.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let (pid, file) = l.split_once(' ')?;
-                Some((pid.parse().ok()?, PathBuf::from(file)))
-            })
-            .collect()
+        vrun_test_support::launches(&self.tmp.path().join("launches.log"))
     }
 
     /// Jobs agent-monitor says it started. It spawns them after answering launchViewer,
@@ -165,12 +117,11 @@ impl Env {
 
     /// A role's secret file, written by agent-monitor at its first start.
     pub fn secret(&self, role: &str) -> PathBuf {
-        self.tmp.path().join(format!("state/secrets/{role}.secret"))
+        self.daemon.secret(role)
     }
 
     pub fn client(&self, role: &str) -> vrun_proto::client::AgentMonitorClient {
-        let creds = vrun_proto::client::Credentials::from_secret_file(role, &self.secret(role)).unwrap();
-        vrun_proto::client::AgentMonitorClient::new(&self.url, creds).unwrap()
+        self.daemon.client_as(role)
     }
 
     pub fn spawn_launchviewer(&self, args: &[&str]) -> Child {
@@ -188,8 +139,7 @@ impl Drop for Env {
     fn drop(&mut self) {
         // No new jobs once the daemon is gone; then each job leads a process group of its own
         // (agent-monitor starts it so) with its viewer in it: one kill takes both.
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
+        self.daemon.kill();
         for (pid, _) in self.settled_launches() {
             // SAFETY: plain kill(2) of process groups this test's daemon started.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
@@ -253,30 +203,6 @@ pub fn launchviewer(url: &str, args: &[&str]) -> Run {
 
 pub fn sample() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/sample.sarif").to_str().unwrap().to_owned()
-}
-
-/// `http://127.0.0.1:P/proxy-U/projects/N` → (`http://127.0.0.1:P/proxy-U`, N).
-pub fn split_url(url: &str) -> (String, i64) {
-    let (base, id) = url.rsplit_once("/projects/").unwrap_or_else(|| panic!("not a findings URL: {url}"));
-    (base.to_owned(), id.parse().unwrap_or_else(|_| panic!("no project id in {url}")))
-}
-
-/// GET `{base}/api/{path}` with the viewer's key; the JSON body.
-pub fn api_get(base: &str, apikey: &str, path: &str) -> serde_json::Value {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let resp = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("{base}/api/{path}"))
-            .header("API-Key", apikey)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.json().await.unwrap()
-    })
 }
 
 /// Asks agent-monitor to stop the pair's viewer (what an administrator's Stop does).

@@ -10,13 +10,15 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use vrun_proto::client::{AgentMonitorClient, Credentials};
+use vrun_proto::client::AgentMonitorClient;
 use vrun_proto::methods::{Availability, InstanceRecord};
 use vrun_proto::Pair;
+pub use vrun_test_support::viewer::{api_get, get, split_url};
+use vrun_test_support::{workspace_bin, AgentMonitor, Spawn};
 
 /// Bound of every wait for a VM to boot or stop (TCG on 2 shared cores).
 pub const PATIENCE: Duration = Duration::from_secs(300);
@@ -27,18 +29,6 @@ static VM_LOCK: Mutex<()> = Mutex::new(());
 /// One VM test at a time in this process (a panic in another test does not poison it).
 pub fn vm_lock() -> MutexGuard<'static, ()> {
     VM_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `target/debug` (or whichever profile): the test binary lives in its `deps/`.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_owned()
-}
-
-fn workspace_bin(name: &str) -> PathBuf {
-    let p = bin_dir().join(name);
-    assert!(p.is_file(), "{} is missing: `cargo build --workspace` first (scripts/test does)", p.display());
-    p
 }
 
 fn image_dir() -> PathBuf {
@@ -93,7 +83,7 @@ fn rt() -> tokio::runtime::Runtime {
 pub struct Stack {
     dir: Option<tempfile::TempDir>,
     root: PathBuf,
-    daemon: Option<Child>,
+    daemon: Option<AgentMonitor>,
     pub url: String,
     projects: Vec<String>,
 }
@@ -110,39 +100,17 @@ impl Stack {
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711)).unwrap();
         std::fs::create_dir(root.join("work")).unwrap();
         std::fs::set_permissions(root.join("work"), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(root.join("agent-monitor.log")).unwrap();
-        let daemon = Command::new(workspace_bin("agent-monitor"))
-            .args(["serve", "--state-dir"])
-            .arg(root.join("state"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--libvirt-uri", URI, "--job-command"])
-            .arg(workspace_bin("vruntask"))
-            .arg("--platform")
-            .arg(image_dir())
+        let daemon = Spawn::new(&root.join("state"), &workspace_bin("vruntask"))
+            .args(["--libvirt-uri", URI, "--platform"])
+            .args([image_dir()])
             .env("VRUN_WORK_ROOT", root.join("work"))
             .env("VRUN_RUNTIME_DIR", root.join("run"))
             .env("VRUN_LIBVIRT_URI", URI)
             // KVM exists on the development machines but guests hang under it.
             .env("VRUN_ACCEL", std::env::var("VRUN_ACCEL").unwrap_or_else(|_| "tcg".into()))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn agent-monitor");
-        let s = Stack {
-            dir: Some(dir),
-            root,
-            daemon: Some(daemon),
-            url: format!("http://127.0.0.1:{port}/RPC2"),
-            projects: Vec::new(),
-        };
-        let end = Instant::now() + Duration::from_secs(30);
-        while !s.daemon_log().contains("serving XML-RPC") {
-            assert!(Instant::now() < end, "agent-monitor did not start:\n{}", s.daemon_log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
+            .start();
+        let url = daemon.url.clone();
+        Stack { dir: Some(dir), root, daemon: Some(daemon), url, projects: Vec::new() }
     }
 
     /// A project name of this stack's own (no other test or earlier run uses it).
@@ -168,7 +136,7 @@ impl Stack {
     }
 
     pub fn daemon_log(&self) -> String {
-        std::fs::read_to_string(self.root.join("agent-monitor.log")).unwrap_or_default()
+        self.daemon.as_ref().map(AgentMonitor::log).unwrap_or_default()
     }
 
     /// A file in the stack's directory.
@@ -208,8 +176,7 @@ impl Stack {
     }
 
     pub fn client(&self, role: &str) -> AgentMonitorClient {
-        let creds = Credentials::from_secret_file(role, &self.state().join(format!("secrets/{role}.secret"))).unwrap();
-        AgentMonitorClient::new(&self.url, creds).unwrap()
+        self.daemon.as_ref().expect("the stack's agent-monitor is running").client_as(role)
     }
 
     /// `launchviewer ARGS --agent-monitor URL --secret-file <launcher secret>`.
@@ -271,8 +238,7 @@ impl Stack {
 
     fn clean(&mut self) {
         if let Some(mut d) = self.daemon.take() {
-            let _ = d.kill();
-            let _ = d.wait();
+            d.kill();
         }
         let jobs = self.state().join("jobs");
         for lock in names_in(&jobs).into_iter().filter(|n| n.ends_with(".lock")) {
@@ -344,35 +310,6 @@ impl Run {
         assert!(ok, "not READY: {self:?}\n{}", stack.diagnostics());
         self.line()["READY ".len()..].to_owned()
     }
-}
-
-/// `http://127.0.0.1:P/proxy-U/projects/N` → (`http://127.0.0.1:P/proxy-U`, N).
-pub fn split_url(url: &str) -> (String, i64) {
-    let (base, id) = url.rsplit_once("/projects/").unwrap_or_else(|| panic!("not a findings URL: {url}"));
-    (base.to_owned(), id.parse().unwrap_or_else(|_| panic!("no project id in {url}")))
-}
-
-/// GET `{base}/{path}` with one header; status and body.
-pub fn get(base: &str, path: &str, header: (&str, &str)) -> (u16, String) {
-    rt().block_on(async {
-        let resp = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("{base}/{path}"))
-            .header(header.0, header.1)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {base}/{path}: {e}"));
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    })
-}
-
-/// GET `{base}/api/{path}` with the viewer's key; the JSON body.
-pub fn api_get(base: &str, apikey: &str, path: &str) -> serde_json::Value {
-    let (status, body) = get(base, &format!("api/{path}"), ("API-Key", apikey));
-    assert_eq!(status, 200, "GET api/{path}: {body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 /// Every finding of a project (one page of up to 5000).

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use super::parse::WireError;
+use super::WireError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tok<'a> {

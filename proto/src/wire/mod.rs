@@ -18,8 +18,13 @@ mod lex;
 mod parse;
 mod write;
 
-pub use parse::{parse_call, Call, WireError};
+pub use parse::{parse_call, Call};
 pub use write::{write_fault, write_response, StructAnswer};
+
+/// Why a request body is not an XML-RPC call (becomes a `MalformedRequest` fault).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(pub String);
 
 #[cfg(test)]
 mod tests;

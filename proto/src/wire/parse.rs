@@ -8,12 +8,8 @@ use base64::Engine;
 use dxr::{DateTime, Value};
 
 use super::lex::{clip, decode_text, find_byte, is_ws_byte, is_xml_ws, push_cdata, push_decoded, Lexer, Tok};
+use super::WireError;
 use crate::value::{MAX_NESTING, MAX_VALUES};
-
-/// Why a request body is not an XML-RPC call (becomes a `MalformedRequest` fault).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct WireError(pub String);
 
 /// A parsed `methodCall`.
 #[derive(Debug, Clone, PartialEq)]

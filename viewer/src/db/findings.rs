@@ -96,6 +96,38 @@ impl Sort {
     }
 }
 
+/// Which way a [`Sort`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    Asc,
+    Desc,
+}
+
+impl Direction {
+    /// The word in a query string (`dir=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Asc => "asc",
+            Direction::Desc => "desc",
+        }
+    }
+
+    pub fn reversed(self) -> Direction {
+        match self {
+            Direction::Asc => Direction::Desc,
+            Direction::Desc => Direction::Asc,
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Direction::Asc => "ASC",
+            Direction::Desc => "DESC",
+        }
+    }
+}
+
 /// One row of the findings table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -137,7 +169,7 @@ pub fn list(
     project_id: i64,
     filter: &Filter,
     sort: Sort,
-    descending: bool,
+    dir: Direction,
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<Row>, i64), DbError> {
@@ -164,7 +196,7 @@ pub fn list(
         }
     }
     let total: i64 = conn.query_row(&format!("SELECT count(*){sql}"), params_from_iter(args.iter()), |r| r.get(0))?;
-    let order = sort.columns().replace("{d}", if descending { "DESC" } else { "ASC" });
+    let order = sort.columns().replace("{d}", dir.sql());
     let query = format!(
         "SELECT {ROW_COLUMNS}{sql} ORDER BY {order} LIMIT ? OFFSET ?"
     );

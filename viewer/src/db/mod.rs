@@ -15,7 +15,8 @@ pub mod projects;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
+use vrun_migrate::{MigrateError, Schema};
 
 /// Marks a database as a viewer database ("VRVW").
 pub const APPLICATION_ID: i32 = 0x5652_5657;
@@ -23,11 +24,15 @@ pub const APPLICATION_ID: i32 = 0x5652_5657;
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "viewer.db";
 
-/// Migration scripts, in order; index + 1 is the schema version each one produces.
-const MIGRATIONS: &[&str] = &[include_str!("../../../sql/viewer/0001_init.sql")];
+/// Migration scripts, in order (index + 1 is the schema version each one produces), and
+/// the mark that makes a file a viewer database.
+const SCHEMA: Schema = Schema {
+    migrations: &[include_str!("../../../sql/viewer/0001_init.sql")],
+    application_id: Some(APPLICATION_ID),
+};
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub const SCHEMA_VERSION: i64 = SCHEMA.version();
 
 /// Storage failures. These are never the client's fault: the HTTP layer maps them to 500.
 #[derive(Debug, thiserror::Error)]
@@ -89,30 +94,14 @@ pub fn identity(conn: &Connection) -> Result<(i32, i64), DbError> {
     Ok((app, version))
 }
 
-/// Applies the missing migrations, each in its own transaction together with the version
-/// bump, so a crash leaves the database at a well-defined version.
+/// Applies the missing migrations (see `vrun-migrate` for how a crash or a second opener
+/// is handled).
 pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
-    loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (app, version) = identity(&tx)?;
-        if app != APPLICATION_ID {
-            let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-            // A fresh file has no identity yet; anything else with content is not ours.
-            if !(app == 0 && version == 0 && tables == 0) {
-                return Err(DbError::NotViewer(app));
-            }
-        }
-        if version > SCHEMA_VERSION {
-            return Err(DbError::TooNew { found: version, known: SCHEMA_VERSION });
-        }
-        if version == SCHEMA_VERSION {
-            return Ok(());
-        }
-        tx.execute_batch(MIGRATIONS[version as usize])?;
-        tx.pragma_update(None, "user_version", version + 1)?;
-        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-        tx.commit()?;
-    }
+    SCHEMA.apply(conn).map(drop).map_err(|e| match e {
+        MigrateError::Sqlite(e) => DbError::Sqlite(e),
+        MigrateError::Foreign(app) => DbError::NotViewer(app),
+        MigrateError::TooNew { found, known } => DbError::TooNew { found, known },
+    })
 }
 
 /// Seconds since the Unix epoch.

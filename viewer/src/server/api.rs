@@ -15,63 +15,14 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::auth::{ApiKey, ApiKeyQuiet};
+use super::error::ApiError;
+use super::query::ListQuery;
 use super::upload_body::LimitedToEnd;
 use super::{jobs, AppState};
 use crate::config::check_name;
-use crate::db::findings::{self, Filter, Severity, Sort};
-use crate::db::{projects, DbError};
+use crate::db::findings;
+use crate::db::projects;
 use crate::import::Upload;
-
-/// API failures, each with its status; the body is `{"error": "<message>"}`.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// 401: no or wrong system key.
-    #[error("{0}")]
-    Unauthorized(&'static str),
-    /// 400: the request itself is wrong.
-    #[error("{0}")]
-    BadRequest(String),
-    /// 404
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// 409: e.g. a project name that is taken.
-    #[error("{0}")]
-    Conflict(String),
-    /// 413 (or the status the body reader chose): upload over the limit.
-    #[error("{1}")]
-    Upload(StatusCode, String),
-    /// 500: storage trouble; details go to the log, not the client.
-    #[error("internal error")]
-    Internal(#[from] DbError),
-}
-
-impl ApiError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Upload(s, _) => *s,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if let ApiError::Internal(e) = &self {
-            tracing::error!("api: {e}");
-        }
-        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
-    }
-}
-
-impl From<std::io::Error> for ApiError {
-    fn from(e: std::io::Error) -> ApiError {
-        ApiError::Internal(DbError::Io(e))
-    }
-}
 
 /// Unknown paths: JSON 404 for the API, which is where clients need to parse it.
 pub async fn not_found() -> ApiError {
@@ -194,39 +145,6 @@ pub async fn activity(_: ApiKeyQuiet, State(st): State<Arc<AppState>>) -> Json<s
     Json(json!({ "last_activity": last, "started": st.started }))
 }
 
-/// Query of the findings listing (API and page share the meaning of each field).
-#[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
-    pub severity: Option<String>,
-    pub tool: Option<String>,
-    pub status: Option<String>,
-    pub q: Option<String>,
-    pub sort: Option<String>,
-    pub dir: Option<String>,
-    pub page: Option<String>,
-    pub per_page: Option<String>,
-}
-
-impl ListQuery {
-    /// Empty values mean "any"; unknown severities are ignored rather than refused.
-    pub fn filter(&self) -> Filter {
-        let nonempty = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-        Filter {
-            severity: nonempty(&self.severity).and_then(|s| Severity::from_name(&s)),
-            tool: nonempty(&self.tool),
-            status: nonempty(&self.status),
-            text: nonempty(&self.q),
-        }
-    }
-    pub fn sort(&self) -> (Sort, bool) {
-        (Sort::parse(self.sort.as_deref().unwrap_or("")), self.dir.as_deref() == Some("desc"))
-    }
-    /// 1-based page number.
-    pub fn page(&self) -> i64 {
-        self.page.as_deref().and_then(|p| p.parse().ok()).filter(|p| *p >= 1).unwrap_or(1)
-    }
-}
-
 /// `GET /api/projects/{id}/findings` (extension): one page of findings as JSON.
 pub async fn findings(
     _: ApiKey,
@@ -236,13 +154,13 @@ pub async fn findings(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let project_id = id_param(id)?;
     let per_page = q.per_page.as_deref().and_then(|p| p.parse().ok()).unwrap_or(200i64).clamp(1, 5000);
-    let (filter, (sort, desc), page) = (q.filter(), q.sort(), q.page());
+    let (filter, (sort, dir), page) = (q.filter(), q.sort(), q.page());
     let res = st
         .with_db(move |c| {
             if projects::get(c, project_id)?.is_none() {
                 return Ok(None);
             }
-            findings::list(c, project_id, &filter, sort, desc, (page - 1) * per_page, per_page).map(Some)
+            findings::list(c, project_id, &filter, sort, dir, (page - 1) * per_page, per_page).map(Some)
         })
         .await?;
     let (rows, total) = res.ok_or(ApiError::NotFound("project"))?;

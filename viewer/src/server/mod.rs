@@ -7,9 +7,11 @@
 
 mod api;
 mod auth;
+mod error;
 mod html;
 mod jobs;
 mod pages;
+mod query;
 mod upload_body;
 
 use std::future::Future;

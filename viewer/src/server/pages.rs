@@ -7,62 +7,20 @@ use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::HeaderMap;
+use axum::response::{Html, Redirect};
 use serde::Deserialize;
 
-use super::api::ListQuery;
 use super::auth::User;
+use super::error::PageError;
+use super::query::ListQuery;
 use super::html::{esc, page, qs};
 use super::AppState;
-use crate::db::findings::{self, Severity, Sort, TRIAGE_STATUSES};
-use crate::db::{projects, DbError};
+use crate::db::findings::{self, Direction, Severity, Sort, TRIAGE_STATUSES};
+use crate::db::projects;
 
 /// Rows per page of the findings table.
 pub const PAGE_SIZE: i64 = 200;
-
-/// Page failures, rendered as small HTML pages with their status.
-#[derive(Debug, thiserror::Error)]
-pub enum PageError {
-    /// 403: no user, or a user not on this project's list.
-    #[error("{0}")]
-    Forbidden(String),
-    /// 404
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// 400
-    #[error("{0}")]
-    BadRequest(String),
-    /// 500; details are logged only.
-    #[error("internal error")]
-    Internal(#[from] DbError),
-}
-
-impl PageError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            PageError::Forbidden(_) => StatusCode::FORBIDDEN,
-            PageError::NotFound(_) => StatusCode::NOT_FOUND,
-            PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        if let PageError::Internal(e) = &self {
-            tracing::error!("page: {e}");
-        }
-        let title = match self.status() {
-            StatusCode::FORBIDDEN => "Access denied",
-            StatusCode::NOT_FOUND => "Not found",
-            StatusCode::BAD_REQUEST => "Bad request",
-            _ => "Error",
-        };
-        (self.status(), Html(page(title, None, &format!("<p>{}</p>", esc(&self.to_string()))))).into_response()
-    }
-}
 
 fn id_of(p: Result<Path<i64>, PathRejection>, what: &'static str) -> Result<i64, PageError> {
     p.map(|Path(id)| id).map_err(|_| PageError::NotFound(what))
@@ -92,8 +50,8 @@ pub async fn index(User(user): User, State(st): State<Arc<AppState>>) -> Result<
 }
 
 /// Query string for the findings table with some fields replaced.
-fn table_link(ctx: &str, id: i64, q: &ListQuery, sort: Sort, desc: bool, page_no: i64) -> String {
-    let mut s = format!("{ctx}/projects/{id}?sort={}&dir={}", sort.name(), if desc { "desc" } else { "asc" });
+fn table_link(ctx: &str, id: i64, q: &ListQuery, sort: Sort, dir: Direction, page_no: i64) -> String {
+    let mut s = format!("{ctx}/projects/{id}?sort={}&dir={}", sort.name(), dir.name());
     for (k, v) in [("severity", &q.severity), ("tool", &q.tool), ("status", &q.status), ("q", &q.q)] {
         if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
             let _ = write!(s, "&{k}={}", qs(v));
@@ -122,13 +80,13 @@ pub async fn project(
     Query(q): Query<ListQuery>,
 ) -> Result<Html<String>, PageError> {
     let id = id_of(id, "project")?;
-    let (filter, (sort, desc), page_no) = (q.filter(), q.sort(), q.page());
+    let (filter, (sort, dir), page_no) = (q.filter(), q.sort(), q.page());
     let f2 = filter.clone();
     let (project, tools, rows, total) = st
         .with_db(move |c| {
             let Some(p) = projects::get(c, id)? else { return Ok(None) };
             let tools = findings::tools(c, id)?;
-            let (rows, total) = findings::list(c, id, &f2, sort, desc, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)?;
+            let (rows, total) = findings::list(c, id, &f2, sort, dir, (page_no - 1) * PAGE_SIZE, PAGE_SIZE)?;
             Ok(Some((p, tools, rows, total)))
         })
         .await?
@@ -148,7 +106,7 @@ pub async fn project(
         select("status", "Status", &TRIAGE_STATUSES, filter.status.as_deref()),
         esc(filter.text.as_deref().unwrap_or("")),
         sort.name(),
-        if desc { "desc" } else { "asc" },
+        dir.name(),
     );
     let first = if total == 0 { 0 } else { (page_no - 1) * PAGE_SIZE + 1 };
     let last = ((page_no - 1) * PAGE_SIZE + rows.len() as i64).max(first);
@@ -158,9 +116,13 @@ pub async fn project(
     {
         match col {
             Some(c) => {
-                let next_desc = c == sort && !desc;
-                let arrow = if c != sort { "" } else if desc { " ▼" } else { " ▲" };
-                let _ = write!(b, "<th><a href=\"{}\">{label}{arrow}</a></th>", table_link(ctx, id, &q, c, next_desc, 1));
+                let next = if c == sort { dir.reversed() } else { Direction::Asc };
+                let arrow = match (c == sort, dir) {
+                    (false, _) => "",
+                    (true, Direction::Desc) => " ▼",
+                    (true, Direction::Asc) => " ▲",
+                };
+                let _ = write!(b, "<th><a href=\"{}\">{label}{arrow}</a></th>", table_link(ctx, id, &q, c, next, 1));
             }
             None => {
                 let _ = write!(b, "<th>{label}</th>");
@@ -185,10 +147,10 @@ pub async fn project(
     }
     b.push_str("</table><p>");
     if page_no > 1 {
-        let _ = write!(b, "<a href=\"{}\">« previous</a> ", table_link(ctx, id, &q, sort, desc, page_no - 1));
+        let _ = write!(b, "<a href=\"{}\">« previous</a> ", table_link(ctx, id, &q, sort, dir, page_no - 1));
     }
     if page_no * PAGE_SIZE < total {
-        let _ = write!(b, "<a href=\"{}\">next »</a>", table_link(ctx, id, &q, sort, desc, page_no + 1));
+        let _ = write!(b, "<a href=\"{}\">next »</a>", table_link(ctx, id, &q, sort, dir, page_no + 1));
     }
     b.push_str("</p>");
     Ok(Html(page(&format!("{} – {}", st.config.project, project.name), Some(&user), &b)))

@@ -8,33 +8,32 @@
 //! Serving does not wait for these checks (one lock probe per live instance: at 10,000
 //! viewers, most of a second). Before serving, [`renew_leases`] gives every live instance a
 //! fresh lease in one statement, so that nothing is reaped merely because its job could not
-//! reach a daemon that was down; [`restore`] then runs beside the requests. Meanwhile a live
+//! reach a daemon that was down; [`repair`] then runs beside the requests. Meanwhile a live
 //! instance answers as it was recorded, which is what it was when the daemon stopped.
 
 use std::sync::Arc;
 
 use vrun_proto::{RpcError, ViewerState};
 
-use crate::instances::{self, Effect};
+use crate::instances::{self, Effect, ItsJob};
 use crate::launcher::JobProbe;
-use crate::monitor::Monitor;
-use crate::store::now_ms;
+use crate::daemon::Daemon;
+use crate::store::{now_ms, LIVE};
 
 /// One statement: every live instance gets at least a full lease from now.
-pub async fn renew_leases(m: &Arc<Monitor>) -> Result<(), RpcError> {
+pub async fn renew_leases(m: &Arc<Daemon>) -> Result<(), RpcError> {
     let until = now_ms() + m.timing.lease.as_millis() as i64;
     m.store
         .write(move |c| {
-            c.prepare_cached(
-                "UPDATE instances SET lease_until_ms = max(lease_until_ms, ?1) WHERE state NOT IN ('stopped', 'failed')",
-            )?
-            .execute([until])?;
+            c.prepare_cached(&format!("UPDATE instances SET lease_until_ms = max(lease_until_ms, ?1) WHERE {LIVE}"))?
+                .execute([until])?;
             Ok(())
         })
         .await
 }
 
-pub async fn restore(m: &Arc<Monitor>) -> Result<(), RpcError> {
+/// Checks every live instance against the launcher: adopts, starts or fails it.
+pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
     let live = m.store.read(instances::all_live).await?;
     if live.is_empty() {
         return Ok(());
@@ -45,7 +44,7 @@ pub async fn restore(m: &Arc<Monitor>) -> Result<(), RpcError> {
     })
     .await
     .map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
-    let defaults = m.defaults.clone();
+    let ctx = m.job_ctx.clone();
     let lease_ms = m.timing.lease.as_millis() as i64;
     let effects = m
         .store
@@ -63,13 +62,13 @@ pub async fn restore(m: &Arc<Monitor>) -> Result<(), RpcError> {
                         adopted += 1;
                     }
                     JobProbe::NotRunning if inst.job_started_ms.is_none() && inst.state == ViewerState::Launching => {
-                        instances::set_lease(c, generation, now + defaults.start_grace_ms)?;
+                        instances::set_lease(c, generation, now + ctx.start_grace_ms)?;
                         effects.push(Effect::StartJob(generation));
                         started += 1;
                     }
                     JobProbe::NotRunning => {
                         let reason = format!("job of generation {generation} was gone when agent-monitor started");
-                        effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &defaults, now, false)?);
+                        effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, ItsJob::Leave)?);
                         failed += 1;
                     }
                 }

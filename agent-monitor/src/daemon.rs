@@ -1,14 +1,15 @@
 //! The core: the state every request handler shares, and how decisions become actions.
 //!
-//! Handlers decide inside a store transaction and return [`Effect`]s; [`Monitor::apply`]
+//! Handlers decide inside a store transaction and return [`Effect`]s; [`Daemon::apply`]
 //! carries them out after the commit, so a job is never started for a lock that was not
 //! durably taken.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::instances::{self, Effect, JobDefaults};
+use crate::instances::{self, Effect, ItsJob, JobContext};
 use crate::launcher::Launcher;
+use crate::salvage::Salvage;
 use crate::store::{now_ms, Store};
 
 /// Lease and timing settings.
@@ -25,37 +26,29 @@ pub struct Timing {
     /// Reconciliation: how often, and how long things may look wrong before acting.
     pub sweep_every: Duration,
     pub orphan_grace: Duration,
-    pub salvage_timeout: Duration,
     pub launch_deadline: Duration,
     pub stop_deadline: Duration,
     pub limits: crate::config::Limits,
 }
 
-pub struct Monitor {
-    /// Where job starts are queued (see [`Monitor::apply`]).
+pub struct Daemon {
+    /// Where job starts are queued (see [`Daemon::apply`]).
     pub starter: std::sync::OnceLock<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
-    /// Domains being salvaged right now (by the sweep or after a lost lease), so that two
-    /// paths never power off and store the same domain at once.
-    pub salvaging: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Set when shutdown begins: no salvage starts after it (one that began stored nothing
-    /// and left its domain unowned until the next start, issue 13); the next start's sweep
-    /// finds the domain and salvages it from the beginning.
-    pub stopping: std::sync::atomic::AtomicBool,
     /// Lease renewals (generation → lease end, ms) of heartbeats that the store could not
     /// commit; the reaper writes them before it looks for expired leases.
     pub renewals: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
     pub store: Store,
     pub launcher: Arc<dyn Launcher>,
     pub hypervisor: Arc<dyn crate::hypervisor::Hypervisor>,
-    pub defaults: JobDefaults,
+    pub job_ctx: JobContext,
     pub timing: Timing,
-    pub archive_dir: std::path::PathBuf,
+    pub archives: crate::archives::ArchiveSettings,
+    pub salvage: Salvage,
     /// `<state>/jobs`: job files, and output disks jobs could not store ([`crate::unstored`]).
     pub jobs_dir: std::path::PathBuf,
-    pub archives_keep: usize,
 }
 
-impl Monitor {
+impl Daemon {
     /// Carries out effects in the background; failures are recorded on the instance.
     ///
     /// Job starts go to one dedicated thread, in order: spawns are serialised anyway (see
@@ -114,7 +107,7 @@ impl Monitor {
                             }
                         };
                         self.launcher
-                            .start(&instances::job_spec(&inst, &self.defaults), &still_current)
+                            .start(&instances::job_spec(&inst, &self.job_ctx), &still_current)
                             .map_err(|e| e.to_string())
                     }
                     // Ended while its start waited (aborted, or failed by the reaper): its lock
@@ -137,7 +130,7 @@ impl Monitor {
                     Err(e) => {
                         tracing::error!(generation, error = %e, "cannot start job");
                         let reason = format!("job could not be started: {e}");
-                        tokio::runtime::Handle::current().spawn(async move { me.fail_generation(generation, reason, false).await });
+                        tokio::runtime::Handle::current().spawn(async move { me.fail_generation(generation, reason, ItsJob::Leave).await });
                     }
                 }
             }
@@ -146,14 +139,14 @@ impl Monitor {
                 // The job is gone; a VM it left behind must not outlive the lock it lost. It is
                 // salvaged like any orphan: power button, keep its database, remove it.
                 let me = Arc::clone(self);
-                tokio::runtime::Handle::current().spawn(async move { crate::sweep::salvage_generation(&me, generation).await });
+                tokio::runtime::Handle::current().spawn(async move { me.salvage.generation(generation).await });
             }
         }
     }
 
     /// Fails a generation if it still holds its pair (used by the reaper and on errors).
-    pub async fn fail_generation(self: &Arc<Self>, generation: i64, reason: String, cancel: bool) {
-        let defaults = self.defaults.clone();
+    pub async fn fail_generation(self: &Arc<Self>, generation: i64, reason: String, job: ItsJob) {
+        let ctx = self.job_ctx.clone();
         let result = self
             .store
             .write(move |c| {
@@ -161,7 +154,7 @@ impl Monitor {
                 else {
                     return Ok(Vec::new());
                 };
-                instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &defaults, now_ms(), cancel)
+                instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &ctx, now_ms(), job)
             })
             .await;
         match result {

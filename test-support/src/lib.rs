@@ -1,0 +1,60 @@
+//! What every vrun test suite needs to run the real programs: the workspace's binaries, a
+//! real agent-monitor on a loopback port ([`AgentMonitor`]), the launches its stand-in jobs
+//! record, bounded waits, and the viewer's HTTP API. Dev-only: a dev-dependency of the
+//! suites, never of a program.
+//!
+//! # Layout
+//! - [`agent_monitor`]: starting agent-monitor and talking to it.
+//! - [`viewer`]: GETs against a viewer, and taking its URLs apart.
+//! - here: binaries, ports, launch records and waits.
+
+pub mod agent_monitor;
+pub mod viewer;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use agent_monitor::{AgentMonitor, Spawn};
+
+/// `target/debug` (or whichever profile): a test binary lives in its `deps/`.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_owned()
+}
+
+/// A workspace binary next to this test's build, or a panic saying how to get it. Taken
+/// from the target directory rather than through dependencies: a dependency's binaries are
+/// not built for its dependents.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.is_file(), "{} is missing: run `cargo build --workspace` first (scripts/test does)", p.display());
+    p
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// (pid, job file) of every job that recorded itself in `log`: stand-in jobs append
+/// `<pid> <job file>` to `$VRUN_TEST_LAUNCH_LOG` when they start.
+pub fn launches(log: &Path) -> Vec<(i32, PathBuf)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (pid, file) = l.split_once(' ')?;
+            Some((pid.parse().ok()?, PathBuf::from(file)))
+        })
+        .collect()
+}
+
+/// Waits (bounded) until `f` holds.
+pub fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
