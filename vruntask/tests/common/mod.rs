@@ -119,6 +119,14 @@ pub struct Harness {
 impl Harness {
     /// Starts agent-monitor with `flags` (lease and timing) and `env` (VRUN_* for its jobs).
     pub fn start(flags: &[&str], env: &[(&str, &str)]) -> Harness {
+        let mut h = Harness::create(flags, env);
+        h.spawn_daemon();
+        h
+    }
+
+    /// [`Harness::start`] without starting agent-monitor yet (to prepare its state directory
+    /// first, e.g. mount a small disk there); [`Harness::spawn_daemon`] starts it.
+    pub fn create(flags: &[&str], env: &[(&str, &str)]) -> Harness {
         image_dir();
         // QEMU runs as libvirt-qemu: it must be able to traverse down to the job's work dir.
         let parent = bin_dir().parent().unwrap().join("test-work");
@@ -130,7 +138,7 @@ impl Harness {
         std::fs::create_dir(&work).unwrap();
         std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o711)).unwrap();
         let port = free_port();
-        let mut h = Harness {
+        let h = Harness {
             dir,
             daemon: None,
             url: format!("http://127.0.0.1:{port}/RPC2"),
@@ -140,7 +148,6 @@ impl Harness {
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             port,
         };
-        h.spawn_daemon();
         h
     }
 
