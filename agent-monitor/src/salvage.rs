@@ -49,11 +49,10 @@ impl Salvage {
     /// Salvages the domains of a generation that just lost its pair (its lease ran out, its
     /// job died), without waiting for the orphan grace: nothing will ever claim them.
     pub async fn generation(&self, generation: i64) {
-        let hv = Arc::clone(&self.hypervisor);
-        let domains = match tokio::task::spawn_blocking(move || hv.inventory()).await {
-            Ok(Ok(d)) => d,
-            _ => {
-                tracing::warn!(generation, "cannot list domains; the sweep will find this generation's VM later");
+        let domains = match crate::hypervisor::inventory_within(&self.hypervisor).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(generation, error = %e, "cannot list domains; the sweep will find this generation's VM later");
                 return;
             }
         };

@@ -91,10 +91,12 @@ pub async fn sweep_once(m: &Arc<Daemon>, st: &Arc<SweepState>) {
         }
     }
 
-    let hv = Arc::clone(&m.hypervisor);
-    let Ok(Ok(domains)) = tokio::task::spawn_blocking(move || hv.inventory()).await else {
-        tracing::debug!("sweep: hypervisor unreachable; domains not checked");
-        return;
+    let domains = match crate::hypervisor::inventory_within(&m.hypervisor).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!(error = %e, "sweep: hypervisor unreachable; domains not checked");
+            return;
+        }
     };
     let Ok(live_now) = m.store.read(instances::all_live).await else { return };
     let live_gens: HashSet<i64> = live_now.iter().map(|i| i.generation).collect();
