@@ -73,7 +73,9 @@ pub fn remove_leftovers(root: &Path) {
         let Ok(files) = std::fs::read_dir(viewer_dir.path()) else { continue };
         for f in files.flatten().map(|f| f.path()).filter(|p| p.extension().is_some_and(|e| e == "tmp")) {
             match std::fs::remove_file(&f) {
-                Ok(()) => tracing::warn!(path = %f.display(), "removed the temp file of an archive write that did not finish"),
+                Ok(()) => {
+                    tracing::warn!(path = %f.display(), "removed the temp file of an archive write that did not finish")
+                }
                 Err(e) => tracing::warn!(path = %f.display(), error = %e, "cannot remove an unfinished archive write"),
             }
         }
@@ -132,7 +134,8 @@ pub fn list(c: &Connection, pair: &Pair) -> Db<Vec<(i64, i64, String, i64)>> {
         "SELECT version, generation, checksum, size FROM archives WHERE project = ?1 AND viewer = ?2
          ORDER BY generation DESC, version DESC",
     )?;
-    let rows = stmt.query_map(params![pair.project(), pair.viewer()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let rows =
+        stmt.query_map(params![pair.project(), pair.viewer()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -173,11 +173,39 @@ impl Settings {
                 .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
             let file: Settings =
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))?;
-            layer!(self, file, state_dir, listen, public_url, lease_secs, heartbeat_secs, start_grace_secs,
-                   reap_every_ms, cancel_grace_secs, job_command, platform, memory_mib, vcpus, max_body_bytes,
-                   archives_keep, max_call_bytes, max_large_requests, header_timeout_secs, body_timeout_secs,
-                   max_connections, max_connections_per_peer, shutdown_grace_secs, libvirt_uri, sweep_secs, orphan_grace_secs, salvage_timeout_secs,
-                   launch_deadline_secs, stop_deadline_secs, idle_timeout_secs, max_lifetime_secs);
+            layer!(
+                self,
+                file,
+                state_dir,
+                listen,
+                public_url,
+                lease_secs,
+                heartbeat_secs,
+                start_grace_secs,
+                reap_every_ms,
+                cancel_grace_secs,
+                job_command,
+                platform,
+                memory_mib,
+                vcpus,
+                max_body_bytes,
+                archives_keep,
+                max_call_bytes,
+                max_large_requests,
+                header_timeout_secs,
+                body_timeout_secs,
+                max_connections,
+                max_connections_per_peer,
+                shutdown_grace_secs,
+                libvirt_uri,
+                sweep_secs,
+                orphan_grace_secs,
+                salvage_timeout_secs,
+                launch_deadline_secs,
+                stop_deadline_secs,
+                idle_timeout_secs,
+                max_lifetime_secs
+            );
             if self.viewer.is_empty() {
                 self.viewer = file.viewer.clone();
             }
@@ -185,7 +213,11 @@ impl Settings {
         let lease = Duration::from_secs(self.lease_secs.unwrap_or(30).max(1));
         let heartbeat = Duration::from_secs(self.heartbeat_secs.unwrap_or(5).max(1));
         if heartbeat >= lease {
-            anyhow::bail!("heartbeat_secs ({}) must be shorter than lease_secs ({})", heartbeat.as_secs(), lease.as_secs());
+            anyhow::bail!(
+                "heartbeat_secs ({}) must be shorter than lease_secs ({})",
+                heartbeat.as_secs(),
+                lease.as_secs()
+            );
         }
         let reap_default = (lease / 4).min(Duration::from_secs(5));
         Ok(Resolved {
@@ -195,7 +227,11 @@ impl Settings {
             lease,
             heartbeat,
             start_grace: Duration::from_secs(self.start_grace_secs.unwrap_or(60)),
-            reap_every: self.reap_every_ms.map(Duration::from_millis).unwrap_or(reap_default).max(Duration::from_millis(50)),
+            reap_every: self
+                .reap_every_ms
+                .map(Duration::from_millis)
+                .unwrap_or(reap_default)
+                .max(Duration::from_millis(50)),
             cancel_grace: Duration::from_secs(self.cancel_grace_secs.unwrap_or(30)),
             job_command: self.job_command.unwrap_or_else(default_job_command),
             platform: self.platform.unwrap_or_else(|| "/var/lib/vrun/viewer-image".into()),

@@ -99,7 +99,10 @@ impl Daemon {
             Effect::StartJob(generation) => {
                 let started = match self.store.read_blocking(|c| instances::by_generation(c, generation)) {
                     Ok(Some(inst)) if !inst.state.is_terminal() => {
-                        let still_current = || match self.store.read_blocking(|c| instances::by_generation(c, generation)) {
+                        let still_current = || match self
+                            .store
+                            .read_blocking(|c| instances::by_generation(c, generation))
+                        {
                             Ok(i) => i.is_some_and(|i| !i.state.is_terminal()),
                             Err(e) => {
                                 tracing::warn!(generation, error = %e.message, "cannot re-check the generation; not starting its job");
@@ -130,7 +133,8 @@ impl Daemon {
                     Err(e) => {
                         tracing::error!(generation, error = %e, "cannot start job");
                         let reason = format!("job could not be started: {e}");
-                        tokio::runtime::Handle::current().spawn(async move { me.fail_generation(generation, reason, ItsJob::Leave).await });
+                        tokio::runtime::Handle::current()
+                            .spawn(async move { me.fail_generation(generation, reason, ItsJob::Leave).await });
                     }
                 }
             }
@@ -150,8 +154,7 @@ impl Daemon {
         let result = self
             .store
             .write(move |c| {
-                let Some(mut inst) = instances::by_generation(c, generation)?.filter(|i| !i.state.is_terminal())
-                else {
+                let Some(mut inst) = instances::by_generation(c, generation)?.filter(|i| !i.state.is_terminal()) else {
                     return Ok(Vec::new());
                 };
                 instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &ctx, now_ms(), job)

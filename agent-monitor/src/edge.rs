@@ -187,7 +187,8 @@ impl Throttle {
 /// `limits.shutdown_grace` while requests in progress finish.
 pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits, shutdown: impl Future<Output = ()>) {
     let grace = limits.shutdown_grace;
-    let registry = Arc::new(Registry { limits, table: Mutex::default(), ended: Notify::new(), shutting_down: Default::default() });
+    let registry =
+        Arc::new(Registry { limits, table: Mutex::default(), ended: Notify::new(), shutting_down: Default::default() });
     let mut tasks = tokio::task::JoinSet::new();
     let (mut refused_log, mut accept_log) = (Throttle(None), Throttle(None));
     let mut backoff = Duration::from_millis(10);
@@ -232,7 +233,11 @@ pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits, shutd
     let left = tasks.len();
     tasks.abort_all();
     if !registry.is_empty() {
-        tracing::warn!(connections = left, grace_secs = grace.as_secs(), "requests still in progress at the shutdown deadline were dropped");
+        tracing::warn!(
+            connections = left,
+            grace_secs = grace.as_secs(),
+            "requests still in progress at the shutdown deadline were dropped"
+        );
     }
 }
 

@@ -69,13 +69,18 @@ impl Libvirt {
     }
 
     fn connect(&self) -> Result<virt::connect::Connect, String> {
-        virt::connect::Connect::open(Some(&self.uri)).map_err(|e| format!("cannot connect to {}: {}", self.uri, e.message()))
+        virt::connect::Connect::open(Some(&self.uri))
+            .map_err(|e| format!("cannot connect to {}: {}", self.uri, e.message()))
     }
 }
 
 impl Libvirt {
     /// Runs `f` on one of our own domains; `Ok(None)` when there is no such domain.
-    fn with_ours<T>(&self, name: &str, f: impl FnOnce(&virt::domain::Domain) -> Result<T, String>) -> Result<Option<T>, String> {
+    fn with_ours<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&virt::domain::Domain) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
         let conn = self.connect()?;
         let dom = match conn.lookup_domain_by_name(name) {
             Ok(d) => d,

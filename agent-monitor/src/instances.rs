@@ -139,7 +139,10 @@ pub fn current(c: &Connection, pair: &Pair, generation: i64) -> Db<Instance> {
             format!("generation {generation} of {pair} is stale; the current one is {}", i.generation),
         )
         .into()),
-        _ => Err(RpcError::new(vrun_proto::FaultCode::UnknownInstance, format!("no generation {generation} of {pair}")).into()),
+        _ => {
+            Err(RpcError::new(vrun_proto::FaultCode::UnknownInstance, format!("no generation {generation} of {pair}"))
+                .into())
+        }
     }
 }
 
@@ -165,8 +168,9 @@ pub fn latest_per_pair(conn: &Connection) -> Db<Vec<Instance>> {
 /// file vanished (a power loss before the directory reached the disk, a careless admin) made
 /// every launch of the pair fail; the next older version is restored instead (issue 13).
 pub fn newest_archive(conn: &Connection, pair: &Pair) -> Db<Option<String>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY generation DESC, version DESC")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY generation DESC, version DESC",
+    )?;
     let paths = stmt.query_map(params![pair.project(), pair.viewer()], |r| r.get::<_, String>(0))?;
     for path in paths {
         let path = path?;
@@ -192,7 +196,9 @@ pub fn archive_by_version(conn: &Connection, pair: &Pair, db_path: &str) -> Db<S
     conn.prepare_cached("SELECT path FROM archives WHERE version = ?1 AND project = ?2 AND viewer = ?3")?
         .query_row(params![version, pair.project(), pair.viewer()], |r| r.get(0))
         .optional()?
-        .ok_or_else(|| RpcError::invalid_params(format!("db_path: no stored archive version {version} for {pair}")).into())
+        .ok_or_else(|| {
+            RpcError::invalid_params(format!("db_path: no stored archive version {version} for {pair}")).into()
+        })
 }
 
 /// What a launch asks for.
@@ -289,13 +295,7 @@ fn record_history(
 
 /// Moves an instance to `to`, recording the change. Legality is the caller's business
 /// (jobs are checked, the reaper may fail anything live).
-pub fn transition(
-    conn: &Connection,
-    inst: &mut Instance,
-    to: ViewerState,
-    reason: &str,
-    now_ms: i64,
-) -> Db<()> {
+pub fn transition(conn: &Connection, inst: &mut Instance, to: ViewerState, reason: &str, now_ms: i64) -> Db<()> {
     conn.prepare_cached("UPDATE instances SET state = ?2, reason = ?3, updated_ms = ?4 WHERE generation = ?1")?
         .execute(params![inst.generation, to.as_str(), reason, now_ms])?;
     record_history(conn, inst.generation, inst.state.as_str(), to, reason, now_ms)?;
@@ -330,8 +330,10 @@ pub fn set_lease(conn: &Connection, generation: i64, until_ms: i64) -> Db<()> {
 /// Extends a live instance's lease to `until_ms` unless it is already later (for renewals
 /// that were kept in memory while the store could not commit).
 pub fn extend_lease(conn: &Connection, generation: i64, until_ms: i64) -> Db<()> {
-    conn.prepare_cached(&format!("UPDATE instances SET lease_until_ms = max(lease_until_ms, ?2) WHERE generation = ?1 AND {LIVE}"))?
-        .execute(params![generation, until_ms])?;
+    conn.prepare_cached(&format!(
+        "UPDATE instances SET lease_until_ms = max(lease_until_ms, ?2) WHERE generation = ?1 AND {LIVE}"
+    ))?
+    .execute(params![generation, until_ms])?;
     Ok(())
 }
 
@@ -342,8 +344,10 @@ pub fn mark_job_started(conn: &Connection, generation: i64, now_ms: i64) -> Db<(
 }
 
 pub fn set_relaunch(conn: &Connection, generation: i64, user: Option<&str>) -> Db<()> {
-    conn.prepare_cached("UPDATE instances SET relaunch_pending = 1, relaunch_user = coalesce(?2, relaunch_user) WHERE generation = ?1")?
-        .execute(params![generation, user])?;
+    conn.prepare_cached(
+        "UPDATE instances SET relaunch_pending = 1, relaunch_user = coalesce(?2, relaunch_user) WHERE generation = ?1",
+    )?
+    .execute(params![generation, user])?;
     Ok(())
 }
 
@@ -379,9 +383,8 @@ pub fn finish(
 }
 
 pub fn history(conn: &Connection, generation: i64) -> Db<Vec<Transition>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT at_ms, from_state, to_state, reason FROM history WHERE generation = ?1 ORDER BY seq",
-    )?;
+    let mut stmt = conn
+        .prepare_cached("SELECT at_ms, from_state, to_state, reason FROM history WHERE generation = ?1 ORDER BY seq")?;
     let rows = stmt.query_map(params![generation], |r| {
         Ok(Transition { at: r.get::<_, i64>(0)? as f64 / 1000.0, from: r.get(1)?, to: r.get(2)?, reason: r.get(3)? })
     })?;

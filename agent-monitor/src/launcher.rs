@@ -84,7 +84,13 @@ impl ProcessLauncher {
     }
 
     fn open_lock(&self, generation: i64) -> std::io::Result<File> {
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(self.lock_file(generation))
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.lock_file(generation))
     }
 }
 
@@ -93,8 +99,10 @@ impl Launcher for ProcessLauncher {
         let _shared = self.guard.read().unwrap_or_else(|p| p.into_inner());
         let job_file = self.job_file(spec.generation);
         let json = serde_json::to_vec_pretty(spec).expect("job spec serialises");
-        crate::private::write_private_atomic(&job_file, &json).map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
-        let lock_file = self.open_lock(spec.generation)
+        crate::private::write_private_atomic(&job_file, &json)
+            .map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
+        let lock_file = self
+            .open_lock(spec.generation)
             .map_err(|source| LaunchError::JobFile { path: self.lock_file(spec.generation), source })?;
         let mut lock = fd_lock::RwLock::new(lock_file);
         let Ok(held) = lock.try_write() else {
@@ -109,7 +117,11 @@ impl Launcher for ProcessLauncher {
             return Ok(());
         }
         let log_path = self.jobs_dir.join(format!("g{}.log", spec.generation));
-        let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path)
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
             .map_err(|source| LaunchError::JobFile { path: log_path, source })?;
         let log2 = log.try_clone().map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
         let lock_fd = held.as_raw_fd();
@@ -151,7 +163,12 @@ impl Launcher for ProcessLauncher {
         let log_path = self.jobs_dir.join("probe-accel.log");
         let Ok(log) = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path) else { return };
         let mut cmd = std::process::Command::new(&self.command);
-        cmd.arg("probe-accel").arg("--kernel").arg(&kernel).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(log);
+        cmd.arg("probe-accel")
+            .arg("--kernel")
+            .arg(&kernel)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         // Under the spawn window like a job, so it never inherits a job's lock descriptor.
         let spawned = {
@@ -257,7 +274,9 @@ fn holders(lock: &Path) -> std::io::Result<Vec<i32>> {
         }
         let fds = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
             Ok(fds) => fds,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) => {
+                continue
+            }
             Err(e) => return Err(e),
         };
         if fds.filter_map(|f| std::fs::read_link(f.ok()?.path()).ok()).any(|p| p == target) {
@@ -270,7 +289,11 @@ fn holders(lock: &Path) -> std::io::Result<Vec<i32>> {
 fn set_cloexec(fd: i32, on: bool) -> std::io::Result<()> {
     // SAFETY: fcntl on a descriptor this function's caller owns.
     let r = unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// One thread waits for (`waitpid`) every job agent-monitor started, so none lingers as a

@@ -35,6 +35,7 @@ pub mod daemon;
 pub mod edge;
 pub mod events;
 pub mod hypervisor;
+pub mod idle;
 pub mod instances;
 pub mod launcher;
 pub mod modes;
@@ -48,7 +49,6 @@ pub mod status;
 pub mod store;
 pub mod sweep;
 pub mod unstored;
-pub mod idle;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -57,15 +57,19 @@ use tokio::net::TcpListener;
 
 use crate::archives::ArchiveSettings;
 use crate::config::Resolved;
-use crate::instances::JobContext;
-use crate::hypervisor::Hypervisor;
-use crate::launcher::{Launcher, ProcessLauncher};
 use crate::daemon::{Daemon, Timing};
+use crate::hypervisor::Hypervisor;
+use crate::instances::JobContext;
+use crate::launcher::{Launcher, ProcessLauncher};
 use crate::salvage::Salvage;
 
 /// Runs the daemon on `listener` until `shutdown` completes. The caller holds the state
 /// directory lock (see [`statedir::lock`]).
-pub async fn run(listener: TcpListener, cfg: Resolved, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    cfg: Resolved,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let launcher: Arc<dyn Launcher> = Arc::new(ProcessLauncher::new(cfg.sub("jobs"), cfg.job_command.clone())?);
     let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
     let hv: Arc<dyn Hypervisor> = match cfg.libvirt_uri.as_str() {
@@ -154,7 +158,9 @@ pub async fn run_with(
     let grace = cfg.edge.shutdown_grace;
     for task in [repairer, reaper, sweeper, idler] {
         if tokio::time::timeout(grace, task).await.is_err() {
-            tracing::warn!("a background task did not stop within the shutdown deadline; the next start redoes its work");
+            tracing::warn!(
+                "a background task did not stop within the shutdown deadline; the next start redoes its work"
+            );
         }
     }
     tracing::info!("agent-monitor stopped");

@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use vrun_proto::ViewerState;
 
-use crate::instances::{self, ItsJob};
 use crate::daemon::Daemon;
+use crate::instances::{self, ItsJob};
 use crate::store::now_ms;
 
 /// Fails every live instance whose lease ran out, cancels its job, and frees its pair.
 pub async fn reap_once(m: &Arc<Daemon>) {
     let ctx = m.job_ctx.clone();
-    let renewals: Vec<(i64, i64)> = m.renewals.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(g, u)| (*g, *u)).collect();
+    let renewals: Vec<(i64, i64)> =
+        m.renewals.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(g, u)| (*g, *u)).collect();
     let written = renewals.clone();
     let result = m
         .store
@@ -31,7 +32,15 @@ pub async fn reap_once(m: &Arc<Daemon>) {
                     inst.generation, inst.state, late
                 );
                 tracing::warn!(pair = %inst.pair, generation = inst.generation, %reason, "reaping");
-                effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, ItsJob::Cancel)?);
+                effects.extend(instances::finish(
+                    c,
+                    &mut inst,
+                    ViewerState::Failed,
+                    &reason,
+                    &ctx,
+                    now,
+                    ItsJob::Cancel,
+                )?);
             }
             Ok(effects)
         })

@@ -51,10 +51,7 @@ pub struct Rpc {
 pub fn router(methods: Methods, secrets: Arc<Secrets>, limits: BodyLimits) -> Router {
     let large = tokio::sync::Semaphore::new(limits.max_large);
     let rpc = Arc::new(Rpc { methods, secrets, limits, large });
-    Router::new()
-        .route("/RPC2", post(endpoint))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(rpc)
+    Router::new().route("/RPC2", post(endpoint)).layer(axum::extract::DefaultBodyLimit::disable()).with_state(rpc)
 }
 
 fn xml(body: String) -> Response {
@@ -143,7 +140,8 @@ async fn read_body<'r>(
     let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limits.max_call));
     let mut permit = None;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| RpcError::new(FaultCode::MalformedRequest, format!("cannot read the request body: {e}")))?;
+        let frame = frame
+            .map_err(|e| RpcError::new(FaultCode::MalformedRequest, format!("cannot read the request body: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
         let len = buf.len() + data.len();
         if len > limits.max_call && permit.is_none() {

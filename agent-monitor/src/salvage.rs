@@ -43,7 +43,15 @@ impl Salvage {
         timeout: Duration,
         monitor_id: String,
     ) -> Salvage {
-        Salvage { store, hypervisor, archives, timeout, monitor_id, salvaging: Mutex::default(), stopping: Default::default() }
+        Salvage {
+            store,
+            hypervisor,
+            archives,
+            timeout,
+            monitor_id,
+            salvaging: Mutex::default(),
+            stopping: Default::default(),
+        }
     }
 
     /// Salvages the domains of a generation that just lost its pair (its lease ran out, its

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use vrun_proto::{RpcError, ViewerState};
 
+use crate::daemon::Daemon;
 use crate::instances::{self, Effect, ItsJob};
 use crate::launcher::JobProbe;
-use crate::daemon::Daemon;
 use crate::store::{now_ms, LIVE};
 
 /// One statement: every live instance gets at least a full lease from now.
@@ -68,7 +68,15 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
                     }
                     JobProbe::NotRunning => {
                         let reason = format!("job of generation {generation} was gone when agent-monitor started");
-                        effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, ItsJob::Leave)?);
+                        effects.extend(instances::finish(
+                            c,
+                            &mut inst,
+                            ViewerState::Failed,
+                            &reason,
+                            &ctx,
+                            now,
+                            ItsJob::Leave,
+                        )?);
                         failed += 1;
                     }
                 }

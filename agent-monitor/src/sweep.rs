@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use vrun_proto::ViewerState;
 
+use crate::daemon::Daemon;
 use crate::hypervisor::VrunDomain;
 use crate::instances::{self, ItsJob};
 use crate::launcher::JobProbe;
-use crate::daemon::Daemon;
 use crate::store::now_ms;
 
 /// What the sweeper remembers between sweeps.
@@ -55,11 +55,9 @@ pub async fn run(m: Arc<Daemon>, wake: Arc<tokio::sync::Notify>, mut shutdown: t
 fn deadline_reason(inst: &instances::Instance, t: &crate::daemon::Timing, now: i64) -> Option<String> {
     let since = |ms: i64| Duration::from_millis((now - ms).max(0) as u64);
     match inst.state {
-        ViewerState::Launching | ViewerState::Booting if since(inst.created_ms) > t.launch_deadline => Some(format!(
-            "stuck in {} for more than {} s",
-            inst.state,
-            t.launch_deadline.as_secs()
-        )),
+        ViewerState::Launching | ViewerState::Booting if since(inst.created_ms) > t.launch_deadline => {
+            Some(format!("stuck in {} for more than {} s", inst.state, t.launch_deadline.as_secs()))
+        }
         ViewerState::Stopping if since(inst.updated_ms) > t.stop_deadline => {
             Some(format!("stuck in stopping for more than {} s", t.stop_deadline.as_secs()))
         }
@@ -72,10 +70,12 @@ pub async fn sweep_once(m: &Arc<Daemon>, st: &Arc<SweepState>) {
     let now = now_ms();
     let launcher = Arc::clone(&m.launcher);
     let probes: Vec<(instances::Instance, JobProbe)> = tokio::task::spawn_blocking(move || {
-        live.into_iter().map(|i| {
-            let p = launcher.probe(i.generation);
-            (i, p)
-        }).collect()
+        live.into_iter()
+            .map(|i| {
+                let p = launcher.probe(i.generation);
+                (i, p)
+            })
+            .collect()
     })
     .await
     .unwrap_or_default();

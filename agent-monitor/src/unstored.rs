@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::archives;
-use crate::instances;
 use crate::daemon::Daemon;
+use crate::instances;
 use crate::store::now_ms;
 
 /// `(generation, path)` of every unstored disk in `jobs_dir`.
@@ -57,11 +57,15 @@ pub async fn store_all(m: &Arc<Daemon>) {
                 if let Err(e) = std::fs::remove_file(&path) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot remove a stored output disk");
                 }
-                let note = format!("its database ({size} bytes, sha256 {sha}), which the job could not store, was stored by the sweep");
+                let note = format!(
+                    "its database ({size} bytes, sha256 {sha}), which the job could not store, was stored by the sweep"
+                );
                 tracing::warn!(pair = %inst.pair, generation, %note, "sweep: stored an unstored database");
                 let _ = m.store.write(move |c| instances::note(c, &inst, &note, now_ms())).await;
             }
-            Err(e) => tracing::warn!(generation, error = %e, "cannot store an unstored output disk yet; the next sweep retries"),
+            Err(e) => {
+                tracing::warn!(generation, error = %e, "cannot store an unstored output disk yet; the next sweep retries")
+            }
         }
     }
 }

@@ -60,7 +60,9 @@ fn post(to: SocketAddr, auth: &str, body: &[u8]) -> i32 {
 }
 
 fn call_xml(method: &str, params: &str) -> String {
-    format!("<?xml version=\"1.0\"?><methodCall><methodName>{method}</methodName><params>{params}</params></methodCall>")
+    format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>{method}</methodName><params>{params}</params></methodCall>"
+    )
 }
 
 #[test]
@@ -72,7 +74,10 @@ fn idle_and_half_sent_connections_are_closed() {
     let mut slow = TcpStream::connect(a).unwrap();
     slow.write_all(b"POST /RPC2 HTTP/1.1\r\nHost: x\r\n").unwrap();
     let mut bodiless = TcpStream::connect(a).unwrap();
-    let head = format!("POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 500\r\n\r\n<methodCall>", basic(&env, "launcher"));
+    let head = format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 500\r\n\r\n<methodCall>",
+        basic(&env, "launcher")
+    );
     bodiless.write_all(head.as_bytes()).unwrap();
     for (what, mut s) in [("bare connect", bare), ("slow headers", slow), ("headers without a body", bodiless)] {
         let took = closed_within(&mut s, Duration::from_secs(8));
@@ -120,7 +125,10 @@ fn heartbeats_and_launches_survive_a_flood_of_idle_sockets() {
     let token = job_spec(&file).job_token.expect("job token");
     // New clients each time, so that each call needs a new connection (launchviewer is
     // one-shot; a job's kept connection may be closed under it).
-    let job = || vrun_proto::client::AgentMonitorClient::new(&d.url, vrun_proto::client::Credentials::Bearer(token.clone())).unwrap();
+    let job = || {
+        vrun_proto::client::AgentMonitorClient::new(&d.url, vrun_proto::client::Credentials::Bearer(token.clone()))
+            .unwrap()
+    };
     let to = addr(&d);
     rt.block_on(async {
         let floods = [
@@ -133,7 +141,11 @@ fn heartbeats_and_launches_survive_a_flood_of_idle_sockets() {
             let beat = tokio::time::timeout(Duration::from_secs(3), job().heartbeat(&p, g)).await;
             assert!(matches!(beat, Ok(Ok(true))), "heartbeat {n} during the flood: {beat:?}");
             let other = pair(&format!("f{n}"), "CodeDX");
-            let launch = tokio::time::timeout(Duration::from_secs(3), d.client_as("launcher").launch_viewer(&LaunchViewer::new(other))).await;
+            let launch = tokio::time::timeout(
+                Duration::from_secs(3),
+                d.client_as("launcher").launch_viewer(&LaunchViewer::new(other)),
+            )
+            .await;
             assert!(matches!(launch, Ok(Ok(_))), "launch {n} during the flood: {launch:?}");
             n += 1;
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -154,7 +166,9 @@ fn only_storeviewer_may_send_a_large_body() {
     let big = "x".repeat(200_000);
     let launch = call_xml(
         "agentMonitor.launchViewer",
-        &format!("<param><value><struct><member><name>project</name><value>{big}</value></member></struct></value></param>"),
+        &format!(
+            "<param><value><struct><member><name>project</name><value>{big}</value></member></struct></value></param>"
+        ),
     );
     assert_eq!(post(addr(&d), &basic(&env, "launcher"), launch.as_bytes()), FaultCode::RequestTooLarge.code());
     // A comment cannot make another call look like storeviewer to the size check.
@@ -175,7 +189,10 @@ fn only_storeviewer_may_send_a_large_body() {
     // The admin's large storeviewer is read and reaches the method (which refuses the checksum).
     assert_eq!(post(addr(&d), &basic(&env, "admin"), store(&db).as_bytes()), FaultCode::BadChecksum.code());
     // Values are counted while parsing: an array of nothing is refused however small.
-    let empties = call_xml("system.listMethods", &format!("<param><value><array><data>{}</data></array></value></param>", "<value/>".repeat(12_000)));
+    let empties = call_xml(
+        "system.listMethods",
+        &format!("<param><value><array><data>{}</data></array></value></param>", "<value/>".repeat(12_000)),
+    );
     assert_eq!(post(addr(&d), &basic(&env, "admin"), empties.as_bytes()), FaultCode::MalformedRequest.code());
 }
 
@@ -184,7 +201,10 @@ fn shutdown_does_not_wait_for_a_half_sent_request() {
     let env = Env::new();
     let d = env.start(&["--shutdown-grace-secs", "2"]);
     let mut held = TcpStream::connect(addr(&d)).unwrap();
-    let head = format!("POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 5000\r\n\r\n<methodCall>", basic(&env, "launcher"));
+    let head = format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 5000\r\n\r\n<methodCall>",
+        basic(&env, "launcher")
+    );
     held.write_all(head.as_bytes()).unwrap();
     let mut idle = TcpStream::connect(addr(&d)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -201,12 +221,28 @@ fn shutdown_does_not_wait_for_a_cancel_in_progress() {
     // task; the runtime used to wait for it after "agent-monitor stopped".
     let env = Env::new();
     let job = env.tmp.path().join("stubborn-job");
-    std::fs::write(&job, "#!/bin/sh\necho \"$$ $2\" >> \"$VRUN_TEST_LAUNCH_LOG\"\ntrap '' TERM\nexec sleep 300\n").unwrap();
+    std::fs::write(&job, "#!/bin/sh\necho \"$$ $2\" >> \"$VRUN_TEST_LAUNCH_LOG\"\ntrap '' TERM\nexec sleep 300\n")
+        .unwrap();
     std::fs::set_permissions(&job, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let d = start_daemon(&env.state_dir(), &job, &env.launch_log(), &[
-        "--lease-secs", "2", "--heartbeat-secs", "1", "--start-grace-secs", "1", "--reap-every-ms", "100",
-        "--cancel-grace-secs", "30", "--shutdown-grace-secs", "2",
-    ]);
+    let d = start_daemon(
+        &env.state_dir(),
+        &job,
+        &env.launch_log(),
+        &[
+            "--lease-secs",
+            "2",
+            "--heartbeat-secs",
+            "1",
+            "--start-grace-secs",
+            "1",
+            "--reap-every-ms",
+            "100",
+            "--cancel-grace-secs",
+            "30",
+            "--shutdown-grace-secs",
+            "2",
+        ],
+    );
     runtime().block_on(d.client().launch_viewer(&LaunchViewer::new(pair("stubborn", "CodeDX")))).unwrap();
     eventually("the reaper cancels the silent job", Duration::from_secs(15), || d.log().contains("cancelling job"));
     let start = Instant::now();
@@ -221,7 +257,14 @@ fn store(p: &vrun_proto::Pair, generation: i64, db: &[u8]) -> vrun_proto::method
 
 fn end(p: &vrun_proto::Pair, generation: i64) -> vrun_proto::methods::SetViewerState {
     let state = vrun_proto::ViewerState::Stopped;
-    vrun_proto::methods::SetViewerState { pair: p.clone(), generation, state, ipaddress: None, domain: None, message: None }
+    vrun_proto::methods::SetViewerState {
+        pair: p.clone(),
+        generation,
+        state,
+        ipaddress: None,
+        domain: None,
+        message: None,
+    }
 }
 
 #[test]
@@ -235,9 +278,14 @@ fn db_path_names_only_an_archive_of_the_same_pair() {
         let g = admin.launch_viewer(&LaunchViewer::new(theirs.clone())).await.unwrap().generation;
         admin.store_viewer(&store(&theirs, g, b"their findings")).await.unwrap();
         let key = env.state_dir().join("secrets/jobs.key");
-        let theirs_file = env.state_dir().join(format!("archives/theirs/CodeDX/g{g}-{}.archive", agent_monitor::archives::sha256_hex(b"their findings")));
+        let theirs_file = env.state_dir().join(format!(
+            "archives/theirs/CodeDX/g{g}-{}.archive",
+            agent_monitor::archives::sha256_hex(b"their findings")
+        ));
         assert!(theirs_file.is_file());
-        for db_path in [key.display().to_string(), theirs_file.display().to_string(), "1".into(), "0".into(), "x".into()] {
+        for db_path in
+            [key.display().to_string(), theirs_file.display().to_string(), "1".into(), "0".into(), "x".into()]
+        {
             let req = LaunchViewer { db_path: Some(db_path.clone()), ..LaunchViewer::new(mine.clone()) };
             let err = launcher.launch_viewer(&req).await.unwrap_err();
             assert_eq!(err.fault_code(), Some(FaultCode::InvalidParams), "db_path={db_path}: {err}");
@@ -290,7 +338,16 @@ fn a_damaged_secret_refuses_to_start_and_is_kept() {
     // Bounded: a daemon that accepts the damaged secret serves until killed.
     let serve = || {
         Command::new("timeout")
-            .args(["10", env!("CARGO_BIN_EXE_agent-monitor"), "serve", "--listen", "127.0.0.1:0", "--libvirt-uri", "none", "--state-dir"])
+            .args([
+                "10",
+                env!("CARGO_BIN_EXE_agent-monitor"),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--libvirt-uri",
+                "none",
+                "--state-dir",
+            ])
             .arg(env.state_dir())
             .env("RUST_LOG", "off")
             .output()
@@ -324,7 +381,13 @@ fn state_files_are_owner_only_whatever_the_umask() {
     for d in [&state, &state.join("jobs")] {
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
-    let d = start_daemon_via(&["sh", "-c", "umask 022; exec \"$@\"", "sh"], &state, &env.tmp.path().join("fake-job"), &env.launch_log(), &[]);
+    let d = start_daemon_via(
+        &["sh", "-c", "umask 022; exec \"$@\"", "sh"],
+        &state,
+        &env.tmp.path().join("fake-job"),
+        &env.launch_log(),
+        &[],
+    );
     let p = pair("modes", "CodeDX");
     runtime().block_on(async {
         let g = d.client().launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
@@ -334,7 +397,14 @@ fn state_files_are_owner_only_whatever_the_umask() {
     for dir in ["", "jobs", "secrets", "archives", "archives/modes", "archives/modes/CodeDX"] {
         assert_eq!(mode(&state.join(dir)), 0o700, "{dir}/");
     }
-    for file in ["agent-monitor.sqlite3", "agent-monitor.sqlite3-wal", "agent-monitor.sqlite3-shm", "secrets/jobs.key", "jobs/g1.json", "jobs/g1.log"] {
+    for file in [
+        "agent-monitor.sqlite3",
+        "agent-monitor.sqlite3-wal",
+        "agent-monitor.sqlite3-shm",
+        "secrets/jobs.key",
+        "jobs/g1.json",
+        "jobs/g1.log",
+    ] {
         assert_eq!(mode(&state.join(file)), 0o600, "{file}");
     }
     assert!(d.log().contains("tightened permissions"), "{}", d.log());
@@ -390,7 +460,9 @@ fn a_cancel_in_the_spawn_window_waits_for_the_start_and_stops_its_job() {
     let env = Env::new();
     // The stand-in job records itself here (each test is a process of its own under nextest).
     std::env::set_var("VRUN_TEST_LAUNCH_LOG", env.launch_log());
-    let launcher = std::sync::Arc::new(ProcessLauncher::new(env.tmp.path().join("jobs"), env.tmp.path().join("fake-job")).unwrap());
+    let launcher = std::sync::Arc::new(
+        ProcessLauncher::new(env.tmp.path().join("jobs"), env.tmp.path().join("fake-job")).unwrap(),
+    );
     // A generation that ended before its start came up is not started.
     launcher.start(&job(1), &|| false).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -414,15 +486,33 @@ fn a_cancel_in_the_spawn_window_waits_for_the_start_and_stops_its_job() {
 #[test]
 fn a_cancel_that_cannot_read_proc_retries_until_the_job_is_gone() {
     let env = Env::new();
-    let d = env.start(&["--lease-secs", "3", "--heartbeat-secs", "1", "--start-grace-secs", "3", "--reap-every-ms", "100",
-                        "--cancel-grace-secs", "1"]);
+    let d = env.start(&[
+        "--lease-secs",
+        "3",
+        "--heartbeat-secs",
+        "1",
+        "--start-grace-secs",
+        "3",
+        "--reap-every-ms",
+        "100",
+        "--cancel-grace-secs",
+        "1",
+    ]);
     runtime().block_on(d.client().launch_viewer(&LaunchViewer::new(pair("noproc", "CodeDX")))).unwrap();
     let (pid, _) = env.wait_launches(1, Duration::from_secs(10))[0].clone();
     // Descriptors 0-2 are open, so a soft limit of 3 makes every open fail with EMFILE.
     let daemon = d.child.id().to_string();
-    let limit = |soft: &str| assert!(Command::new("prlimit").args(["--pid", &daemon, &format!("--nofile={soft}:")]).status().unwrap().success());
+    let limit = |soft: &str| {
+        assert!(Command::new("prlimit")
+            .args(["--pid", &daemon, &format!("--nofile={soft}:")])
+            .status()
+            .unwrap()
+            .success())
+    };
     limit("3");
-    eventually("the cancel fails to read /proc", Duration::from_secs(15), || d.log().contains("cannot read /proc to find the job"));
+    eventually("the cancel fails to read /proc", Duration::from_secs(15), || {
+        d.log().contains("cannot read /proc to find the job")
+    });
     std::thread::sleep(Duration::from_secs(1));
     assert!(pid_alive(pid), "the job is not taken for gone");
     limit("1024");
@@ -458,14 +548,19 @@ fn a_late_store_of_an_older_generation_is_kept_as_an_older_version() {
 fn a_full_disk_costs_no_lease() {
     let env = Env::new();
     let _disk = Tmpfs::mount(&env.state_dir(), "16m");
-    let d = env.start(&["--lease-secs", "3", "--heartbeat-secs", "1", "--start-grace-secs", "3", "--reap-every-ms", "200"]);
+    let d =
+        env.start(&["--lease-secs", "3", "--heartbeat-secs", "1", "--start-grace-secs", "3", "--reap-every-ms", "200"]);
     let c = d.client();
     let p = pair("fulldisk", "CodeDX");
     let rt = runtime();
     let g = rt.block_on(c.launch_viewer(&LaunchViewer::new(p.clone()))).unwrap().generation;
     // Fill the disk, then heartbeat until the store's writes fail (the WAL may hold a few).
     let filler = env.state_dir().join("filler");
-    let _ = Command::new("dd").args(["if=/dev/zero", "bs=1M", "count=64"]).arg(format!("of={}", filler.display())).stderr(std::process::Stdio::null()).status();
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=64"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status();
     let start = Instant::now();
     rt.block_on(async {
         let mut n = 0;
@@ -505,9 +600,15 @@ fn the_sweep_stores_an_output_disk_its_job_could_not_store() {
     let archive = env.state_dir().join(format!("archives/unstored/CodeDX/g{g}-{sha}.archive"));
     eventually("the sweep stores the disk", Duration::from_secs(15), || archive.is_file());
     assert_eq!(std::fs::read(&archive).unwrap(), b"triage work");
-    eventually("the disk is removed once stored", Duration::from_secs(5), || !jobs.join(format!("g{g}.unstored")).exists());
+    eventually("the disk is removed once stored", Duration::from_secs(5), || {
+        !jobs.join(format!("g{g}.unstored")).exists()
+    });
     let rec = runtime().block_on(c.viewer_status(&p)).unwrap();
-    assert!(rec.history.iter().any(|t| t.reason.contains("which the job could not store, was stored by the sweep")), "{:#?}", rec.history);
+    assert!(
+        rec.history.iter().any(|t| t.reason.contains("which the job could not store, was stored by the sweep")),
+        "{:#?}",
+        rec.history
+    );
     assert!(jobs.join("g999.unstored").exists(), "a disk of an unknown generation is left for the admin");
 }
 
@@ -521,7 +622,11 @@ fn large_bodies_are_read_one_at_a_time_and_small_calls_pass_them() {
     );
     // The first large body stops half-way and holds the only permit until its deadline.
     let mut first = TcpStream::connect(addr(&d)).unwrap();
-    let head = format!("POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n", basic(&env, "admin"), body.len());
+    let head = format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        basic(&env, "admin"),
+        body.len()
+    );
     first.write_all(head.as_bytes()).unwrap();
     first.write_all(&body.as_bytes()[..150_000]).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -547,7 +652,13 @@ fn accept_errors_back_off() {
     let env = Env::new();
     let d = env.start(&[]);
     let daemon = d.child.id().to_string();
-    let limit = |soft: &str| assert!(Command::new("prlimit").args(["--pid", &daemon, &format!("--nofile={soft}:")]).status().unwrap().success());
+    let limit = |soft: &str| {
+        assert!(Command::new("prlimit")
+            .args(["--pid", &daemon, &format!("--nofile={soft}:")])
+            .status()
+            .unwrap()
+            .success())
+    };
     limit("3");
     let start = Instant::now();
     let pending: Vec<_> = (0..5).map(|_| TcpStream::connect(addr(&d)).unwrap()).collect();

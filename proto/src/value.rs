@@ -23,10 +23,9 @@ impl<'a> StructReader<'a> {
         match params {
             [Value::Struct(members)] => Ok(StructReader { members, seen: BTreeSet::new() }),
             [_] => Err(RpcError::invalid_params("expected one struct parameter")),
-            _ => Err(RpcError::invalid_params(format!(
-                "expected one struct parameter, got {} parameters",
-                params.len()
-            ))),
+            _ => {
+                Err(RpcError::invalid_params(format!("expected one struct parameter, got {} parameters", params.len())))
+            }
         }
     }
 
@@ -75,10 +74,9 @@ impl<'a> StructReader<'a> {
     /// Refuses any member that was not asked for.
     pub fn finish(self) -> Result<(), RpcError> {
         match self.members.keys().find(|k| !self.seen.contains(k.as_str())) {
-            Some(k) => Err(RpcError::invalid_params(format!(
-                "unknown member {:?}",
-                k.chars().take(40).collect::<String>()
-            ))),
+            Some(k) => {
+                Err(RpcError::invalid_params(format!("unknown member {:?}", k.chars().take(40).collect::<String>())))
+            }
             None => Ok(()),
         }
     }
@@ -127,10 +125,7 @@ fn value_bool(key: &str, v: &Value) -> Result<bool, RpcError> {
 /// Positional string parameters (SWAMP's `isViewerAvailable(viewer, project)`).
 pub fn positional_strings<const N: usize>(params: &[Value]) -> Result<[String; N], RpcError> {
     if params.len() != N {
-        return Err(RpcError::invalid_params(format!(
-            "expected {N} string parameters, got {}",
-            params.len()
-        )));
+        return Err(RpcError::invalid_params(format!("expected {N} string parameters, got {}", params.len())));
     }
     let mut out: [String; N] = std::array::from_fn(|_| String::new());
     for (slot, v) in out.iter_mut().zip(params) {

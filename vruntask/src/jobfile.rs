@@ -26,7 +26,8 @@ pub fn load(path: &Path) -> Result<JobSpec, JobError> {
         return Err(JobError::TooLarge { path: p });
     }
     let bytes = std::fs::read(path).map_err(|source| JobError::Read { path: p.clone(), source })?;
-    let job: JobSpec = serde_json::from_slice(&bytes).map_err(|e| JobError::Invalid { path: p.clone(), detail: e.to_string() })?;
+    let job: JobSpec =
+        serde_json::from_slice(&bytes).map_err(|e| JobError::Invalid { path: p.clone(), detail: e.to_string() })?;
     job.validate().map_err(|detail| JobError::Invalid { path: p, detail })?;
     Ok(job)
 }

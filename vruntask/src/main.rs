@@ -94,16 +94,16 @@ fn main() {
         }
     };
     let opts = Options {
-    uri: a.uri,
-    work_root: a.work_root,
+        uri: a.uri,
+        work_root: a.work_root,
         network,
-    guest_port: a.guest_port,
-    boot_timeout: Duration::from_secs(a.boot_timeout),
-    stop_timeout: Duration::from_secs(a.stop_timeout),
-    accel: a.accel,
-    runtime_dir: a.runtime_dir,
-    libvirt_timeout: Duration::from_secs(a.libvirt_timeout.max(1)),
-    cleanup_patience: Duration::from_secs(a.cleanup_patience),
+        guest_port: a.guest_port,
+        boot_timeout: Duration::from_secs(a.boot_timeout),
+        stop_timeout: Duration::from_secs(a.stop_timeout),
+        accel: a.accel,
+        runtime_dir: a.runtime_dir,
+        libvirt_timeout: Duration::from_secs(a.libvirt_timeout.max(1)),
+        cleanup_patience: Duration::from_secs(a.cleanup_patience),
     };
     // Two workers: the heartbeat task never waits behind the run's own work.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");

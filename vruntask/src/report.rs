@@ -62,7 +62,13 @@ impl Reporter {
         Ok(to)
     }
 
-    fn req(&self, state: ViewerState, ip: Option<String>, domain: Option<String>, message: Option<String>) -> SetViewerState {
+    fn req(
+        &self,
+        state: ViewerState,
+        ip: Option<String>,
+        domain: Option<String>,
+        message: Option<String>,
+    ) -> SetViewerState {
         SetViewerState { pair: self.pair.clone(), generation: self.generation, state, ipaddress: ip, domain, message }
     }
 
@@ -134,7 +140,9 @@ mod tests {
         std::fs::create_dir_all(out.parent().unwrap()).unwrap();
         std::fs::write(&out, b"disk").unwrap();
         let pair = Pair::new("p", "v").unwrap();
-        let rep = Reporter::new("http://127.0.0.1:9/RPC2", None, pair, 4).unwrap().with_unstored(dir.path().join("g4.unstored"));
+        let rep = Reporter::new("http://127.0.0.1:9/RPC2", None, pair, 4)
+            .unwrap()
+            .with_unstored(dir.path().join("g4.unstored"));
         let at = rep.keep_unstored(&out).unwrap();
         assert_eq!(at, dir.path().join("g4.unstored"));
         assert_eq!(std::fs::read(&at).unwrap(), b"disk");

@@ -87,7 +87,12 @@ impl Vm<'_> {
                             Net::Loopback { host_port, .. } => format!("127.0.0.1:{host_port}"),
                             Net::Bridge { .. } => guest_addr,
                         };
-                        let report = self.rep.state(ViewerState::Ready, Some(address.clone()), None, Some("viewer is up".into()));
+                        let report = self.rep.state(
+                            ViewerState::Ready,
+                            Some(address.clone()),
+                            None,
+                            Some("viewer is up".into()),
+                        );
                         match report.await {
                             Ok(()) => *ready = true,
                             Err(e) => return stop_for_report_error(e).into(),
@@ -108,7 +113,9 @@ impl Vm<'_> {
                     pending = None;
                     next_state = Instant::now() + TICK;
                     match (&state, hv_down) {
-                        (Err(e), false) => tracing::warn!(error = %e, "cannot read domain state; the viewer keeps serving"),
+                        (Err(e), false) => {
+                            tracing::warn!(error = %e, "cannot read domain state; the viewer keeps serving")
+                        }
                         (Ok(_), true) => tracing::info!("libvirt answers again"),
                         _ => {}
                     }

@@ -16,7 +16,11 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
-        let st = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"]).arg(dir).status().unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
         assert!(st.success(), "mount a tmpfs at {} (the VM tests run as root)", dir.display());
         Tmpfs(dir.into())
     }
@@ -47,7 +51,11 @@ fn a_viewer_keeps_serving_through_a_full_disk_and_its_database_is_stored_after()
     runtime().block_on(async {
         let (g, v) = h.launch_ready(&pair).await;
         let fill = || {
-            let _ = Command::new("dd").args(["if=/dev/zero", "bs=1M", "count=128"]).arg(format!("of={}", filler.display())).stderr(std::process::Stdio::null()).status();
+            let _ = Command::new("dd")
+                .args(["if=/dev/zero", "bs=1M", "count=128"])
+                .arg(format!("of={}", filler.display()))
+                .stderr(std::process::Stdio::null())
+                .status();
         };
         fill();
         // Longer than the lease on a full disk: the viewer serves on, its lease holds.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use dxr::Value;
 use vrun_proto::RpcError;
 
-use crate::instances;
 use crate::daemon::Daemon;
+use crate::instances;
 
 pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     if !params.is_empty() {

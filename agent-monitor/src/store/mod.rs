@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use vrun_proto::{FaultCode, Pair, RpcError};
 
 pub use live::LiveView;
-pub use rows::{pair_and_state, LIVE};
 use live::{LiveMap, Touched};
+pub use rows::{pair_and_state, LIVE};
 
 /// Largest number of callers whose changes share one transaction.
 const MAX_BATCH: usize = 1024;
@@ -161,10 +161,7 @@ impl Store {
     }
 }
 
-fn run_in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Db<T>,
-) -> Db<T> {
+fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Db<T>) -> Db<T> {
     conn.execute_batch("SAVEPOINT op")?;
     let result = f(conn);
     let end = if result.is_ok() { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };

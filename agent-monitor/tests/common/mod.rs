@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub use vrun_test_support::{eventually, workspace_bin, AgentMonitor as Daemon};
 use vrun_test_support::Spawn;
+pub use vrun_test_support::{eventually, workspace_bin, AgentMonitor as Daemon};
 
 pub struct Env {
     pub tmp: tempfile::TempDir,
@@ -117,7 +117,11 @@ pub struct Tmpfs(pub PathBuf);
 impl Tmpfs {
     pub fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
-        let st = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"]).arg(dir).status().unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
         assert!(st.success(), "mount tmpfs at {} (these tests run as root)", dir.display());
         Tmpfs(dir.into())
     }

@@ -156,7 +156,9 @@ impl<'a> Parser<'a> {
         let (text, tag) = self.text_until_tag()?;
         let v = match tag {
             // No type element: a string. Whitespace alone is an empty one (as dxr reads it).
-            Tok::End("value") => return Ok(Value::String(if all_ws(&text) { String::new() } else { text.into_owned() })),
+            Tok::End("value") => {
+                return Ok(Value::String(if all_ws(&text) { String::new() } else { text.into_owned() }))
+            }
             _ if !all_ws(&text) => return Err(WireError("text beside a type element in <value>".into())),
             Tok::Start(ty) => self.typed(ty)?,
             Tok::Empty(ty) => empty_typed(ty)?,
@@ -192,8 +194,11 @@ impl<'a> Parser<'a> {
             "base64" => {
                 let t = self.text_until_end(ty)?;
                 // Python and Perl wrap base64 every 76 characters.
-                let compact: Cow<'_, str> =
-                    if t.contains(is_xml_ws) { t.chars().filter(|&c| !is_xml_ws(c)).collect::<String>().into() } else { t };
+                let compact: Cow<'_, str> = if t.contains(is_xml_ws) {
+                    t.chars().filter(|&c| !is_xml_ws(c)).collect::<String>().into()
+                } else {
+                    t
+                };
                 let bytes = base64::engine::general_purpose::STANDARD.decode(compact.as_bytes());
                 Value::Base64(bytes.map_err(|e| WireError(format!("bad <base64> value: {e}")))?)
             }

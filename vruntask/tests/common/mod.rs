@@ -153,7 +153,11 @@ impl Harness {
 
     /// Starts agent-monitor on this harness's state directory and port; waits until it serves.
     pub fn spawn_daemon(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent-monitor.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent-monitor.log"))
+            .unwrap();
         let served_before = self.daemon_log().matches("serving XML-RPC").count();
         let mut cmd = Command::new(agent_monitor_bin());
         cmd.args(["serve", "--state-dir"])
@@ -319,7 +323,11 @@ impl Harness {
         let generation = self.launch(pair).await;
         let rec = self.wait_state(pair, generation, "ready").await;
         assert_eq!(rec.domain, self.domain(pair, generation), "{rec:#?}");
-        assert_eq!(self.own_domains(pair.project()), [self.domain(pair, generation)], "exactly this generation's domain runs");
+        assert_eq!(
+            self.own_domains(pair.project()),
+            [self.domain(pair, generation)],
+            "exactly this generation's domain runs"
+        );
         // The disks hold the API key and the database, under predictable names: owner only.
         let work = self.work_root().join(self.domain(pair, generation));
         assert_eq!(std::fs::metadata(&work).unwrap().permissions().mode() & 0o777, 0o711, "{}", work.display());
@@ -330,7 +338,8 @@ impl Harness {
         let avail = self.client().is_viewer_available(pair).await.expect("isViewerAvailable");
         assert!(avail.ready, "{avail:?}");
         assert_eq!(avail.address, rec.address);
-        let port = avail.address.strip_prefix("127.0.0.1:").unwrap_or_else(|| panic!("not a loopback address: {avail:?}"));
+        let port =
+            avail.address.strip_prefix("127.0.0.1:").unwrap_or_else(|| panic!("not a loopback address: {avail:?}"));
         assert!(port.parse::<u16>().is_ok(), "{avail:?}");
         let viewer = Viewer {
             base: format!("http://{}/{}", avail.address, avail.urluuid),
@@ -354,7 +363,9 @@ impl Drop for Harness {
             let _ = d.kill();
             let _ = d.wait();
         }
-        for lock in files_under(&self.state().join("jobs")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "lock")) {
+        for lock in
+            files_under(&self.state().join("jobs")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "lock"))
+        {
             for pid in holders(&lock) {
                 kill9(pid);
             }
