@@ -6,6 +6,7 @@
 //! overwritten. The newest `keep` versions per pair are kept, older files removed after the
 //! commit that dropped their rows.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection};
@@ -34,8 +35,51 @@ pub fn archive_path(root: &Path, pair: &Pair, generation: i64, checksum: &str) -
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RpcError> {
     let io = |e: std::io::Error| RpcError::new(FaultCode::Internal, format!("cannot store archive: {e}"));
     let dir = path.parent().expect("archive path has a parent");
-    std::fs::create_dir_all(dir).map_err(io)?;
-    crate::private::write_private_atomic(path, bytes).map_err(io)
+    create_dirs_durably(dir).map_err(io)?;
+    crate::private::write_private_atomic(path, bytes).map_err(|e| {
+        // A failed write (a full disk) left its temp file behind: 237,568 bytes of a
+        // database nobody will record (issue 13). write_private_atomic names it `<path>.tmp`.
+        let _ = std::fs::remove_file(path.with_extension("tmp"));
+        io(e)
+    })
+}
+
+/// Creates `dir` and its missing parents owner-only, fsyncing the parent of each one created:
+/// otherwise after a power loss a committed archive row could name a file whose directory
+/// never reached the disk.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs_durably(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Removes temp files that a crash in the middle of a store left under `root`. Only the
+/// daemon writes there, and this runs before it serves, so no store is in progress.
+pub fn remove_leftovers(root: &Path) {
+    let Ok(projects) = std::fs::read_dir(root) else { return };
+    for viewer_dir in projects.flatten().filter_map(|p| std::fs::read_dir(p.path()).ok()).flatten().flatten() {
+        let Ok(files) = std::fs::read_dir(viewer_dir.path()) else { continue };
+        for f in files.flatten().map(|f| f.path()).filter(|p| p.extension().is_some_and(|e| e == "tmp")) {
+            match std::fs::remove_file(&f) {
+                Ok(()) => {
+                    tracing::warn!(path = %f.display(), "removed the temp file of an archive write that did not finish")
+                }
+                Err(e) => tracing::warn!(path = %f.display(), error = %e, "cannot remove an unfinished archive write"),
+            }
+        }
+    }
 }
 
 /// An archive file that is on disk and about to be recorded.
@@ -45,6 +89,14 @@ pub struct Stored<'a> {
     pub checksum: &'a str,
     pub size: usize,
     pub path: &'a Path,
+}
+
+/// Refuses (fault 3) a generation the pair never had.
+fn of_pair(conn: &Connection, pair: &Pair, generation: i64) -> Db<()> {
+    match instances::by_generation(conn, generation)? {
+        Some(i) if &i.pair == pair => Ok(()),
+        _ => Err(RpcError::new(FaultCode::UnknownInstance, format!("no generation {generation} of {pair}")).into()),
+    }
 }
 
 /// Records a stored archive and returns the files of versions that fell off the end.
@@ -63,7 +115,8 @@ pub fn record(c: &Connection, a: &Stored<'_>, keep: usize, now_ms: i64) -> Db<Ve
         .execute(params![pair.project(), pair.viewer(), generation, checksum, size as i64, path_s, now_ms])?;
     }
     let mut stmt = c.prepare_cached(
-        "SELECT version, path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY version DESC LIMIT -1 OFFSET ?3",
+        "SELECT version, path FROM archives WHERE project = ?1 AND viewer = ?2
+         ORDER BY generation DESC, version DESC LIMIT -1 OFFSET ?3",
     )?;
     let old: Vec<(i64, String)> = stmt
         .query_map(params![pair.project(), pair.viewer(), keep as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -74,19 +127,24 @@ pub fn record(c: &Connection, a: &Stored<'_>, keep: usize, now_ms: i64) -> Db<Ve
     Ok(old.into_iter().map(|(_, p)| PathBuf::from(p)).collect())
 }
 
-/// (version, generation, checksum, size) of the pair's stored archives, newest first.
+/// (version, generation, checksum, size) of the pair's stored archives, newest first
+/// (by generation, then arrival).
 pub fn list(c: &Connection, pair: &Pair) -> Db<Vec<(i64, i64, String, i64)>> {
     let mut stmt = c.prepare_cached(
-        "SELECT version, generation, checksum, size FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY version DESC",
+        "SELECT version, generation, checksum, size FROM archives WHERE project = ?1 AND viewer = ?2
+         ORDER BY generation DESC, version DESC",
     )?;
-    let rows = stmt.query_map(params![pair.project(), pair.viewer()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let rows =
+        stmt.query_map(params![pair.project(), pair.viewer()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Keeps a viewer database for `generation` of `pair`, if that generation is still the pair's
-/// newest (a newer run's work must never be replaced by an older one's): the file is written
-/// durably first, then recorded and the oldest versions pruned in one transaction that checks
-/// the generation again. Used by `storeviewer` and by the sweep's salvage.
+/// Keeps a viewer database for `generation` of `pair`: the file is written durably first, then
+/// recorded and the oldest versions pruned in one transaction. Versions are ordered by
+/// generation, then by arrival, so a database of an older generation (a job that could store
+/// only after a newer run began) is kept as an older version and never becomes the one a
+/// launch restores over a newer run's work; refusing it lost it (issue 13). Used by
+/// `storeviewer`, by the sweep's salvage and for output disks jobs could not store.
 pub async fn keep(
     store: &Store,
     settings: &ArchiveSettings,
@@ -96,7 +154,7 @@ pub async fn keep(
     bytes: Vec<u8>,
 ) -> Result<(), RpcError> {
     let (p, c) = (pair.clone(), checksum.to_string());
-    store.read(move |conn| instances::current(conn, &p, generation).map(drop)).await?;
+    store.read(move |conn| of_pair(conn, &p, generation)).await?;
     let path = archive_path(&settings.dir, pair, generation, checksum);
     let size = bytes.len();
     let file = path.clone();
@@ -106,7 +164,7 @@ pub async fn keep(
     let (p, keep) = (pair.clone(), settings.keep);
     let recorded = store
         .write(move |conn| {
-            instances::current(conn, &p, generation)?;
+            of_pair(conn, &p, generation)?;
             let stored = Stored { pair: &p, generation, checksum: &c, size, path: &path };
             record(conn, &stored, keep, now_ms())
         })

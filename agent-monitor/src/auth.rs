@@ -51,15 +51,38 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
-fn load_or_create(path: &Path) -> std::io::Result<String> {
-    match std::fs::read_to_string(path) {
-        Ok(s) if s.trim().len() >= 32 => Ok(s.trim().to_string()),
-        _ => {
-            let s = random_hex(32)?;
-            write_private_atomic(path, format!("{s}\n").as_bytes())?;
-            Ok(s)
+/// Why the secrets cannot be used; the daemon refuses to start with this one line.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read secret {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("secret {path} is {why}; fix or remove it (a removed secret is created anew at start)")]
+    Invalid { path: PathBuf, why: &'static str },
+    #[error("cannot create secret {path}: {source}")]
+    Create { path: PathBuf, source: std::io::Error },
+}
+
+/// Reads a secret, creating it only when the file does not exist. Any other failure refuses:
+/// regenerating on a read error silently replaced a `jobs.key` with one bad byte, and every
+/// running job's calls were refused from then on (issue 13).
+fn load_or_create(path: &Path) -> Result<String, SecretError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let create = |source| SecretError::Create { path: path.to_path_buf(), source };
+            let s = random_hex(32).map_err(create)?;
+            write_private_atomic(path, format!("{s}\n").as_bytes()).map_err(create)?;
+            return Ok(s);
         }
+        Err(source) => return Err(SecretError::Read { path: path.to_path_buf(), source }),
+    };
+    let invalid = |why| SecretError::Invalid { path: path.to_path_buf(), why };
+    let text = String::from_utf8(bytes).map_err(|_| invalid("not UTF-8"))?;
+    let secret = text.trim();
+    if secret.len() < 32 {
+        return Err(invalid("shorter than 32 characters"));
     }
+    Ok(secret.to_string())
 }
 
 /// Where a role's secret lives (clients read it from here).
@@ -68,19 +91,27 @@ pub fn secret_path(state_dir: &Path, role: &str) -> PathBuf {
 }
 
 impl Secrets {
-    pub fn load_or_create(state_dir: &Path) -> std::io::Result<Secrets> {
-        use std::os::unix::fs::DirBuilderExt;
+    pub fn load_or_create(state_dir: &Path) -> Result<Secrets, SecretError> {
         let dir = state_dir.join("secrets");
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        crate::modes::private_dir(&dir).map_err(|source| SecretError::Create { path: dir.clone(), source })?;
+        let key_path = dir.join("jobs.key");
+        let key = hex::decode(load_or_create(&key_path)?)
+            .map_err(|_| SecretError::Invalid { path: key_path, why: "not hexadecimal" })?;
         Ok(Secrets::new(
             load_or_create(&secret_path(state_dir, "admin"))?,
             load_or_create(&secret_path(state_dir, "launcher"))?,
-            hex::decode(load_or_create(&dir.join("jobs.key"))?).map_err(std::io::Error::other)?,
+            key,
         ))
     }
 
     fn new(admin: String, launcher: String, job_key: Vec<u8>) -> Secrets {
-        Secrets { admin_basic: basic("admin", &admin), launcher_basic: basic("launcher", &launcher), admin, launcher, job_key }
+        Secrets {
+            admin_basic: basic("admin", &admin),
+            launcher_basic: basic("launcher", &launcher),
+            admin,
+            launcher,
+            job_key,
+        }
     }
 
     /// The token a job presents: `job.<project>.<viewer>.<generation>.<hmac>`.
@@ -94,7 +125,8 @@ impl Secrets {
     fn check_job_token(&self, token: &str) -> Option<Caller> {
         let rest = token.strip_prefix("job.")?;
         let mut parts = rest.split('.');
-        let (Some(p), Some(v), Some(g), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(p), Some(v), Some(g), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return None;
         };
@@ -124,19 +156,25 @@ impl Secrets {
             return Ok(Caller::Admin);
         }
         let caller = if let Some(b64) = header.strip_prefix("Basic ") {
-            let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| denied("malformed Basic credentials"))?;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|_| denied("malformed Basic credentials"))?;
             let raw = String::from_utf8(raw).map_err(|_| denied("malformed Basic credentials"))?;
             let (user, secret) = raw.split_once(':').ok_or_else(|| denied("malformed Basic credentials"))?;
             match user {
                 "job" => self.check_job_token(secret),
-                "admin" | "launcher" => self.check_secret(secret).filter(|c| {
-                    matches!((user, c), ("admin", Caller::Admin) | ("launcher", Caller::Launcher))
-                }),
+                "admin" | "launcher" => self
+                    .check_secret(secret)
+                    .filter(|c| matches!((user, c), ("admin", Caller::Admin) | ("launcher", Caller::Launcher))),
                 _ => None,
             }
         } else if let Some(token) = header.strip_prefix("Bearer ") {
             let token = token.trim();
-            if token.starts_with("job.") { self.check_job_token(token) } else { self.check_secret(token) }
+            if token.starts_with("job.") {
+                self.check_job_token(token)
+            } else {
+                self.check_secret(token)
+            }
         } else {
             None
         };
@@ -150,8 +188,13 @@ pub fn authorize(caller: &Caller, method: &str, params: &[Value]) -> Result<(), 
     match caller {
         Caller::Admin => Ok(()),
         Caller::Launcher => match method {
-            m::LAUNCH_VIEWER | m::IS_VIEWER_AVAILABLE | m::VIEWER_STATUS | m::CLAIM_PUSH | m::PUSH_DONE
-            | m::LIST_METHODS | m::SERVER_VERSION => Ok(()),
+            m::LAUNCH_VIEWER
+            | m::IS_VIEWER_AVAILABLE
+            | m::VIEWER_STATUS
+            | m::CLAIM_PUSH
+            | m::PUSH_DONE
+            | m::LIST_METHODS
+            | m::SERVER_VERSION => Ok(()),
             _ => Err(denied(format!("the launcher role may not call {method}"))),
         },
         Caller::Job { pair, generation } => match method {
@@ -162,7 +205,10 @@ pub fn authorize(caller: &Caller, method: &str, params: &[Value]) -> Result<(), 
                 // Read exactly as the method's decoder will, so no client's encoding slips by.
                 let s = |k: &str| members.get(k).and_then(vrun_proto::value::lenient_str);
                 let g = members.get("generation").and_then(vrun_proto::value::lenient_int);
-                if s("project").as_deref() == Some(pair.project()) && s("viewer").as_deref() == Some(pair.viewer()) && g == Some(*generation) {
+                if s("project").as_deref() == Some(pair.project())
+                    && s("viewer").as_deref() == Some(pair.viewer())
+                    && g == Some(*generation)
+                {
                     Ok(())
                 } else {
                     Err(denied(format!("this job may only report for {pair} generation {generation}")))
@@ -188,16 +234,25 @@ mod tests {
         assert_eq!(s.authenticate(Some(&basic("admin", &"a".repeat(64)))).unwrap(), Caller::Admin);
         assert_eq!(s.authenticate(Some(&basic("launcher", &"l".repeat(64)))).unwrap(), Caller::Launcher);
         // Not the exact header the fast path compares with, but the same credentials.
-        assert_eq!(s.authenticate(Some(&basic("launcher", &"l".repeat(64)).replace("Basic ", "Basic  "))).unwrap(), Caller::Launcher);
+        assert_eq!(
+            s.authenticate(Some(&basic("launcher", &"l".repeat(64)).replace("Basic ", "Basic  "))).unwrap(),
+            Caller::Launcher
+        );
         assert_eq!(s.authenticate(Some(&format!("Bearer {}", "l".repeat(64)))).unwrap(), Caller::Launcher);
-        assert!(s.authenticate(Some(&basic("launcher", &"a".repeat(64)))).is_err(), "admin's secret under the launcher's name");
+        assert!(
+            s.authenticate(Some(&basic("launcher", &"a".repeat(64)))).is_err(),
+            "admin's secret under the launcher's name"
+        );
         // The launcher's secret does not make anyone admin.
         assert!(s.authenticate(Some(&basic("admin", &"l".repeat(64)))).is_err());
         assert!(s.authenticate(None).is_err());
         assert!(s.authenticate(Some("Basic !!!")).is_err());
         let p = Pair::new("p", "v").unwrap();
         let t = s.job_token(&p, 3);
-        assert_eq!(s.authenticate(Some(&format!("Bearer {t}"))).unwrap(), Caller::Job { pair: p.clone(), generation: 3 });
+        assert_eq!(
+            s.authenticate(Some(&format!("Bearer {t}"))).unwrap(),
+            Caller::Job { pair: p.clone(), generation: 3 }
+        );
         let forged = t.replace(".3.", ".4.");
         assert!(s.authenticate(Some(&format!("Bearer {forged}"))).is_err(), "a token is bound to its generation");
     }
@@ -207,7 +262,11 @@ mod tests {
         let p = Pair::new("p", "v").unwrap();
         let job = Caller::Job { pair: p.clone(), generation: 3 };
         let params = |proj: &str, g: i32| {
-            vec![vrun_proto::value::StructBuilder::new().str("project", proj).str("viewer", "v").int("generation", g.into()).build()]
+            vec![vrun_proto::value::StructBuilder::new()
+                .str("project", proj)
+                .str("viewer", "v")
+                .int("generation", g.into())
+                .build()]
         };
         assert!(authorize(&job, m::HEARTBEAT, &params("p", 3)).is_ok());
         assert!(authorize(&job, m::HEARTBEAT, &params("q", 3)).is_err());

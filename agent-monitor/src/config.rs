@@ -76,9 +76,30 @@ pub struct Settings {
     /// vCPUs of a viewer VM. [default: 1]
     #[arg(long, env = "AGENT_MONITOR_VCPUS")]
     pub vcpus: Option<u32>,
-    /// Largest accepted request body in bytes. [default: 67108864]
+    /// Largest accepted `storeviewer` body in bytes. [default: 67108864]
     #[arg(long, env = "AGENT_MONITOR_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest body of any call but `storeviewer`, in bytes. [default: 1048576]
+    #[arg(long, env = "AGENT_MONITOR_MAX_CALL_BYTES")]
+    pub max_call_bytes: Option<usize>,
+    /// `storeviewer` calls larger than max_call_bytes read at once; others wait. [default: 2]
+    #[arg(long, env = "AGENT_MONITOR_MAX_LARGE_REQUESTS")]
+    pub max_large_requests: Option<usize>,
+    /// Seconds a connection may take to send a request's headers, or stay idle. [default: 10]
+    #[arg(long, env = "AGENT_MONITOR_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a request's body may take to arrive. [default: 60]
+    #[arg(long, env = "AGENT_MONITOR_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Open connections at most (also at most half the descriptor limit). [default: 1024]
+    #[arg(long, env = "AGENT_MONITOR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections at most from one address. [default: 512]
+    #[arg(long, env = "AGENT_MONITOR_MAX_CONNECTIONS_PER_PEER")]
+    pub max_connections_per_peer: Option<usize>,
+    /// Seconds requests in progress get to finish after SIGTERM. [default: 10]
+    #[arg(long, env = "AGENT_MONITOR_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
     /// libvirt URI of the hypervisor inventory, or `none`. [default: qemu:///system]
     #[arg(long, env = "AGENT_MONITOR_LIBVIRT_URI")]
     pub libvirt_uri: Option<String>,
@@ -158,7 +179,8 @@ pub struct Resolved {
     pub platform: String,
     pub memory_mib: u32,
     pub vcpus: u32,
-    pub max_body_bytes: usize,
+    pub body: crate::rpc::BodyLimits,
+    pub edge: crate::edge::EdgeLimits,
     pub archives_keep: usize,
     pub libvirt_uri: String,
     pub sweep_every: Duration,
@@ -177,11 +199,46 @@ impl Settings {
                 .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
             let file: Settings =
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))?;
-            layer!(self, file, state_dir, listen, public_url, lease_secs, heartbeat_secs, start_grace_secs,
-                   reap_every_ms, cancel_grace_secs, job_command, job_delivery, launcher, slurm_partition,
-                   slurm_memory_overhead_mib, slurm_output, slurm_timeout_secs, slurm_bin_dir, platform, memory_mib, vcpus, max_body_bytes,
-                   archives_keep, libvirt_uri, sweep_secs, orphan_grace_secs, salvage_timeout_secs,
-                   launch_deadline_secs, stop_deadline_secs, idle_timeout_secs, max_lifetime_secs);
+            layer!(
+                self,
+                file,
+                state_dir,
+                listen,
+                public_url,
+                lease_secs,
+                heartbeat_secs,
+                start_grace_secs,
+                reap_every_ms,
+                cancel_grace_secs,
+                job_command,
+                job_delivery,
+                launcher,
+                slurm_partition,
+                slurm_memory_overhead_mib,
+                slurm_output,
+                slurm_timeout_secs,
+                slurm_bin_dir,
+                platform,
+                memory_mib,
+                vcpus,
+                max_body_bytes,
+                archives_keep,
+                max_call_bytes,
+                max_large_requests,
+                header_timeout_secs,
+                body_timeout_secs,
+                max_connections,
+                max_connections_per_peer,
+                shutdown_grace_secs,
+                libvirt_uri,
+                sweep_secs,
+                orphan_grace_secs,
+                salvage_timeout_secs,
+                launch_deadline_secs,
+                stop_deadline_secs,
+                idle_timeout_secs,
+                max_lifetime_secs
+            );
             if self.viewer.is_empty() {
                 self.viewer = file.viewer.clone();
             }
@@ -189,7 +246,11 @@ impl Settings {
         let lease = Duration::from_secs(self.lease_secs.unwrap_or(30).max(1));
         let heartbeat = Duration::from_secs(self.heartbeat_secs.unwrap_or(5).max(1));
         if heartbeat >= lease {
-            anyhow::bail!("heartbeat_secs ({}) must be shorter than lease_secs ({})", heartbeat.as_secs(), lease.as_secs());
+            anyhow::bail!(
+                "heartbeat_secs ({}) must be shorter than lease_secs ({})",
+                heartbeat.as_secs(),
+                lease.as_secs()
+            );
         }
         let fetch_jobs = match self.job_delivery.as_deref().unwrap_or("file") {
             "file" => false,
@@ -204,8 +265,13 @@ impl Settings {
                 memory_overhead_mib: self.slurm_memory_overhead_mib.unwrap_or(256),
                 // The lifetime limit moves a viewer to stopping; its teardown (up to
                 // vruntask's stop timeout, 60 s) must still fit before Slurm kills the job.
-                time_limit: self.viewer.values().filter_map(|v| v.max_lifetime_secs).map(Duration::from_secs)
-                    .fold(life_default, Duration::max) + Duration::from_secs(300),
+                time_limit: self
+                    .viewer
+                    .values()
+                    .filter_map(|v| v.max_lifetime_secs)
+                    .map(Duration::from_secs)
+                    .fold(life_default, Duration::max)
+                    + Duration::from_secs(300),
                 output: self.slurm_output.clone().unwrap_or_else(|| "/tmp/%x.%j.log".into()),
                 job_command: self.job_command.clone().unwrap_or_else(|| PathBuf::from("vruntask")),
                 timeout: Duration::from_secs(self.slurm_timeout_secs.unwrap_or(10).max(1)),
@@ -221,7 +287,11 @@ impl Settings {
             lease,
             heartbeat,
             start_grace: Duration::from_secs(self.start_grace_secs.unwrap_or(60)),
-            reap_every: self.reap_every_ms.map(Duration::from_millis).unwrap_or(reap_default).max(Duration::from_millis(50)),
+            reap_every: self
+                .reap_every_ms
+                .map(Duration::from_millis)
+                .unwrap_or(reap_default)
+                .max(Duration::from_millis(50)),
             cancel_grace: Duration::from_secs(self.cancel_grace_secs.unwrap_or(30)),
             job_command: self.job_command.unwrap_or_else(default_job_command),
             fetch_jobs,
@@ -229,7 +299,18 @@ impl Settings {
             platform: self.platform.unwrap_or_else(|| "/var/lib/vrun/viewer-image".into()),
             memory_mib: self.memory_mib.unwrap_or(512),
             vcpus: self.vcpus.unwrap_or(1),
-            max_body_bytes: self.max_body_bytes.unwrap_or(64 << 20),
+            body: crate::rpc::BodyLimits {
+                max_body: self.max_body_bytes.unwrap_or(64 << 20),
+                max_call: self.max_call_bytes.unwrap_or(1 << 20),
+                max_large: self.max_large_requests.unwrap_or(2).max(1),
+                timeout: Duration::from_secs(self.body_timeout_secs.unwrap_or(60).max(1)),
+            },
+            edge: crate::edge::EdgeLimits {
+                header_timeout: Duration::from_secs(self.header_timeout_secs.unwrap_or(10).max(1)),
+                max_connections: self.max_connections.unwrap_or(1024).min(descriptor_budget()).max(1),
+                max_per_peer: self.max_connections_per_peer.unwrap_or(512).max(1),
+                shutdown_grace: Duration::from_secs(self.shutdown_grace_secs.unwrap_or(10)),
+            },
             archives_keep: self.archives_keep.unwrap_or(3).max(1),
             libvirt_uri: self.libvirt_uri.unwrap_or_else(|| "qemu:///system".into()),
             sweep_every: Duration::from_secs(self.sweep_secs.unwrap_or(30).max(1)),
@@ -253,6 +334,18 @@ impl Settings {
             },
         })
     }
+}
+
+/// Connections the descriptor limit leaves room for: half of what remains after 128 kept
+/// for SQLite, job starts and `/proc` scans. 300 sockets on a 256-descriptor daemon made
+/// `accept`, job starts and cancels fail with EMFILE (issue 13).
+fn descriptor_budget() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    (lim.rlim_cur as usize).saturating_sub(128) / 2
 }
 
 /// `vruntask` next to this executable (a cargo build or an install puts them together),

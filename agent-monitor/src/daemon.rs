@@ -34,6 +34,9 @@ pub struct Timing {
 pub struct Daemon {
     /// Where job starts are queued (see [`Daemon::apply`]).
     pub starter: std::sync::OnceLock<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+    /// Lease renewals (generation → lease end, ms) of heartbeats that the store could not
+    /// commit; the reaper writes them before it looks for expired leases.
+    pub renewals: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
     pub store: Store,
     pub launcher: Arc<dyn Launcher>,
     pub hypervisor: Arc<dyn crate::hypervisor::Hypervisor>,
@@ -41,6 +44,8 @@ pub struct Daemon {
     pub timing: Timing,
     pub archives: crate::archives::ArchiveSettings,
     pub salvage: Salvage,
+    /// `<state>/jobs`: job files, and output disks jobs could not store ([`crate::unstored`]).
+    pub jobs_dir: std::path::PathBuf,
 }
 
 impl Daemon {
@@ -94,7 +99,19 @@ impl Daemon {
             Effect::StartJob(generation) => {
                 let started = match self.store.read_blocking(|c| instances::by_generation(c, generation)) {
                     Ok(Some(inst)) if !inst.state.is_terminal() => {
-                        self.launcher.start(&instances::job_spec(&inst, &self.job_ctx)).map_err(|e| e.to_string())
+                        let still_current = || match self
+                            .store
+                            .read_blocking(|c| instances::by_generation(c, generation))
+                        {
+                            Ok(i) => i.is_some_and(|i| !i.state.is_terminal()),
+                            Err(e) => {
+                                tracing::warn!(generation, error = %e.message, "cannot re-check the generation; not starting its job");
+                                false
+                            }
+                        };
+                        self.launcher
+                            .start(&instances::job_spec(&inst, &self.job_ctx), &still_current)
+                            .map_err(|e| e.to_string())
                     }
                     // Ended while its start waited (aborted, or failed by the reaper): its lock
                     // is released, so no job may run for it.
@@ -119,7 +136,8 @@ impl Daemon {
                     Err(e) => {
                         tracing::error!(generation, error = %e, "cannot start job");
                         let reason = format!("job could not be started: {e}");
-                        tokio::runtime::Handle::current().spawn(async move { me.fail_generation(generation, reason, ItsJob::Leave).await });
+                        tokio::runtime::Handle::current()
+                            .spawn(async move { me.fail_generation(generation, reason, ItsJob::Leave).await });
                     }
                 }
             }
@@ -139,8 +157,7 @@ impl Daemon {
         let result = self
             .store
             .write(move |c| {
-                let Some(mut inst) = instances::by_generation(c, generation)?.filter(|i| !i.state.is_terminal())
-                else {
+                let Some(mut inst) = instances::by_generation(c, generation)?.filter(|i| !i.state.is_terminal()) else {
                     return Ok(Vec::new());
                 };
                 instances::finish(c, &mut inst, vrun_proto::ViewerState::Failed, &reason, &ctx, now_ms(), job)

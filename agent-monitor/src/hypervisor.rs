@@ -39,6 +39,21 @@ pub trait Hypervisor: Send + Sync {
     fn output_disk(&self, name: &str) -> Option<std::path::PathBuf>;
 }
 
+/// How long an inventory may take before the caller treats the hypervisor as unreachable:
+/// a hung libvirtd must not hang `agent-monitor status` or the sweep.
+pub const INVENTORY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// [`Hypervisor::inventory`] off the async tasks and within [`INVENTORY_DEADLINE`]; the
+/// error says why there is no answer.
+pub async fn inventory_within(hv: &std::sync::Arc<dyn Hypervisor>) -> Result<Vec<VrunDomain>, String> {
+    let hv = std::sync::Arc::clone(hv);
+    match tokio::time::timeout(INVENTORY_DEADLINE, tokio::task::spawn_blocking(move || hv.inventory())).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => Err(format!("inventory failed: {e}")),
+        Err(_) => Err(format!("libvirt did not answer the inventory within {} s", INVENTORY_DEADLINE.as_secs())),
+    }
+}
+
 /// libvirt at a URI, connected per call (closed on drop): libvirtd may restart under a
 /// long-lived daemon, and a connection costs a millisecond. `owner` is this daemon's id:
 /// only domains whose metadata names it may be shut down or removed.
@@ -54,13 +69,18 @@ impl Libvirt {
     }
 
     fn connect(&self) -> Result<virt::connect::Connect, String> {
-        virt::connect::Connect::open(Some(&self.uri)).map_err(|e| format!("cannot connect to {}: {}", self.uri, e.message()))
+        virt::connect::Connect::open(Some(&self.uri))
+            .map_err(|e| format!("cannot connect to {}: {}", self.uri, e.message()))
     }
 }
 
 impl Libvirt {
     /// Runs `f` on one of our own domains; `Ok(None)` when there is no such domain.
-    fn with_ours<T>(&self, name: &str, f: impl FnOnce(&virt::domain::Domain) -> Result<T, String>) -> Result<Option<T>, String> {
+    fn with_ours<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&virt::domain::Domain) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
         let conn = self.connect()?;
         let dom = match conn.lookup_domain_by_name(name) {
             Ok(d) => d,

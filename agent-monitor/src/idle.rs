@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use vrun_proto::ViewerState;
 
-use crate::instances::{self, Instance};
 use crate::daemon::Daemon;
+use crate::instances::{self, Instance};
 use crate::store::now_ms;
 
 pub async fn run(m: Arc<Daemon>, mut shutdown: tokio::sync::watch::Receiver<bool>) {

@@ -148,7 +148,10 @@ pub fn current(c: &Connection, pair: &Pair, generation: i64) -> Db<Instance> {
             format!("generation {generation} of {pair} is stale; the current one is {}", i.generation),
         )
         .into()),
-        _ => Err(RpcError::new(vrun_proto::FaultCode::UnknownInstance, format!("no generation {generation} of {pair}")).into()),
+        _ => {
+            Err(RpcError::new(vrun_proto::FaultCode::UnknownInstance, format!("no generation {generation} of {pair}"))
+                .into())
+        }
     }
 }
 
@@ -170,12 +173,41 @@ pub fn latest_per_pair(conn: &Connection) -> Db<Vec<Instance>> {
     )
 }
 
-/// The newest stored viewer database archive of the pair.
+/// The newest stored viewer database archive of the pair whose file is there. A row whose
+/// file vanished (a power loss before the directory reached the disk, a careless admin) made
+/// every launch of the pair fail; the next older version is restored instead (issue 13).
 pub fn newest_archive(conn: &Connection, pair: &Pair) -> Db<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY version DESC LIMIT 1")?
-        .query_row(params![pair.project(), pair.viewer()], |r| r.get(0))
-        .optional()?)
+    let mut stmt = conn.prepare_cached(
+        "SELECT path FROM archives WHERE project = ?1 AND viewer = ?2 ORDER BY generation DESC, version DESC",
+    )?;
+    let paths = stmt.query_map(params![pair.project(), pair.viewer()], |r| r.get::<_, String>(0))?;
+    for path in paths {
+        let path = path?;
+        if std::path::Path::new(&path).is_file() {
+            return Ok(Some(path));
+        }
+        tracing::warn!(pair = %pair, path, "stored archive is missing; restoring the next older one");
+    }
+    Ok(None)
+}
+
+/// The archive a caller's `db_path` names: the version id of an archive agent-monitor stored
+/// for this same pair. A path is never taken from a caller: the job (root) copies the file
+/// into the VM, so `db_path=<state>/secrets/jobs.key` or another project's archive would
+/// have been shown to this viewer's users (issue 13). Anything else is fault 1.
+pub fn archive_by_version(conn: &Connection, pair: &Pair, db_path: &str) -> Db<String> {
+    let Some(version) = db_path.trim().parse::<i64>().ok().filter(|v| *v > 0) else {
+        return Err(RpcError::invalid_params(
+            "db_path must be the version id of an archive stored for this pair (a path is not accepted)",
+        )
+        .into());
+    };
+    conn.prepare_cached("SELECT path FROM archives WHERE version = ?1 AND project = ?2 AND viewer = ?3")?
+        .query_row(params![version, pair.project(), pair.viewer()], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| {
+            RpcError::invalid_params(format!("db_path: no stored archive version {version} for {pair}")).into()
+        })
 }
 
 /// What a launch asks for.
@@ -199,9 +231,9 @@ pub fn create(
 ) -> Db<(Instance, Effect)> {
     let apikey = random_hex(32).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
     let urluuid = format!("proxy-{}", uuid::Uuid::new_v4());
-    // An explicit db_path (SWAMP's callers) wins; otherwise restore what the last run saved.
+    // An explicit version (an admin rolling back) wins; otherwise restore what the last run saved.
     let db_path = match &p.db_path {
-        Some(d) => Some(d.clone()),
+        Some(d) => Some(archive_by_version(conn, pair, d)?),
         None => newest_archive(conn, pair)?,
     };
     conn.prepare_cached(
@@ -278,13 +310,7 @@ fn record_history(
 
 /// Moves an instance to `to`, recording the change. Legality is the caller's business
 /// (jobs are checked, the reaper may fail anything live).
-pub fn transition(
-    conn: &Connection,
-    inst: &mut Instance,
-    to: ViewerState,
-    reason: &str,
-    now_ms: i64,
-) -> Db<()> {
+pub fn transition(conn: &Connection, inst: &mut Instance, to: ViewerState, reason: &str, now_ms: i64) -> Db<()> {
     conn.prepare_cached("UPDATE instances SET state = ?2, reason = ?3, updated_ms = ?4 WHERE generation = ?1")?
         .execute(params![inst.generation, to.as_str(), reason, now_ms])?;
     record_history(conn, inst.generation, inst.state.as_str(), to, reason, now_ms)?;
@@ -316,6 +342,16 @@ pub fn set_lease(conn: &Connection, generation: i64, until_ms: i64) -> Db<()> {
     Ok(())
 }
 
+/// Extends a live instance's lease to `until_ms` unless it is already later (for renewals
+/// that were kept in memory while the store could not commit).
+pub fn extend_lease(conn: &Connection, generation: i64, until_ms: i64) -> Db<()> {
+    conn.prepare_cached(&format!(
+        "UPDATE instances SET lease_until_ms = max(lease_until_ms, ?2) WHERE generation = ?1 AND {LIVE}"
+    ))?
+    .execute(params![generation, until_ms])?;
+    Ok(())
+}
+
 pub fn mark_job_started(conn: &Connection, generation: i64, now_ms: i64, job_id: Option<&str>) -> Db<()> {
     conn.prepare_cached(
         "UPDATE instances SET job_started_ms = coalesce(job_started_ms, ?2), job_id = coalesce(?3, job_id) WHERE generation = ?1",
@@ -336,13 +372,16 @@ pub fn mark_queued(conn: &Connection, generation: i64, reason: &str, lease_until
 
 /// The node the job system says the job runs on.
 pub fn set_node(conn: &Connection, generation: i64, node: &str) -> Db<()> {
-    conn.prepare_cached("UPDATE instances SET node = ?2 WHERE generation = ?1 AND node IS NOT ?2")?.execute(params![generation, node])?;
+    conn.prepare_cached("UPDATE instances SET node = ?2 WHERE generation = ?1 AND node IS NOT ?2")?
+        .execute(params![generation, node])?;
     Ok(())
 }
 
 pub fn set_relaunch(conn: &Connection, generation: i64, user: Option<&str>) -> Db<()> {
-    conn.prepare_cached("UPDATE instances SET relaunch_pending = 1, relaunch_user = coalesce(?2, relaunch_user) WHERE generation = ?1")?
-        .execute(params![generation, user])?;
+    conn.prepare_cached(
+        "UPDATE instances SET relaunch_pending = 1, relaunch_user = coalesce(?2, relaunch_user) WHERE generation = ?1",
+    )?
+    .execute(params![generation, user])?;
     Ok(())
 }
 
@@ -378,9 +417,8 @@ pub fn finish(
 }
 
 pub fn history(conn: &Connection, generation: i64) -> Db<Vec<Transition>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT at_ms, from_state, to_state, reason FROM history WHERE generation = ?1 ORDER BY seq",
-    )?;
+    let mut stmt = conn
+        .prepare_cached("SELECT at_ms, from_state, to_state, reason FROM history WHERE generation = ?1 ORDER BY seq")?;
     let rows = stmt.query_map(params![generation], |r| {
         Ok(Transition { at: r.get::<_, i64>(0)? as f64 / 1000.0, from: r.get(1)?, to: r.get(2)?, reason: r.get(3)? })
     })?;

@@ -60,9 +60,11 @@ impl JobProbe {
 }
 
 pub trait Launcher: Send + Sync + 'static {
-    /// Starts the job. Starting a generation whose job already runs does nothing. Returns the
-    /// job system's id of the job, if it has one (stored with the instance).
-    fn start(&self, spec: &JobSpec) -> Result<Option<String>, LaunchError>;
+    /// Starts the job, if `still_current` (asked once the job's lock is held, just before
+    /// the spawn) says its generation has not ended. Starting a generation whose job already
+    /// runs does nothing. Returns the job system's id of the job, if it has one (stored with
+    /// the instance).
+    fn start(&self, spec: &JobSpec, still_current: &dyn Fn() -> bool) -> Result<Option<String>, LaunchError>;
     /// Whether the generation's job runs now.
     fn probe(&self, generation: i64) -> JobProbe;
     /// [`Launcher::probe`] for many generations at once. A batch system answers all of them
@@ -114,27 +116,46 @@ impl ProcessLauncher {
     }
 
     fn open_lock(&self, generation: i64) -> std::io::Result<File> {
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(self.lock_file(generation))
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.lock_file(generation))
     }
 }
 
 impl Launcher for ProcessLauncher {
-    fn start(&self, spec: &JobSpec) -> Result<Option<String>, LaunchError> {
+    fn start(&self, spec: &JobSpec, still_current: &dyn Fn() -> bool) -> Result<Option<String>, LaunchError> {
         let _shared = self.guard.read().unwrap_or_else(|p| p.into_inner());
         let job_file = self.job_file(spec.generation);
         if !self.fetch {
             let json = serde_json::to_vec_pretty(spec).expect("job spec serialises");
-            crate::private::write_private_atomic(&job_file, &json).map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
+            crate::private::write_private_atomic(&job_file, &json)
+                .map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
         }
-        let lock_file = self.open_lock(spec.generation)
+        let lock_file = self
+            .open_lock(spec.generation)
             .map_err(|source| LaunchError::JobFile { path: self.lock_file(spec.generation), source })?;
         let mut lock = fd_lock::RwLock::new(lock_file);
         let Ok(held) = lock.try_write() else {
             tracing::info!(generation = spec.generation, "job already running; not starting another");
             return Ok(None);
         };
+        // Asked again under the job lock: a cancel that came after the caller's check found
+        // no job to stop, and the job would have started for a generation already failed
+        // (issue 13). A cancel that comes now waits for this lock (see `cancel`).
+        if !still_current() {
+            tracing::info!(generation = spec.generation, "not starting the job of a generation that has ended");
+            return Ok(None);
+        }
         let log_path = self.jobs_dir.join(format!("g{}.log", spec.generation));
-        let log = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path)
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
             .map_err(|source| LaunchError::JobFile { path: log_path, source })?;
         let log2 = log.try_clone().map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
         let lock_fd = held.as_raw_fd();
@@ -146,10 +167,7 @@ impl Launcher for ProcessLauncher {
             (Some(token), true) => cmd.arg("--from-agent-monitor").arg(&spec.agent_monitor_url).env(TOKEN_ENV, token),
             _ => cmd.arg(&job_file),
         };
-        cmd.env(LOCK_FD_ENV, lock_fd.to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+        cmd.env(LOCK_FD_ENV, lock_fd.to_string()).stdin(std::process::Stdio::null()).stdout(log).stderr(log2);
         // Its own process group: signals for agent-monitor's group (a terminal's Ctrl-C, a
         // service manager's stop) do not reach the job, which must outlive the daemon.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -181,7 +199,12 @@ impl Launcher for ProcessLauncher {
         let log_path = self.jobs_dir.join("probe-accel.log");
         let Ok(log) = OpenOptions::new().create(true).append(true).mode(0o600).open(&log_path) else { return };
         let mut cmd = std::process::Command::new(&self.command);
-        cmd.arg("probe-accel").arg("--kernel").arg(&kernel).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(log);
+        cmd.arg("probe-accel")
+            .arg("--kernel")
+            .arg(&kernel)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         // Under the spawn window like a job, so it never inherits a job's lock descriptor.
         let spawned = {
@@ -202,30 +225,64 @@ impl Launcher for ProcessLauncher {
         if !self.lock_file(generation).exists() {
             return JobProbe::NotRunning;
         }
-        let Ok(f) = self.open_lock(generation) else { return JobProbe::NotRunning };
-        let mut lock = fd_lock::RwLock::new(f);
-        let running = lock.try_write().is_err();
-        if running { JobProbe::RUNNING } else { JobProbe::NotRunning }
+        // A lock file that cannot be opened (EMFILE under a flood) says nothing about the
+        // job: retry briefly, then answer Running, so that no running job is taken for gone.
+        for _ in 0..10 {
+            match self.open_lock(generation) {
+                Ok(f) => {
+                    let running = fd_lock::RwLock::new(f).try_write().is_err();
+                    return if running { JobProbe::RUNNING } else { JobProbe::NotRunning };
+                }
+                Err(e) => {
+                    tracing::warn!(generation, error = %e, "cannot open the job lock; retrying");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        JobProbe::RUNNING
     }
 
     fn cancel(&self, generation: i64, grace: Duration) {
         let lock = self.lock_file(generation);
         let mut signal = libc::SIGTERM;
         let deadline = std::time::Instant::now() + grace;
+        let mut warned: Option<std::time::Instant> = None;
         loop {
-            let holders = lock_holders(&lock);
-            if holders.is_empty() {
-                return;
-            }
-            if std::time::Instant::now() >= deadline {
-                signal = libc::SIGKILL;
-            }
-            for pid in &holders {
-                tracing::info!(generation, pid, signal, "cancelling job");
-                // SAFETY: plain kill(2) on a PID that holds this generation's job lock.
-                unsafe { libc::kill(*pid, signal) };
+            match holders(&lock) {
+                Ok(holders) if !holders.is_empty() => {
+                    if std::time::Instant::now() >= deadline {
+                        signal = libc::SIGKILL;
+                    }
+                    for pid in &holders {
+                        tracing::info!(generation, pid, signal, "cancelling job");
+                        // SAFETY: plain kill(2) on a PID that holds this generation's job lock.
+                        unsafe { libc::kill(*pid, signal) };
+                    }
+                }
+                // No other process holds it: the job is gone, unless a start is between
+                // taking the lock and spawning; it then holds the lock, so wait for it.
+                Ok(_) if self.lock_is_free(generation) => return,
+                Ok(_) => {}
+                // Under EMFILE this used to read as "no holders", and the pair was freed
+                // while its job ran on (issue 13): fail and retry instead.
+                Err(e) => {
+                    if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(generation, error = %e, "cannot read /proc to find the job; retrying the cancel");
+                        warned = Some(std::time::Instant::now());
+                    }
+                }
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl ProcessLauncher {
+    /// Whether no one holds the generation's job lock (taken and released at once).
+    fn lock_is_free(&self, generation: i64) -> bool {
+        match self.open_lock(generation) {
+            Ok(f) => fd_lock::RwLock::new(f).try_write().is_ok(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         }
     }
 }
@@ -233,24 +290,46 @@ impl Launcher for ProcessLauncher {
 /// PIDs with an open descriptor on `lock` (the job and anything that inherited its lock).
 /// Public for tests that look for a generation's job process.
 pub fn lock_holders(lock: &Path) -> Vec<i32> {
-    let Ok(target) = lock.canonicalize() else { return Vec::new() };
+    holders(lock).unwrap_or_default()
+}
+
+/// [`lock_holders`], or why `/proc` could not be read. A process that exits while it is
+/// looked at is simply not a holder.
+fn holders(lock: &Path) -> std::io::Result<Vec<i32>> {
+    let target = match lock.canonicalize() {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     let me = std::process::id() as i32;
-    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
-    procs
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .map(|fds| fds.filter_map(|f| std::fs::read_link(f.ok()?.path()).ok()).any(|p| p == target))
-                .unwrap_or(false)
-        })
-        .collect()
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let fds = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+            Ok(fds) => fds,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) => {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        if fds.filter_map(|f| std::fs::read_link(f.ok()?.path()).ok()).any(|p| p == target) {
+            found.push(pid);
+        }
+    }
+    Ok(found)
 }
 
 fn set_cloexec(fd: i32, on: bool) -> std::io::Result<()> {
     // SAFETY: fcntl on a descriptor this function's caller owns.
     let r = unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// One thread waits for (`waitpid`) every job agent-monitor started, so none lingers as a

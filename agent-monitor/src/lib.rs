@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - [`config`]: flags, environment and TOML settings.
-//! - [`statedir`]: one daemon per state directory (fd-lock).
+//! - [`statedir`]: one daemon per state directory (fd-lock). [`modes`]: owner-only modes.
 //! - [`store`]: SQLite (WAL, fsync per commit) with group commit; migrations from `sql/`;
 //!   the in-memory map of live instances the writer keeps for the hottest reads.
 //! - [`instances`]: the instance rows that are the locks; returns effects, never acts.
@@ -17,12 +17,14 @@
 //! - [`hypervisor`]: the `Hypervisor` inventory trait and its libvirt implementation.
 //! - [`daemon`]: the state every handler shares; carries out effects after commits.
 //! - [`cmd`]: one file per XML-RPC method.
+//! - [`edge`]: connections: deadlines, caps, accept back-off, shutdown deadline.
 //! - [`rpc`]: the HTTP endpoint and its edge checks (XML-RPC text via `vrun_proto::wire`).
 //!   [`auth`]: roles and credentials.
 //! - [`reaper`]: lease expiry. [`startup`]: start-up repair.
 //! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
 //!   [`events`] wakes it on libvirt lifecycle events. [`salvage`]: powering off, keeping
-//!   and removing a domain no live instance holds. [`idle`]: idle and lifetime shutdown.
+//!   and removing a domain no live instance holds; [`unstored`]: databases jobs could not
+//!   store. [`idle`]: idle and lifetime shutdown.
 //! - [`status`]: the `agent-monitor status` admin command.
 
 pub mod archives;
@@ -30,10 +32,13 @@ pub mod auth;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
+pub mod edge;
 pub mod events;
 pub mod hypervisor;
+pub mod idle;
 pub mod instances;
 pub mod launcher;
+pub mod modes;
 pub mod private;
 pub mod reaper;
 pub mod rpc;
@@ -43,7 +48,7 @@ pub mod statedir;
 pub mod status;
 pub mod store;
 pub mod sweep;
-pub mod idle;
+pub mod unstored;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -52,15 +57,19 @@ use tokio::net::TcpListener;
 
 use crate::archives::ArchiveSettings;
 use crate::config::Resolved;
-use crate::instances::JobContext;
-use crate::hypervisor::Hypervisor;
-use crate::launcher::{Launcher, ProcessLauncher};
 use crate::daemon::{Daemon, Timing};
+use crate::hypervisor::Hypervisor;
+use crate::instances::JobContext;
+use crate::launcher::{Launcher, ProcessLauncher};
 use crate::salvage::Salvage;
 
 /// Runs the daemon on `listener` until `shutdown` completes. The caller holds the state
 /// directory lock (see [`statedir::lock`]).
-pub async fn run(listener: TcpListener, cfg: Resolved, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    cfg: Resolved,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
     let launcher: Arc<dyn Launcher> = match &cfg.slurm {
         Some(s) => Arc::new(launcher::slurm::SlurmLauncher::new(s.clone(), &monitor_id)),
@@ -82,18 +91,24 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    modes::secure_state_dir(&cfg.state_dir, &cfg.db_path())
+        .map_err(|e| anyhow::anyhow!("cannot secure state directory {}: {e}", cfg.state_dir.display()))?;
+    archives::remove_leftovers(&cfg.sub("archives"));
     let store = store::Store::open(&cfg.db_path())?;
     let secrets = Arc::new(auth::Secrets::load_or_create(&cfg.state_dir)?);
     let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
     let platform = cfg.platform.clone();
-    let platform_sha256 = match tokio::task::spawn_blocking(move || vrun_proto::platform::checksum(std::path::Path::new(&platform))).await? {
-        Ok(sum) => Some(sum),
-        Err(e) => {
-            // Jobs then run whatever image their node has by that name, unchecked.
-            tracing::warn!(platform = %cfg.platform, error = %e, "cannot checksum the platform image");
-            None
-        }
-    };
+    let platform_sha256 =
+        match tokio::task::spawn_blocking(move || vrun_proto::platform::checksum(std::path::Path::new(&platform)))
+            .await?
+        {
+            Ok(sum) => Some(sum),
+            Err(e) => {
+                // Jobs then run whatever image their node has by that name, unchecked.
+                tracing::warn!(platform = %cfg.platform, error = %e, "cannot checksum the platform image");
+                None
+            }
+        };
     let job_ctx = JobContext {
         monitor_id: monitor_id.clone(),
         platform: cfg.platform.clone(),
@@ -110,6 +125,7 @@ pub async fn run_with(
         Salvage::new(store.clone(), Arc::clone(&hypervisor), archives.clone(), cfg.salvage_timeout, monitor_id.clone());
     let daemon = Arc::new(Daemon {
         starter: Default::default(),
+        renewals: Default::default(),
         store,
         launcher,
         hypervisor,
@@ -127,6 +143,7 @@ pub async fn run_with(
         },
         archives,
         salvage,
+        jobs_dir: cfg.sub("jobs"),
     });
     daemon.launcher.prepare_hosts(&cfg.platform);
     startup::renew_leases(&daemon).await?;
@@ -147,16 +164,21 @@ pub async fn run_with(
     }
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&daemon), wake, stop_rx.clone()));
     let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx));
-    let app = rpc::router(cmd::Methods::new(Arc::clone(&daemon)), secrets, cfg.max_body_bytes);
+    let app = rpc::router(cmd::Methods::new(Arc::clone(&daemon)), secrets, cfg.body.clone());
     tracing::info!(%addr, state_dir = %cfg.state_dir.display(), %monitor_id, "agent-monitor serving XML-RPC at /RPC2");
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    edge::serve(listener, app, cfg.edge.clone(), shutdown).await;
+    daemon.salvage.stop();
     let _ = stop_tx.send(true);
-    let _ = repairer.await;
-    let _ = reaper.await;
-    let _ = sweeper.await;
-    let _ = idler.await;
+    // Each of these ends at its next await once told to; start-up repair may be long, and
+    // whatever it has not done is done again at the next start.
+    let grace = cfg.edge.shutdown_grace;
+    for task in [repairer, reaper, sweeper, idler] {
+        if tokio::time::timeout(grace, task).await.is_err() {
+            tracing::warn!(
+                "a background task did not stop within the shutdown deadline; the next start redoes its work"
+            );
+        }
+    }
     tracing::info!("agent-monitor stopped");
     Ok(())
 }

@@ -20,9 +20,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -31,6 +29,10 @@ fn main() {
         Command::Serve(settings) => rt.block_on(serve(*settings)),
         Command::Status(args) => rt.block_on(agent_monitor::status::run(args)),
     };
+    // Dropping the runtime would wait for every blocking task: a salvage waiting up to 60 s
+    // for a guest, a cancel waiting out its grace. The daemon had said "stopped" and then
+    // stayed alive that long (issue 13). What they leave is redone at the next start.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
     if let Err(e) = result {
         eprintln!("agent-monitor: {e:#}");
         std::process::exit(1);

@@ -1,7 +1,9 @@
 //! The HTTP side of XML-RPC: `POST /RPC2`.
 //!
 //! Everything that can be refused without understanding the call is refused here, before
-//! any handler runs: bad credentials, oversized bodies (before reading them whole), non-UTF-8,
+//! any handler runs: bad credentials, oversized bodies (before reading them whole; only
+//! `storeviewer` may be larger than `max_call`, and only `max_large` such bodies are read at
+//! once), bodies that do not arrive within their deadline, non-UTF-8,
 //! malformed XML or nesting too deep (both found by [`vrun_proto::wire`]'s parser), unknown
 //! methods. Each refusal is an XML-RPC fault with a documented code; the HTTP status stays
 //! 200 as XML-RPC clients expect. Calls are parsed and answers written by
@@ -10,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
@@ -19,21 +22,36 @@ use axum::Router;
 use vrun_proto::wire::{parse_call, write_fault, write_response};
 use vrun_proto::{FaultCode, RpcError};
 
-use crate::auth::{self, Secrets};
+use crate::auth::{self, Caller, Secrets};
 use crate::cmd::{Answer, Methods};
+
+/// How much of a request body is read, and for how long.
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    /// Largest `storeviewer` body (a viewer database).
+    pub max_body: usize,
+    /// Largest body of every other call: four 63 MiB calls of nothing took 860 MiB (issue 13).
+    pub max_call: usize,
+    /// Bodies larger than `max_call` read at once; more wait (within the body deadline).
+    pub max_large: usize,
+    /// Deadline for the whole body, from the end of the headers.
+    pub timeout: Duration,
+}
+
+/// The only method whose body may exceed `max_call`.
+const LARGE_METHOD: &str = "agentMonitor.storeviewer";
 
 pub struct Rpc {
     methods: Methods,
     secrets: Arc<Secrets>,
-    max_body: usize,
+    limits: BodyLimits,
+    large: tokio::sync::Semaphore,
 }
 
-pub fn router(methods: Methods, secrets: Arc<Secrets>, max_body: usize) -> Router {
-    let rpc = Arc::new(Rpc { methods, secrets, max_body });
-    Router::new()
-        .route("/RPC2", post(endpoint))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(rpc)
+pub fn router(methods: Methods, secrets: Arc<Secrets>, limits: BodyLimits) -> Router {
+    let large = tokio::sync::Semaphore::new(limits.max_large);
+    let rpc = Arc::new(Rpc { methods, secrets, limits, large });
+    Router::new().route("/RPC2", post(endpoint)).layer(axum::extract::DefaultBodyLimit::disable()).with_state(rpc)
 }
 
 fn xml(body: String) -> Response {
@@ -64,16 +82,19 @@ async fn endpoint(State(rpc): State<Arc<Rpc>>, request: Request) -> Response {
             return fault(e);
         }
     };
-    let too_large = || {
-        RpcError::new(FaultCode::RequestTooLarge, format!("request body is larger than {} bytes", rpc.max_body))
-    };
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > rpc.max_body) {
-        return fault(too_large());
+    if declared.is_some_and(|n| n > rpc.limits.max_body) {
+        return fault(too_large(rpc.limits.max_body));
     }
-    let bytes = match axum::body::to_bytes(body, rpc.max_body).await {
-        Ok(b) => b,
-        Err(_) => return fault(too_large()),
+    let read = tokio::time::timeout(rpc.limits.timeout, read_body(&rpc, &caller, body, declared)).await;
+    let (bytes, _large) = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return fault(e),
+        Err(_) => {
+            let why = format!("request body did not arrive within {} s", rpc.limits.timeout.as_secs());
+            tracing::warn!(peer = %show(peer), ?caller, reason = %why, "refused a call");
+            return fault(RpcError::new(FaultCode::MalformedRequest, why));
+        }
     };
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return fault(RpcError::new(FaultCode::MalformedRequest, "request body is not UTF-8"));
@@ -82,6 +103,10 @@ async fn endpoint(State(rpc): State<Arc<Rpc>>, request: Request) -> Response {
         Ok(c) => c,
         Err(e) => return fault(RpcError::new(FaultCode::MalformedRequest, format!("not an XML-RPC call: {e}"))),
     };
+    // The authoritative check; the peek in `read_body` only decided whether to read on.
+    if bytes.len() > rpc.limits.max_call && call.name != LARGE_METHOD {
+        return fault(too_large(rpc.limits.max_call));
+    }
     let Some(method) = rpc.methods.find(&call.name) else {
         let name: String = call.name.chars().take(64).collect();
         return fault(RpcError::new(FaultCode::UnknownMethod, format!("unknown method {name:?}")));
@@ -95,4 +120,51 @@ async fn endpoint(State(rpc): State<Arc<Rpc>>, request: Request) -> Response {
         Ok(Answer::Xml(answer)) => xml(answer),
         Err(e) => fault(e),
     }
+}
+
+fn too_large(limit: usize) -> RpcError {
+    RpcError::new(FaultCode::RequestTooLarge, format!("request body is larger than {limit} bytes"))
+}
+
+/// Reads the body: up to `max_call` for any call, up to `max_body` for a `storeviewer` from a
+/// caller who may make one, holding one of the `max_large` permits (returned, so that it is
+/// held until the call is answered: its parsed form and decoded database take memory too).
+async fn read_body<'r>(
+    rpc: &'r Rpc,
+    caller: &Caller,
+    mut body: axum::body::Body,
+    declared: Option<usize>,
+) -> Result<(Vec<u8>, Option<tokio::sync::SemaphorePermit<'r>>), RpcError> {
+    use http_body_util::BodyExt;
+    let limits = &rpc.limits;
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limits.max_call));
+    let mut permit = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| RpcError::new(FaultCode::MalformedRequest, format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        let len = buf.len() + data.len();
+        if len > limits.max_call && permit.is_none() {
+            let mut head = buf[..buf.len().min(1024)].to_vec();
+            head.extend_from_slice(&data[..data.len().min(1024)]);
+            if matches!(caller, Caller::Launcher) || method_in_head(&head) != Some(LARGE_METHOD) {
+                return Err(too_large(limits.max_call));
+            }
+            permit = Some(rpc.large.acquire().await.map_err(|_| too_large(limits.max_call))?);
+        }
+        if len > limits.max_body {
+            return Err(too_large(limits.max_body));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((buf, permit))
+}
+
+/// The method name near the start of a call (`<methodName>` comes first in every client's
+/// calls), if it can be seen there.
+fn method_in_head(head: &[u8]) -> Option<&str> {
+    let head = &head[..head.len().min(1024)];
+    let start = head.windows(12).position(|w| w == b"<methodName>")? + 12;
+    let len = head[start..].iter().position(|&b| b == b'<')?;
+    std::str::from_utf8(&head[start..start + len]).ok().map(str::trim)
 }

@@ -29,6 +29,10 @@ pub struct Salvage {
     /// Domains being salvaged right now (by the sweep or after a lost lease), so that two
     /// paths never power off and store the same domain at once.
     salvaging: Mutex<HashSet<String>>,
+    /// Set when shutdown begins: no salvage starts after it (one that began stored nothing
+    /// and left its domain unowned until the next start, issue 13); the next start's sweep
+    /// finds the domain and salvages it from the beginning.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Salvage {
@@ -39,17 +43,24 @@ impl Salvage {
         timeout: Duration,
         monitor_id: String,
     ) -> Salvage {
-        Salvage { store, hypervisor, archives, timeout, monitor_id, salvaging: Mutex::default() }
+        Salvage {
+            store,
+            hypervisor,
+            archives,
+            timeout,
+            monitor_id,
+            salvaging: Mutex::default(),
+            stopping: Default::default(),
+        }
     }
 
     /// Salvages the domains of a generation that just lost its pair (its lease ran out, its
     /// job died), without waiting for the orphan grace: nothing will ever claim them.
     pub async fn generation(&self, generation: i64) {
-        let hv = Arc::clone(&self.hypervisor);
-        let domains = match tokio::task::spawn_blocking(move || hv.inventory()).await {
-            Ok(Ok(d)) => d,
-            _ => {
-                tracing::warn!(generation, "cannot list domains; the sweep will find this generation's VM later");
+        let domains = match crate::hypervisor::inventory_within(&self.hypervisor).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(generation, error = %e, "cannot list domains; the sweep will find this generation's VM later");
                 return;
             }
         };
@@ -59,8 +70,17 @@ impl Salvage {
         }
     }
 
-    /// Salvages one domain, unless another path is already salvaging it.
+    /// From now on no salvage starts (shutdown has begun).
+    pub fn stop(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Salvages one domain, unless another path is already salvaging it or shutdown began.
     pub async fn domain(&self, d: &VrunDomain) {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!(domain = %d.name, "shutting down: not salvaging; the next start's sweep will");
+            return;
+        }
         if !self.salvaging.lock().unwrap_or_else(|p| p.into_inner()).insert(d.name.clone()) {
             return;
         }

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use vrun_proto::{RpcError, ViewerState};
 
+use crate::daemon::Daemon;
 use crate::instances::{self, Effect, ItsJob};
 use crate::launcher::JobProbe;
-use crate::daemon::Daemon;
 use crate::store::{now_ms, LIVE};
 
 /// One statement: every live instance gets at least a full lease from now.
@@ -65,12 +65,25 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
                     }
                     // Still in the batch queue: adopted, its start lease begins when it runs.
                     JobProbe::Queued { reason } => {
-                        instances::mark_queued(c, generation, &crate::sweep::queued_reason(&reason), now + ctx.start_grace_ms)?;
+                        instances::mark_queued(
+                            c,
+                            generation,
+                            &crate::sweep::queued_reason(&reason),
+                            now + ctx.start_grace_ms,
+                        )?;
                         adopted += 1;
                     }
                     JobProbe::Ended { reason } => {
                         let reason = format!("its job ended while agent-monitor was down: {reason}");
-                        effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, ItsJob::Leave)?);
+                        effects.extend(instances::finish(
+                            c,
+                            &mut inst,
+                            ViewerState::Failed,
+                            &reason,
+                            &ctx,
+                            now,
+                            ItsJob::Leave,
+                        )?);
                         failed += 1;
                     }
                     JobProbe::NotRunning if inst.job_started_ms.is_none() && inst.state == ViewerState::Launching => {
@@ -80,7 +93,15 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
                     }
                     JobProbe::NotRunning => {
                         let reason = format!("job of generation {generation} was gone when agent-monitor started");
-                        effects.extend(instances::finish(c, &mut inst, ViewerState::Failed, &reason, &ctx, now, ItsJob::Leave)?);
+                        effects.extend(instances::finish(
+                            c,
+                            &mut inst,
+                            ViewerState::Failed,
+                            &reason,
+                            &ctx,
+                            now,
+                            ItsJob::Leave,
+                        )?);
                         failed += 1;
                     }
                 }

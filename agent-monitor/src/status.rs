@@ -54,11 +54,17 @@ pub fn host_lines(host: &HostInfo) -> String {
         host.foreign_domains.len()
     );
     if !host.foreign_domains.is_empty() {
-        out.push_str(&format!("foreign domains (not this agent-monitor's; never touched): {}\n", host.foreign_domains.len()));
+        out.push_str(&format!(
+            "foreign domains (not this agent-monitor's; never touched): {}\n",
+            host.foreign_domains.len()
+        ));
         for d in &host.foreign_domains {
             let owner = if d.owner.is_empty() { "no owner" } else { d.owner.as_str() };
             let run = if d.running { "running" } else { "shut off" };
-            out.push_str(&format!("  {}  owner {owner}  {}.{} g{}  {run}\n", d.name, d.project, d.viewer, d.generation));
+            out.push_str(&format!(
+                "  {}  owner {owner}  {}.{} g{}  {run}\n",
+                d.name, d.project, d.viewer, d.generation
+            ));
         }
     }
     out
@@ -85,7 +91,8 @@ fn ago(secs: f64) -> String {
 
 pub fn table(records: &[InstanceRecord], now: f64) -> String {
     let mut rows =
-        vec![["PROJECT", "VIEWER", "STATE", "GEN", "ADDRESS", "JOB", "NODE", "DOMAIN", "AGE", "CHANGED", "REASON"].map(String::from)];
+        vec![["PROJECT", "VIEWER", "STATE", "GEN", "ADDRESS", "JOB", "NODE", "DOMAIN", "AGE", "CHANGED", "REASON"]
+            .map(String::from)];
     let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
     for r in records {
         rows.push([

@@ -8,7 +8,7 @@
 //!   if any, is then an orphan, below);
 //! - a domain with vrun's metadata and no live instance of its generation, for longer than
 //!   `orphan_grace` → salvaged: power button, wait for the guest to save, store the database
-//!   if the guest saved one and its generation is still the pair's newest, then destroy and
+//!   if the guest saved one (an older generation's as an older version), then destroy and
 //!   undefine it and remove its work directory (see [`crate::salvage`]);
 //! - domains without vrun's metadata, or owned by another agent-monitor (their metadata
 //!   names another id), are never touched.
@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use vrun_proto::ViewerState;
 
+use crate::daemon::Daemon;
 use crate::hypervisor::VrunDomain;
 use crate::instances::{self, ItsJob};
 use crate::launcher::JobProbe;
-use crate::daemon::Daemon;
 use crate::store::now_ms;
 
 /// What the sweeper remembers between sweeps.
@@ -48,17 +48,16 @@ pub async fn run(m: Arc<Daemon>, wake: Arc<tokio::sync::Notify>, mut shutdown: t
             _ = shutdown.changed() => return,
         }
         sweep_once(&m, &st).await;
+        crate::unstored::store_all(&m).await;
     }
 }
 
 fn deadline_reason(inst: &instances::Instance, t: &crate::daemon::Timing, now: i64) -> Option<String> {
     let since = |ms: i64| Duration::from_millis((now - ms).max(0) as u64);
     match inst.state {
-        ViewerState::Launching | ViewerState::Booting if since(inst.created_ms) > t.launch_deadline => Some(format!(
-            "stuck in {} for more than {} s",
-            inst.state,
-            t.launch_deadline.as_secs()
-        )),
+        ViewerState::Launching | ViewerState::Booting if since(inst.created_ms) > t.launch_deadline => {
+            Some(format!("stuck in {} for more than {} s", inst.state, t.launch_deadline.as_secs()))
+        }
         ViewerState::Stopping if since(inst.updated_ms) > t.stop_deadline => {
             Some(format!("stuck in stopping for more than {} s", t.stop_deadline.as_secs()))
         }
@@ -114,10 +113,12 @@ pub async fn sweep_once(m: &Arc<Daemon>, st: &Arc<SweepState>) {
         }
     }
 
-    let hv = Arc::clone(&m.hypervisor);
-    let Ok(Ok(domains)) = tokio::task::spawn_blocking(move || hv.inventory()).await else {
-        tracing::debug!("sweep: hypervisor unreachable; domains not checked");
-        return;
+    let domains = match crate::hypervisor::inventory_within(&m.hypervisor).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!(error = %e, "sweep: hypervisor unreachable; domains not checked");
+            return;
+        }
     };
     let Ok(live_now) = m.store.read(instances::all_live).await else { return };
     let live_gens: HashSet<i64> = live_now.iter().map(|i| i.generation).collect();

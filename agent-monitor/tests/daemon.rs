@@ -40,7 +40,9 @@ fn sigterm_stops_cleanly_and_state_survives() {
     let rec = runtime().block_on(d2.client().viewer_status(&p)).unwrap();
     assert_eq!((rec.generation, rec.state.as_str()), (g, "launching"), "adopted, not forgotten");
     // The start-up repair runs beside the first requests; its verdict arrives in the log.
-    common::eventually("the running job is adopted", std::time::Duration::from_secs(20), || d2.log().contains("adopted=1"));
+    common::eventually("the running job is adopted", std::time::Duration::from_secs(20), || {
+        d2.log().contains("adopted=1")
+    });
 }
 
 #[test]
@@ -52,7 +54,8 @@ fn invalid_names_are_refused_and_nothing_is_stored() {
     let bad = ["../etc", "a;rm -rf /", "a\nb", "$(reboot)", "a b", "", "-x", long.as_str()];
     runtime().block_on(async {
         for name in bad {
-            let params = vec![vrun_proto::value::StructBuilder::new().str("project", name).str("viewer", "CodeDX").build()];
+            let params =
+                vec![vrun_proto::value::StructBuilder::new().str("project", name).str("viewer", "CodeDX").build()];
             let err = c.call(vrun_proto::methods::LAUNCH_VIEWER, params).await.unwrap_err();
             assert_eq!(err.fault_code(), Some(FaultCode::InvalidName), "{name:?}: {err}");
         }
@@ -99,14 +102,20 @@ fn hostile_bodies_get_faults_and_the_daemon_keeps_serving() {
         let s = rest.find("<i4>").or(rest.find("<int>")).unwrap();
         rest[s..].split(['>', '<']).nth(2).unwrap().parse().unwrap()
     };
-    let call = |inner: &str| format!("<?xml version=\"1.0\"?><methodCall><methodName>agentMonitor.launchViewer</methodName><params>{inner}</params></methodCall>");
+    let call = |inner: &str| {
+        format!("<?xml version=\"1.0\"?><methodCall><methodName>agentMonitor.launchViewer</methodName><params>{inner}</params></methodCall>")
+    };
     let deep = format!("<param><value>{}</value></param>", "<array><data><value>".repeat(2000));
     let cases: Vec<(&str, Vec<u8>, FaultCode)> = vec![
         ("malformed", b"<methodCall><methodName>x".to_vec(), FaultCode::MalformedRequest),
         ("not xml", b"hello".to_vec(), FaultCode::MalformedRequest),
         ("non-utf8", vec![b'<', 0xff, 0xfe, b'>'], FaultCode::MalformedRequest),
         ("deeply nested", call(&deep).into_bytes(), FaultCode::MalformedRequest),
-        ("oversized", call(&"<param><value><string>x</string></value></param>".repeat(5000)).into_bytes(), FaultCode::RequestTooLarge),
+        (
+            "oversized",
+            call(&"<param><value><string>x</string></value></param>".repeat(5000)).into_bytes(),
+            FaultCode::RequestTooLarge,
+        ),
         ("wrong type", call("<param><value><int>3</int></value></param>").into_bytes(), FaultCode::InvalidParams),
         ("no params", call("").into_bytes(), FaultCode::InvalidParams),
     ];
@@ -135,7 +144,9 @@ fn credentials_and_roles_are_enforced() {
     let rt = runtime();
     rt.block_on(async {
         let nobody = AgentMonitorClient::new(&d.url, Credentials::None).unwrap();
-        let wrong = AgentMonitorClient::new(&d.url, Credentials::Basic { user: "admin".into(), secret: "guess".into() }).unwrap();
+        let wrong =
+            AgentMonitorClient::new(&d.url, Credentials::Basic { user: "admin".into(), secret: "guess".into() })
+                .unwrap();
         for c in [&nobody, &wrong] {
             let err = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap_err();
             assert_eq!(err.fault_code(), Some(FaultCode::NotAuthorised), "{err}");
@@ -152,14 +163,22 @@ fn credentials_and_roles_are_enforced() {
         let job = AgentMonitorClient::new(&d.url, Credentials::Bearer(token.clone())).unwrap();
         assert!(job.heartbeat(&p, g).await.unwrap());
         let report = |pair: &Pair, generation| SetViewerState {
-            pair: pair.clone(), generation, state: vrun_proto::ViewerState::Booting, ipaddress: None, domain: None, message: None,
+            pair: pair.clone(),
+            generation,
+            state: vrun_proto::ViewerState::Booting,
+            ipaddress: None,
+            domain: None,
+            message: None,
         };
         let other = Pair::new("other", "CodeDX").unwrap();
         for (pair, generation) in [(&other, g), (&p, g + 1)] {
             let err = job.set_viewer_state(&report(pair, generation)).await.unwrap_err();
             assert_eq!(err.fault_code(), Some(FaultCode::NotAuthorised), "{err}");
         }
-        assert_eq!(job.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap_err().fault_code(), Some(FaultCode::NotAuthorised));
+        assert_eq!(
+            job.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap_err().fault_code(),
+            Some(FaultCode::NotAuthorised)
+        );
         job.set_viewer_state(&report(&p, g)).await.unwrap();
         assert_eq!(d.client().viewer_status(&p).await.unwrap().state, "booting");
     });

@@ -31,9 +31,16 @@ fn a_job_fetches_its_own_description_and_database_and_nothing_else() {
         let g1 = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
         // 9 MiB and a bit: more than two of the largest chunks.
         let db: Vec<u8> = (0..(9 << 20) + 123).map(|i: u32| (i % 251) as u8).collect();
-        c.store_viewer(&StoreViewer { pair: p.clone(), generation: g1, viewerdb: db.clone(), checksum: sha(&db) }).await.unwrap();
+        c.store_viewer(&StoreViewer { pair: p.clone(), generation: g1, viewerdb: db.clone(), checksum: sha(&db) })
+            .await
+            .unwrap();
         c.set_viewer_state(&SetViewerState {
-            pair: p.clone(), generation: g1, state: ViewerState::Stopped, ipaddress: None, domain: None, message: None,
+            pair: p.clone(),
+            generation: g1,
+            state: ViewerState::Stopped,
+            ipaddress: None,
+            domain: None,
+            message: None,
         })
         .await
         .unwrap();
@@ -75,7 +82,12 @@ fn a_job_fetches_its_own_description_and_database_and_nothing_else() {
         assert_eq!(fault(c.fetch_job(&p, g2 + 5).await), Some(FaultCode::UnknownInstance));
         // An ended instance: its VM must not start.
         c.set_viewer_state(&SetViewerState {
-            pair: p.clone(), generation: g2, state: ViewerState::Failed, ipaddress: None, domain: None, message: None,
+            pair: p.clone(),
+            generation: g2,
+            state: ViewerState::Failed,
+            ipaddress: None,
+            domain: None,
+            message: None,
         })
         .await
         .unwrap();
@@ -99,10 +111,18 @@ fn vruntask_refuses_a_newer_job_version_by_name_and_frees_the_pair() {
     v["gpus"] = serde_json::json!(1);
     let newer = env.tmp.path().join("newer-job.json");
     std::fs::write(&newer, serde_json::to_vec(&v).unwrap()).unwrap();
-    let out = std::process::Command::new(common::workspace_bin("vruntask")).arg("run").arg(&newer).env("VRUN_ACCEL", "tcg").output().unwrap();
+    let out = std::process::Command::new(common::workspace_bin("vruntask"))
+        .arg("run")
+        .arg(&newer)
+        .env("VRUN_ACCEL", "tcg")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "exit code 2 = bad job");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("version {}", vrun_proto::job::JOB_VERSION + 1)) && err.contains("upgrade vruntask"), "{err}");
+    assert!(
+        err.contains(&format!("version {}", vrun_proto::job::JOB_VERSION + 1)) && err.contains("upgrade vruntask"),
+        "{err}"
+    );
     let rec = runtime().block_on(c.viewer_status(&p)).unwrap();
     assert_eq!((rec.generation, rec.state.as_str()), (g, "failed"));
     assert!(rec.reason.contains("upgrade vruntask"), "{}", rec.reason);

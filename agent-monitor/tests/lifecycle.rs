@@ -10,14 +10,7 @@ use vrun_proto::methods::{LaunchViewer, SetViewerState, StoreViewer};
 use vrun_proto::{FaultCode, ViewerState};
 
 fn report(p: &vrun_proto::Pair, generation: i64, state: ViewerState, ip: Option<&str>) -> SetViewerState {
-    SetViewerState {
-        pair: p.clone(),
-        generation,
-        state,
-        ipaddress: ip.map(String::from),
-        domain: None,
-        message: None,
-    }
+    SetViewerState { pair: p.clone(), generation, state, ipaddress: ip.map(String::from), domain: None, message: None }
 }
 
 #[test]
@@ -56,8 +49,18 @@ fn stale_generation_is_fenced_off() {
 #[test]
 fn silent_job_loses_its_lease_and_the_pair_is_freed() {
     let env = Env::new();
-    let d = env.start(&["--lease-secs", "2", "--heartbeat-secs", "1", "--start-grace-secs", "2",
-                        "--reap-every-ms", "100", "--cancel-grace-secs", "1"]);
+    let d = env.start(&[
+        "--lease-secs",
+        "2",
+        "--heartbeat-secs",
+        "1",
+        "--start-grace-secs",
+        "2",
+        "--reap-every-ms",
+        "100",
+        "--cancel-grace-secs",
+        "1",
+    ]);
     let c = d.client();
     let silent = pair("silent", "CodeDX");
     let alive = pair("alive", "CodeDX");
@@ -99,7 +102,10 @@ fn launch_while_stopping_is_served_after_the_stop() {
         c.abort_viewer(&p).await.unwrap();
         assert!(!c.heartbeat(&p, g1).await.unwrap(), "abort must reach the job through its heartbeat");
         let queued = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap();
-        assert_eq!((queued.state, queued.generation, queued.launched, queued.queued), (ViewerState::Stopping, g1, false, true));
+        assert_eq!(
+            (queued.state, queued.generation, queued.launched, queued.queued),
+            (ViewerState::Stopping, g1, false, true)
+        );
         assert!(!c.is_viewer_available(&p).await.unwrap().ready);
 
         c.set_viewer_state(&report(&p, g1, ViewerState::Stopped, None)).await.unwrap();
@@ -127,7 +133,9 @@ fn storeviewer_keeps_the_newest_versions_and_restores_the_newest() {
         for i in 0..5u8 {
             last = vec![i; 1000 + usize::from(i)];
             let sum = hex_sha256(&last);
-            c.store_viewer(&StoreViewer { pair: p.clone(), generation: g, viewerdb: last.clone(), checksum: sum }).await.unwrap();
+            c.store_viewer(&StoreViewer { pair: p.clone(), generation: g, viewerdb: last.clone(), checksum: sum })
+                .await
+                .unwrap();
         }
         assert_eq!(count(), 3, "only the newest three versions are kept");
 
@@ -141,7 +149,8 @@ fn storeviewer_keeps_the_newest_versions_and_restores_the_newest() {
         c.set_viewer_state(&report(&p, g, ViewerState::Stopped, None)).await.unwrap();
         let g2 = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
         let stale = StoreViewer { pair: p.clone(), generation: g, viewerdb: vec![1], checksum: hex_sha256(&[1]) };
-        assert_eq!(c.store_viewer(&stale).await.unwrap_err().fault_code(), Some(FaultCode::StaleGeneration));
+        // A late store of the older generation is kept as an older version (hostile_local.rs).
+        c.store_viewer(&stale).await.unwrap();
         let jobs = env.wait_launches(2, Duration::from_secs(20));
         let spec = jobs.iter().map(|(_, f)| job_spec(f)).find(|s| s.generation == g2).unwrap();
         let restored = std::fs::read(spec.db_path.expect("db_path of the newest archive")).unwrap();
@@ -163,7 +172,12 @@ fn results_are_pushed_once_per_generation() {
     let p = pair("push", "CodeDX");
     runtime().block_on(async {
         let g = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
-        let claim = |sum: &str, generation| ClaimPush { pair: p.clone(), generation, checksum: sum.into(), package: Some("pkg".into()) };
+        let claim = |sum: &str, generation| ClaimPush {
+            pair: p.clone(),
+            generation,
+            checksum: sum.into(),
+            package: Some("pkg".into()),
+        };
         let done = |sum: &str, generation, ok| PushDone { pair: p.clone(), generation, checksum: sum.into(), ok };
         let a = hex_sha256(b"results A");
         let b = hex_sha256(b"results B");
@@ -221,7 +235,12 @@ fn vruntask_refuses_a_malformed_job_in_one_line_and_frees_the_pair() {
     v["apikey"] = serde_json::json!("$(reboot)");
     let bad = env.tmp.path().join("bad-job.json");
     std::fs::write(&bad, serde_json::to_vec(&v).unwrap()).unwrap();
-    let out = std::process::Command::new(common::workspace_bin("vruntask")).arg("run").arg(&bad).env("VRUN_ACCEL", "tcg").output().unwrap();
+    let out = std::process::Command::new(common::workspace_bin("vruntask"))
+        .arg("run")
+        .arg(&bad)
+        .env("VRUN_ACCEL", "tcg")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "exit code 2 = bad job");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "one line: {err:?}");

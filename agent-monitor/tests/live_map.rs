@@ -3,6 +3,8 @@
 //! query of the committed database answers, also for writes rolled back by their caller's
 //! error, many writes grouped into one commit, and after reopening the file.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use agent_monitor::store::{Db, LiveView, Store};
@@ -25,13 +27,16 @@ async fn truth(store: &Store) -> BTreeMap<Pair, LiveView> {
                 let state: ViewerState = r.get::<_, String>(3)?.parse().unwrap();
                 let ready = state == ViewerState::Ready;
                 let p = Pair::new(&r.get::<_, String>(1)?, &r.get::<_, String>(2)?).unwrap();
-                Ok((p, LiveView {
-                    generation: r.get(0)?,
-                    state,
-                    address: r.get(4)?,
-                    apikey: if ready { r.get(5)? } else { String::new() },
-                    urluuid: if ready { r.get(6)? } else { String::new() },
-                }))
+                Ok((
+                    p,
+                    LiveView {
+                        generation: r.get(0)?,
+                        state,
+                        address: r.get(4)?,
+                        apikey: if ready { r.get(5)? } else { String::new() },
+                        urluuid: if ready { r.get(6)? } else { String::new() },
+                    },
+                ))
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -65,7 +70,10 @@ fn live_generation(c: &Connection, p: &Pair) -> Db<Option<i64>> {
 }
 
 fn set(c: &Connection, generation: i64, state: &str, address: &str) -> Db<()> {
-    c.execute("UPDATE instances SET state = ?2, address = ?3 WHERE generation = ?1", params![generation, state, address])?;
+    c.execute(
+        "UPDATE instances SET state = ?2, address = ?3 WHERE generation = ?1",
+        params![generation, state, address],
+    )?;
     Ok(())
 }
 
@@ -127,7 +135,13 @@ async fn an_acknowledged_write_is_read_back_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("agent-monitor.db")).unwrap();
     let p = pair(1);
-    let g = store.write({ let p = p.clone(); move |c| insert(c, &p) }).await.unwrap();
+    let g = store
+        .write({
+            let p = p.clone();
+            move |c| insert(c, &p)
+        })
+        .await
+        .unwrap();
     assert_eq!(store.live(&p).unwrap().map(|v| (v.generation, v.state)), Some((g, ViewerState::Launching)));
     store.write(move |c| set(c, g, "ready", "127.0.0.1:4000")).await.unwrap();
     let v = store.live(&p).unwrap().unwrap();
@@ -150,7 +164,18 @@ async fn readers_racing_commits_never_go_back() {
     let store = Store::open(&dir.path().join("agent-monitor.db")).unwrap();
     let p = pair(7);
     // Progress as one number: generation * 10 + step, step 0 launching, 1 booting, 2 ready.
-    let rank = |v: Option<&LiveView>| v.map_or(0, |v| v.generation * 10 + if v.state == ViewerState::Ready { 2 } else if v.state == ViewerState::Booting { 1 } else { 0 });
+    let rank = |v: Option<&LiveView>| {
+        v.map_or(0, |v| {
+            v.generation * 10
+                + if v.state == ViewerState::Ready {
+                    2
+                } else if v.state == ViewerState::Booting {
+                    1
+                } else {
+                    0
+                }
+        })
+    };
     let acked = Arc::new(AtomicI64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..3)
@@ -173,7 +198,13 @@ async fn readers_racing_commits_never_go_back() {
         })
         .collect();
     for _ in 0..40 {
-        let g = store.write({ let p = p.clone(); move |c| insert(c, &p) }).await.unwrap();
+        let g = store
+            .write({
+                let p = p.clone();
+                move |c| insert(c, &p)
+            })
+            .await
+            .unwrap();
         acked.store(g * 10, SeqCst);
         for (step, state, address) in [(1, "booting", ""), (2, "ready", "127.0.0.1:9")] {
             store.write(move |c| set(c, g, state, address)).await.unwrap();
@@ -184,4 +215,64 @@ async fn readers_racing_commits_never_go_back() {
     done.store(true, SeqCst);
     let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
     assert!(reads > 1000, "readers ran ({reads} reads)");
+}
+
+/// A disk that fills in the middle of a group-commit batch (issue 13): SQLite rolls the
+/// whole transaction back on SQLITE_FULL, and the rest of the batch then ran in autocommit,
+/// each op committing alone while its caller heard fault 11 and the map never heard of it.
+/// Every caller must hear the truth: Ok exactly when its write is in the database, and the
+/// map must agree with SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_mid_batch_fails_the_batch_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _disk = common::Tmpfs::mount(dir.path(), "2m");
+    let store = Store::open(&dir.path().join("agent-monitor.db")).unwrap();
+    store.write(|c| Ok(c.execute_batch("CREATE TABLE filler (b BLOB)")?)).await.unwrap();
+    // The first write holds the writer so that the others queue into one batch.
+    let s = store.clone();
+    let hold = tokio::spawn(async move {
+        s.write(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            Ok(())
+        })
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    const PAIRS: usize = 10;
+    let mut calls = Vec::new();
+    for i in 0..PAIRS {
+        let (s, p) = (store.clone(), pair(i));
+        calls.push(tokio::spawn(async move {
+            s.write(move |c| {
+                insert(c, &p)?;
+                if i == 5 {
+                    // Larger than the disk: it fills while this op runs, mid-batch.
+                    c.execute("INSERT INTO filler VALUES (randomblob(3000000))", [])?;
+                }
+                Ok(())
+            })
+            .await
+        }));
+        // In order, so that ops come both before and after the one that fills the disk.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    hold.await.unwrap().unwrap();
+    let mut heard = Vec::new();
+    for call in calls {
+        heard.push(call.await.unwrap().is_ok());
+    }
+    assert!(!heard[5], "the op that filled the disk failed");
+    let truth = truth(&store).await;
+    for (i, ok) in heard.iter().enumerate() {
+        assert_eq!(
+            truth.contains_key(&pair(i)),
+            *ok,
+            "{}: the caller heard {}",
+            pair(i),
+            if *ok { "ok" } else { "a fault" }
+        );
+    }
+    assert_mirrors(&store, PAIRS, "after the disk filled").await;
+    // Space is back (the failed batch's pages are reused): writes work again.
+    store.write(|c| insert(c, &pair(PAIRS))).await.unwrap();
 }

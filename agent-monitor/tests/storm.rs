@@ -31,7 +31,13 @@ async fn storm(url: String, creds: Credentials, calls: usize, acks: Acks, launch
             let mut i = c;
             while i < calls {
                 let p = pair_of(i);
-                let reply = match client.launch_viewer(&LaunchViewer::new(p.clone())).await { Ok(r) => r, Err(e) => { eprintln!("client {c} stops: {e}"); return; } };
+                let reply = match client.launch_viewer(&LaunchViewer::new(p.clone())).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("client {c} stops: {e}");
+                        return;
+                    }
+                };
                 acks.lock().unwrap().entry(p.to_string()).or_default().insert(reply.generation);
                 if reply.launched {
                     *launched.lock().unwrap() += 1;
@@ -121,6 +127,12 @@ fn kill_9_mid_storm_loses_no_acknowledged_lock_and_launches_nothing_twice() {
     std::thread::sleep(Duration::from_millis(500));
     let names = launched_pairs(&env);
     let distinct: HashSet<_> = names.iter().collect();
-    assert_eq!(names.len(), distinct.len(), "a pair was launched twice: {} jobs for {} pairs", names.len(), distinct.len());
+    assert_eq!(
+        names.len(),
+        distinct.len(),
+        "a pair was launched twice: {} jobs for {} pairs",
+        names.len(),
+        distinct.len()
+    );
     assert_eq!(distinct.len(), PAIRS);
 }

@@ -63,14 +63,22 @@ fn orphaned_domains_are_salvaged_and_removed_and_foreign_ones_left_alone() {
     let other = "fedcba987654";
     assert_ne!(me, other);
     let p = pair("sweeporphan", "CodeDX");
-    let (ours, old, theirs) = (p.domain_name(&me, 1), pair("sweepold", "CodeDX").domain_name(&me, 99), p.domain_name(other, 1));
+    let (ours, old, theirs) =
+        (p.domain_name(&me, 1), pair("sweepold", "CodeDX").domain_name(&me, 99), p.domain_name(other, 1));
     let work = env.tmp.path().join("work");
     let _cleanup = Undefine(vec![ours.clone(), "foreign-sweep-test".into(), old.clone(), theirs.clone()]);
     runtime().block_on(async {
         // An instance that ended while its VM was left behind (as when its job was killed).
         let g = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
         assert_eq!(g, 1);
-        let report = SetViewerState { pair: p.clone(), generation: g, state: ViewerState::Failed, ipaddress: None, domain: None, message: Some("test: job lost".into()) };
+        let report = SetViewerState {
+            pair: p.clone(),
+            generation: g,
+            state: ViewerState::Failed,
+            ipaddress: None,
+            domain: None,
+            message: Some("test: job lost".into()),
+        };
         c.set_viewer_state(&report).await.unwrap();
     });
     let out = define(&work, &ours, Some((&p, 1, &me)));
@@ -191,12 +199,24 @@ fn idle_and_overaged_viewers_are_stopped_through_the_normal_path() {
     let vdir = tempfile::tempdir().unwrap();
     let (mut viewer, addr) = start_viewer(vdir.path(), &apikey, &format!("/{urluuid}"));
     runtime().block_on(async {
-        let ready = SetViewerState { pair: p.clone(), generation: g, state: ViewerState::Ready, ipaddress: Some(addr.clone()), domain: None, message: None };
+        let ready = SetViewerState {
+            pair: p.clone(),
+            generation: g,
+            state: ViewerState::Ready,
+            ipaddress: Some(addr.clone()),
+            domain: None,
+            message: None,
+        };
         c.set_viewer_state(&ready).await.unwrap();
         // While the viewer is used it stays up (each API call counts as activity).
         let http = reqwest::Client::new();
         for _ in 0..12 {
-            let r = http.get(format!("http://{addr}/{urluuid}/api/projects")).header("API-Key", &apikey).send().await.unwrap();
+            let r = http
+                .get(format!("http://{addr}/{urluuid}/api/projects"))
+                .header("API-Key", &apikey)
+                .send()
+                .await
+                .unwrap();
             assert!(r.status().is_success());
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -229,7 +249,14 @@ fn a_viewer_past_its_lifetime_is_stopped_however_busy() {
     runtime().block_on(async {
         for p in [&short, &long] {
             let g = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
-            let ready = SetViewerState { pair: p.clone(), generation: g, state: ViewerState::Ready, ipaddress: Some("127.0.0.1:9".into()), domain: None, message: None };
+            let ready = SetViewerState {
+                pair: p.clone(),
+                generation: g,
+                state: ViewerState::Ready,
+                ipaddress: Some("127.0.0.1:9".into()),
+                domain: None,
+                message: None,
+            };
             c.set_viewer_state(&ready).await.unwrap();
         }
         for _ in 0..40 {

@@ -27,7 +27,10 @@ pub enum CallError {
     /// Worth retrying: the viewer is starting, busy or briefly unreachable.
     Transient(String),
     Unauthorized,
-    Refused { status: StatusCode, message: String },
+    Refused {
+        status: StatusCode,
+        message: String,
+    },
     BadReply(String),
 }
 
@@ -43,7 +46,9 @@ pub enum CodeDxError {
     BadReply { what: &'static str, detail: String },
     #[error("viewer at {address} did not {what} before the time ran out; last problem: {last}; View again (or pass a longer --wait)")]
     TimedOut { address: String, what: &'static str, last: String },
-    #[error("viewer could not import the results: {0}; check the results file (the viewer accepts SARIF 2.1.0 and SCARF)")]
+    #[error(
+        "viewer could not import the results: {0}; check the results file (the viewer accepts SARIF 2.1.0 and SCARF)"
+    )]
     ImportFailed(String),
     #[error("project {0:?} keeps disappearing from the viewer while being created")]
     ProjectRace(String),
@@ -143,7 +148,8 @@ impl CodeDx {
     }
 
     pub async fn start_import(&self, project: i64, input: &Input) -> Result<String, CallError> {
-        let part = |bytes: &[u8], name: &str| reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_owned());
+        let part =
+            |bytes: &[u8], name: &str| reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_owned());
         let mut form = reqwest::multipart::Form::new().part("file1", part(&input.results, &input.results_name));
         if let Some(src) = &input.source {
             form = form.part("file2", part(src, "source.zip"));
@@ -172,8 +178,12 @@ impl CodeDx {
             let last = match outcome {
                 Ok(v) => return Ok(v),
                 Err(CallError::Transient(last)) => last,
-                Err(CallError::Unauthorized) => return Err(CodeDxError::Unauthorized { address: self.address.clone() }),
-                Err(CallError::Refused { status, message }) => return Err(CodeDxError::Refused { what, status, message }),
+                Err(CallError::Unauthorized) => {
+                    return Err(CodeDxError::Unauthorized { address: self.address.clone() })
+                }
+                Err(CallError::Refused { status, message }) => {
+                    return Err(CodeDxError::Refused { what, status, message })
+                }
                 Err(CallError::BadReply(detail)) => return Err(CodeDxError::BadReply { what, detail }),
             };
             if Instant::now() + backoff > deadline {

@@ -74,7 +74,16 @@ pub fn prepare(args: &Args) -> Result<Input, InputError> {
         None => None,
     };
     let checksum = checksum(&package, &results, source.as_deref());
-    Ok(Input { pair, user: args.user.clone(), package, kind, results_name: results_name(&args.results, kind), results, source, checksum })
+    Ok(Input {
+        pair,
+        user: args.user.clone(),
+        package,
+        kind,
+        results_name: results_name(&args.results, kind),
+        results,
+        source,
+        checksum,
+    })
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, InputError> {
@@ -110,9 +119,10 @@ fn results_name(path: &Path, kind: Kind) -> String {
     if check_package(&name, "").is_ok() {
         return name;
     }
-    let ext = path.extension().map(|e| e.to_string_lossy().into_owned()).filter(|e| {
-        !e.is_empty() && e.len() <= 16 && e.bytes().all(|b| b.is_ascii_alphanumeric())
-    });
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .filter(|e| !e.is_empty() && e.len() <= 16 && e.bytes().all(|b| b.is_ascii_alphanumeric()));
     let ext = ext.unwrap_or_else(|| if kind == Kind::Sarif { "sarif".into() } else { "xml".into() });
     format!("results.{ext}")
 }
@@ -193,8 +203,15 @@ mod tests {
         let scarf = b"<?xml version=\"1.0\"?>\n<!-- c -->\n<!DOCTYPE x>\n<AnalyzerReport tool_name=\"c\">";
         assert_eq!(detect(scarf), Ok(Kind::Scarf));
         assert_eq!(detect(b"<AnalyzerReport/>"), Ok(Kind::Scarf));
-        for bad in [&b""[..], b"hello", b"{\"version\":\"2.0.0\",\"runs\":[]}", b"{\"runs\":[]}",
-                    b"{\"version\":\"2.1.0\",\"runs\":[", b"<html><body/></html>", b"\x1f\x8b\x08"] {
+        for bad in [
+            &b""[..],
+            b"hello",
+            b"{\"version\":\"2.0.0\",\"runs\":[]}",
+            b"{\"runs\":[]}",
+            b"{\"version\":\"2.1.0\",\"runs\":[",
+            b"<html><body/></html>",
+            b"\x1f\x8b\x08",
+        ] {
             assert!(detect(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }

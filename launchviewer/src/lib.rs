@@ -71,7 +71,11 @@ impl Pacer {
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "launchviewer", version, about = "Start (or find) a project's viewer, push results into it, print its URL")]
+#[command(
+    name = "launchviewer",
+    version,
+    about = "Start (or find) a project's viewer, push results into it, print its URL"
+)]
 pub struct Args {
     /// SWAMP project (letters, digits, '_' and '-').
     #[arg(long)]
@@ -129,7 +133,13 @@ pub fn run(args: Args) -> Outcome {
 
 /// Ready the viewer, then push; if the instance ends under the push, start over (a new
 /// generation needs its own push) while the budget lasts.
-async fn flow(monitor: &Monitor, input: &input::Input, start: Instant, wait: Option<Duration>, progress: &Progress) -> Outcome {
+async fn flow(
+    monitor: &Monitor,
+    input: &input::Input,
+    start: Instant,
+    wait: Option<Duration>,
+    progress: &Progress,
+) -> Outcome {
     let deadline = wait.map(|w| start + w);
     // A bound on start-overs: each one needs an instance that became ready and then ended,
     // so more than a few within one click means something is wrong, not slow.

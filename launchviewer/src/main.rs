@@ -13,7 +13,10 @@ fn main() -> ExitCode {
     let format = Format::json_if(std::env::args_os().any(|a| a == "--json"));
     // The caller parses stdout: a bug must still end as one ERROR line, never a backtrace.
     std::panic::set_hook(Box::new(move |info| {
-        let what = info.payload().downcast_ref::<&str>().map(|s| s.to_string())
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
         let out = Outcome::error(format!("internal error (a bug in launchviewer): {what}"));

@@ -62,7 +62,10 @@ impl MonitorError {
 pub enum Waited {
     Ready(Availability),
     /// Without `--wait`: the viewer is on its way; `state` as agent-monitor reported it.
-    Launching { state: String, generation: i64 },
+    Launching {
+        state: String,
+        generation: i64,
+    },
 }
 
 pub struct Monitor {
@@ -82,7 +85,11 @@ impl Monitor {
         Ok(Monitor { url: url.into(), client })
     }
 
-    async fn call<T>(&self, method: &'static str, fut: impl Future<Output = Result<T, ClientError>>) -> Result<T, MonitorError> {
+    async fn call<T>(
+        &self,
+        method: &'static str,
+        fut: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, MonitorError> {
         match tokio::time::timeout(CALL_TIMEOUT, fut).await {
             Err(_) => Err(MonitorError::Unreachable {
                 url: self.url.clone(),

@@ -22,7 +22,11 @@ pub enum Format {
 
 impl Format {
     pub fn json_if(json: bool) -> Format {
-        if json { Format::Json } else { Format::Text }
+        if json {
+            Format::Json
+        } else {
+            Format::Text
+        }
     }
 }
 

@@ -38,7 +38,13 @@ impl From<MonitorError> for PushError {
 }
 
 /// Makes sure the results are imported into `avail`'s viewer; returns the findings URL.
-pub async fn push(monitor: &Monitor, avail: &Availability, input: &Input, deadline: Instant, progress: &Progress) -> Result<String, PushError> {
+pub async fn push(
+    monitor: &Monitor,
+    avail: &Availability,
+    input: &Input,
+    deadline: Instant,
+    progress: &Progress,
+) -> Result<String, PushError> {
     let viewer = CodeDx::new(avail)?;
     let claim = ClaimPush {
         pair: input.pair.clone(),
@@ -79,7 +85,8 @@ async fn upload_claimed(
     deadline: Instant,
     progress: &Progress,
 ) -> Result<String, PushError> {
-    let done = |ok| PushDone { pair: claim.pair.clone(), generation: claim.generation, checksum: claim.checksum.clone(), ok };
+    let done =
+        |ok| PushDone { pair: claim.pair.clone(), generation: claim.generation, checksum: claim.checksum.clone(), ok };
     match viewer.upload(input, deadline, progress).await {
         Ok(id) => {
             // The findings are in whatever agent-monitor answers; a lost `done` only means a

@@ -160,7 +160,10 @@ fn results_that_are_neither_sarif_nor_scarf_launch_nothing() {
         let f = leak(env.file(name, content));
         let r = env.launchviewer(&with(base_args(f), &["--wait", "5"]));
         assert_eq!(r.code, 2, "{r:?}");
-        assert!(r.line().starts_with("ERROR results file ") && r.line().contains("neither SARIF 2.1.0 nor SCARF"), "{r:?}");
+        assert!(
+            r.line().starts_with("ERROR results file ") && r.line().contains("neither SARIF 2.1.0 nor SCARF"),
+            "{r:?}"
+        );
     }
     assert_eq!(availability(&env, P, V).state, "", "a bad results file started a viewer");
     assert!(env.settled_launches().is_empty());

@@ -72,7 +72,8 @@ impl Schema {
 mod tests {
     use super::*;
 
-    const SCHEMA: Schema = Schema { migrations: &["CREATE TABLE a (x)", "CREATE TABLE b (y)"], application_id: Some(7) };
+    const SCHEMA: Schema =
+        Schema { migrations: &["CREATE TABLE a (x)", "CREATE TABLE b (y)"], application_id: Some(7) };
 
     #[test]
     fn applies_each_step_once() {

@@ -67,8 +67,8 @@ pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120
 
 impl AgentMonitorClient {
     pub fn new(url: &str, creds: Credentials) -> Result<AgentMonitorClient, ClientError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| ClientError::Unreachable { url: url.into(), detail: e.to_string() })?;
+        let parsed =
+            url::Url::parse(url).map_err(|e| ClientError::Unreachable { url: url.into(), detail: e.to_string() })?;
         let mut b = ClientBuilder::new(parsed);
         match creds {
             Credentials::None => {}

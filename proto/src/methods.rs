@@ -53,9 +53,7 @@ fn read_state(r: &mut StructReader<'_>, key: &'static str) -> Result<ViewerState
 /// Free-text members (paths, messages) are bounded so one caller cannot bloat the database.
 fn bounded(key: &'static str, v: Option<String>, max: usize) -> Result<Option<String>, RpcError> {
     match v {
-        Some(s) if s.len() > max => {
-            Err(RpcError::invalid_params(format!("member {key} is longer than {max} bytes")))
-        }
+        Some(s) if s.len() > max => Err(RpcError::invalid_params(format!("member {key} is longer than {max} bytes"))),
         Some(s) if s.contains('\0') => Err(RpcError::invalid_params(format!("member {key} contains NUL"))),
         v => Ok(v),
     }
@@ -304,10 +302,7 @@ impl StoreViewer {
         let viewerdb = r.req_bytes("viewerdb")?;
         let checksum = r.req_str("checksum")?.to_ascii_lowercase();
         if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(RpcError::new(
-                crate::FaultCode::BadChecksum,
-                "checksum must be 64 hex digits (SHA-256)",
-            ));
+            return Err(RpcError::new(crate::FaultCode::BadChecksum, "checksum must be 64 hex digits (SHA-256)"));
         }
         r.finish()?;
         Ok(StoreViewer { pair, generation, viewerdb, checksum })

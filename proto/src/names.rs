@@ -107,8 +107,8 @@ mod tests {
     #[test]
     fn refuses_dangerous_names() {
         let long = "x".repeat(65);
-        let cases = ["", "../etc", "a/b", "a b", "a;rm -rf /", "a\nb", "-x", "_x", "a.b", "$(id)",
-                     "a`b`", "é", "a\0b", &long];
+        let cases =
+            ["", "../etc", "a/b", "a b", "a;rm -rf /", "a\nb", "-x", "_x", "a.b", "$(id)", "a`b`", "é", "a\0b", &long];
         for n in cases {
             assert!(validate_name("project", n).is_err(), "{n:?} accepted");
         }

@@ -23,10 +23,9 @@ impl<'a> StructReader<'a> {
         match params {
             [Value::Struct(members)] => Ok(StructReader { members, seen: BTreeSet::new() }),
             [_] => Err(RpcError::invalid_params("expected one struct parameter")),
-            _ => Err(RpcError::invalid_params(format!(
-                "expected one struct parameter, got {} parameters",
-                params.len()
-            ))),
+            _ => {
+                Err(RpcError::invalid_params(format!("expected one struct parameter, got {} parameters", params.len())))
+            }
         }
     }
 
@@ -75,10 +74,9 @@ impl<'a> StructReader<'a> {
     /// Refuses any member that was not asked for.
     pub fn finish(self) -> Result<(), RpcError> {
         match self.members.keys().find(|k| !self.seen.contains(k.as_str())) {
-            Some(k) => Err(RpcError::invalid_params(format!(
-                "unknown member {:?}",
-                k.chars().take(40).collect::<String>()
-            ))),
+            Some(k) => {
+                Err(RpcError::invalid_params(format!("unknown member {:?}", k.chars().take(40).collect::<String>())))
+            }
             None => Ok(()),
         }
     }
@@ -127,10 +125,7 @@ fn value_bool(key: &str, v: &Value) -> Result<bool, RpcError> {
 /// Positional string parameters (SWAMP's `isViewerAvailable(viewer, project)`).
 pub fn positional_strings<const N: usize>(params: &[Value]) -> Result<[String; N], RpcError> {
     if params.len() != N {
-        return Err(RpcError::invalid_params(format!(
-            "expected {N} string parameters, got {}",
-            params.len()
-        )));
+        return Err(RpcError::invalid_params(format!("expected {N} string parameters, got {}", params.len())));
     }
     let mut out: [String; N] = std::array::from_fn(|_| String::new());
     for (slot, v) in out.iter_mut().zip(params) {
@@ -142,6 +137,10 @@ pub fn positional_strings<const N: usize>(params: &[Value]) -> Result<[String; N
 /// Deepest `<array>`/`<struct>` nesting accepted ([`crate::wire`] refuses deeper while
 /// parsing). Real calls nest two or three levels.
 pub const MAX_NESTING: usize = 32;
+
+/// Most `<value>`s one call may hold ([`crate::wire`] counts them while parsing). Real calls
+/// hold under twenty; the limit bounds the memory a call's parsed values can take.
+pub const MAX_VALUES: usize = 10_000;
 
 /// XML-RPC integers are 32-bit; generations and times stay far below that in practice, and
 /// a value that does not fit is clamped rather than wrapped.

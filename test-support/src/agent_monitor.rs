@@ -28,8 +28,22 @@ impl Spawn {
     /// `serve --state-dir <state_dir> --listen 127.0.0.1:<free port> --job-command <job>`,
     /// logging at `info`.
     pub fn new(state_dir: &Path, job_command: &Path) -> Spawn {
+        Spawn::via(&[], state_dir, job_command)
+    }
+
+    /// [`Spawn::new`] run through `wrapper`, e.g. `["prlimit", "--nofile=256:256", "--"]` or
+    /// `["sh", "-c", "umask 022; exec \"$@\"", "sh"]`.
+    pub fn via(wrapper: &[&str], state_dir: &Path, job_command: &Path) -> Spawn {
         let port = free_port();
-        let mut cmd = Command::new(workspace_bin("agent-monitor"));
+        let bin = workspace_bin("agent-monitor");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args(["serve", "--state-dir"])
             .arg(state_dir)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--job-command"])

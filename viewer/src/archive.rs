@@ -143,9 +143,8 @@ fn validate(path: &Path) -> Result<(), ArchiveError> {
         let first = check.lines().find(|l| !l.starts_with("***")).unwrap_or("").to_owned();
         return Err(invalid(format!("integrity check failed: {first}")));
     }
-    let fk_violations: i64 = conn
-        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
-        .map_err(invalid)?;
+    let fk_violations: i64 =
+        conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).map_err(invalid)?;
     if fk_violations > 0 {
         return Err(invalid(format!("{fk_violations} foreign key violations")));
     }

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 /// Why a configuration was refused. `viewer check` prints the message as its one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -29,7 +28,8 @@ pub use vrun_proto::job::RunJson;
 /// Reads and validates a `run.json` file.
 pub fn load_run_json(path: &Path) -> Result<RunJson, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    let run: RunJson = serde_json::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+    let run: RunJson =
+        serde_json::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
     validate_run_json(&run)?;
     Ok(run)
 }

@@ -33,7 +33,10 @@ async fn every_endpoint_requires_the_system_key() {
         let attempts = [
             ("none", s.client.request(method.clone(), &url)),
             ("wrong API-Key", s.client.request(method.clone(), &url).header("API-Key", wrong_key)),
-            ("wrong System-Key", s.client.request(method.clone(), &url).header("Authorization", format!("System-Key {wrong_key}"))),
+            (
+                "wrong System-Key",
+                s.client.request(method.clone(), &url).header("Authorization", format!("System-Key {wrong_key}")),
+            ),
             ("user header", s.client.request(method.clone(), &url).header("Authorization", "SWAMP alice")),
             ("key prefix", s.client.request(method.clone(), &url).header("API-Key", &KEY[..32])),
         ];
@@ -44,7 +47,13 @@ async fn every_endpoint_requires_the_system_key() {
         }
     }
     // The project survived every unauthorised DELETE; SWAMP's header form works too.
-    let r = s.client.get(format!("{}/api/projects", s.base)).header("Authorization", format!("System-Key {KEY}")).send().await.unwrap();
+    let r = s
+        .client
+        .get(format!("{}/api/projects", s.base))
+        .header("Authorization", format!("System-Key {KEY}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v, serde_json::json!({ "projects": [{ "id": id, "name": "pkg" }] }));
@@ -68,7 +77,9 @@ async fn project_lifecycle() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(msg.contains("zlib"), "{msg}");
 
-    for bad in [serde_json::json!({ "name": "../x" }), serde_json::json!({ "name": "" }), serde_json::json!({ "nom": "x" })] {
+    for bad in
+        [serde_json::json!({ "name": "../x" }), serde_json::json!({ "name": "" }), serde_json::json!({ "nom": "x" })]
+    {
         let r = s.api(Method::PUT, "/projects").json(&bad).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
@@ -102,7 +113,8 @@ async fn sarif_with_several_tools_odd_paths_and_unicode() {
     let by_tool = |t: &str| f.iter().filter(|x| x["tool"] == t).count();
     assert_eq!((by_tool("gcc"), by_tool("clang-tidy"), by_tool("semgrep")), (3, 2, 1));
 
-    let find = |file: &str| f.iter().find(|x| x["file"] == file).unwrap_or_else(|| panic!("no finding in {file}: {f:#?}"));
+    let find =
+        |file: &str| f.iter().find(|x| x["file"] == file).unwrap_or_else(|| panic!("no finding in {file}: {f:#?}"));
     let jp = find("src/ü/日本.c");
     assert_eq!((jp["line"].as_i64(), jp["severity"].as_str()), (Some(10), Some("high")));
     assert_eq!(jp["message"], "使用されていない変数 «x» — unused variable ✓");
@@ -112,7 +124,10 @@ async fn sarif_with_several_tools_odd_paths_and_unicode() {
     assert_eq!((moved["rule"].as_str(), moved["severity"].as_str()), (Some("bugprone-use-after-move"), Some("high")));
     assert_eq!(find("web/<index>.html")["message"], "<script>alert(\"x\")</script> & <b>bold</b>");
     let secret = f.iter().find(|x| x["tool"] == "semgrep").unwrap();
-    assert_eq!((secret["file"].as_str(), secret["line"].as_i64(), secret["severity"].as_str()), (Some(""), Some(0), Some("info")));
+    assert_eq!(
+        (secret["file"].as_str(), secret["line"].as_i64(), secret["severity"].as_str()),
+        (Some(""), Some(0), Some("info"))
+    );
     assert!(f.iter().all(|x| x["status"] == "new" && x["present"] == true));
 
     // Filters of the listing.
@@ -140,9 +155,16 @@ async fn scarf_from_swamp() {
     let get = |rule: &str| f.iter().find(|x| x["rule"] == rule).unwrap();
     let np = get("nullPointer");
     assert_eq!((np["file"].as_str(), np["line"].as_i64()), (Some("sqlite-autoconf-3150200/sqlite3.c"), Some(78123)));
-    assert_eq!((np["severity"].as_str(), np["message"].as_str()), (Some("high"), Some("Possible null pointer dereference: pOp")));
+    assert_eq!(
+        (np["severity"].as_str(), np["message"].as_str()),
+        (Some("high"), Some("Possible null pointer dereference: pOp"))
+    );
     let leak = get("memleak");
-    assert_eq!((leak["line"].as_i64(), leak["severity"].as_str()), (Some(120), Some("medium")), "primary location wins");
+    assert_eq!(
+        (leak["line"].as_i64(), leak["severity"].as_str()),
+        (Some(120), Some("medium")),
+        "primary location wins"
+    );
     let scope = get("variableScope");
     assert_eq!(scope["file"], "sqlite-autoconf-3150200/src/ü/日本.c");
     assert_eq!(scope["message"], "The scope of the variable 'ü' can be reduced <здесь> & there");
@@ -171,7 +193,14 @@ async fn many_findings_and_paging() {
     // Pages of 200 cover everything exactly once.
     let mut seen = std::collections::HashSet::new();
     for page in 1..=10 {
-        let v: Value = s.api(Method::GET, &format!("/projects/{p}/findings?sort=file&page={page}")).send().await.unwrap().json().await.unwrap();
+        let v: Value = s
+            .api(Method::GET, &format!("/projects/{p}/findings?sort=file&page={page}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(v["total"], 2000);
         for f in v["findings"].as_array().unwrap() {
             assert!(seen.insert(f["id"].as_i64().unwrap()));
@@ -193,7 +222,11 @@ async fn failed_jobs_say_why_and_change_nothing() {
 
     // One malformed finding in the middle of otherwise good ones.
     let mut mixed: Vec<String> = (10..20).map(|i| result("R2", "b.c", i, "new")).collect();
-    mixed.insert(5, r#"{"ruleId":"R2","message":{"text":"x"},"locations":[{"physicalLocation":{"region":{"startLine":"ten"}}}]}"#.into());
+    mixed.insert(
+        5,
+        r#"{"ruleId":"R2","message":{"text":"x"},"locations":[{"physicalLocation":{"region":{"startLine":"ten"}}}]}"#
+            .into(),
+    );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("mixed.sarif", sarif("lint", &mixed), "mixed.sarif"),
         ("notes.txt", b"just some text".to_vec(), "neither SARIF JSON nor SCARF XML"),
@@ -213,7 +246,14 @@ async fn failed_jobs_say_why_and_change_nothing() {
         assert!(message.contains(needle), "{name}: {message:?} should mention {needle:?}");
         assert_eq!(s.findings(p, "").await, before, "{name} changed the project");
     }
-    let v: Value = s.api(Method::GET, &format!("/jobs/{}", s.upload(p, &[("x", b"?".to_vec())]).await)).send().await.unwrap().json().await.unwrap();
+    let v: Value = s
+        .api(Method::GET, &format!("/jobs/{}", s.upload(p, &[("x", b"?".to_vec())]).await))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(v["jobId"].is_string());
 
     // Unknown project, and an upload without file parts.
@@ -275,7 +315,14 @@ async fn reimport_keeps_rows_and_triage() {
     assert_eq!(again.iter().find(|f| f["id"] == target).unwrap()["status"], "false_positive");
 
     // A newer analysis without lines 2 and 3 but with a new line 9.
-    let v2 = sarif("lint", &[result("R", "a.c", 1, "same message"), result("R", "a.c", 4, "same message"), result("R", "a.c", 9, "same message")]);
+    let v2 = sarif(
+        "lint",
+        &[
+            result("R", "a.c", 1, "same message"),
+            result("R", "a.c", 4, "same message"),
+            result("R", "a.c", 9, "same message"),
+        ],
+    );
     let msg = s.import(p, &[("v2.sarif", v2)]).await;
     assert!(msg.contains("imported 3 findings (1 new)"), "{msg}");
     let third = s.findings(p, "").await;

@@ -16,7 +16,9 @@ const PYTHON: &str = "/usr/bin/python3";
 
 fn require_tools() {
     let mut missing = Vec::new();
-    for (path, package) in [("/usr/bin/chromium", "chromium"), ("/usr/bin/chromedriver", "chromium-driver"), (PYTHON, "python3")] {
+    for (path, package) in
+        [("/usr/bin/chromium", "chromium"), ("/usr/bin/chromedriver", "chromium-driver"), (PYTHON, "python3")]
+    {
         if !Path::new(path).exists() {
             missing.push(package);
         }
@@ -62,7 +64,8 @@ fn triage_in_headless_chromium() {
         let r = api(reqwest::Method::POST, &format!("/projects/{id}/analysis")).multipart(form).send().await.unwrap();
         let job = r.json::<serde_json::Value>().await.unwrap()["jobId"].as_str().unwrap().to_owned();
         for _ in 0..600 {
-            let v: serde_json::Value = api(reqwest::Method::GET, &format!("/jobs/{job}")).send().await.unwrap().json().await.unwrap();
+            let v: serde_json::Value =
+                api(reqwest::Method::GET, &format!("/jobs/{job}")).send().await.unwrap().json().await.unwrap();
             match v["status"].as_str().unwrap() {
                 "completed" => return id,
                 "failed" => panic!("seed import failed: {}", v["message"]),

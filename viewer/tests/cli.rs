@@ -97,7 +97,15 @@ async fn serve_with_run_json_and_with_flags() {
     assert_eq!(r.status(), 200);
 
     // A second server on the same data directory is refused (exit 4).
-    let second = viewer(&["serve", "--config", cfg.to_str().unwrap(), "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let second = viewer(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(second.status.code(), Some(4), "{}", String::from_utf8_lossy(&second.stderr));
     assert!(second.stdout.is_empty(), "no VIEWERUP from a server that did not start");
     sigterm_and_wait(child, out);
@@ -105,10 +113,25 @@ async fn serve_with_run_json_and_with_flags() {
     let key = dir.path().join("key");
     std::fs::write(&key, format!("{KEY}\n")).unwrap();
     let (child, addr, out) = spawn_serve(&[
-        "--project", "p", "--users", "alice,bob", "--apikey-file", key.to_str().unwrap(),
-        "--context", "/proxy-x", "--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0",
+        "--project",
+        "p",
+        "--users",
+        "alice,bob",
+        "--apikey-file",
+        key.to_str().unwrap(),
+        "--context",
+        "/proxy-x",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
     ]);
-    let r = reqwest::Client::new().get(format!("http://{addr}/proxy-x/")).header("Authorization", "SWAMP bob").send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("http://{addr}/proxy-x/"))
+        .header("Authorization", "SWAMP bob")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     sigterm_and_wait(child, out);
 
@@ -141,7 +164,8 @@ async fn export_import_round_trip_and_refused_archives() {
     s.triage(f[0]["id"].as_i64().unwrap(), "false_positive", "not reachable — ü").await;
     s.triage(f[3]["id"].as_i64().unwrap(), "fixed", "").await;
     let before = s.findings(p, "").await;
-    let projects_before: serde_json::Value = s.api(Method::GET, "/projects").send().await.unwrap().json().await.unwrap();
+    let projects_before: serde_json::Value =
+        s.api(Method::GET, "/projects").send().await.unwrap().json().await.unwrap();
 
     // Export while the server runs is allowed; import into its directory is not.
     let archive = tmp.path().join("state.vrun");
@@ -164,7 +188,10 @@ async fn export_import_round_trip_and_refused_archives() {
 
     // Refused archives leave b exactly as it was.
     let foreign = tmp.path().join("foreign.db");
-    rusqlite::Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
     let newer = tmp.path().join("newer.db");
     std::fs::copy(&archive, &newer).unwrap();
     rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();

@@ -27,7 +27,12 @@ const MAX_DATA_BYTES: u64 = 16 << 20;
 fn gzip_bomb() -> &'static [u8] {
     static BOMB: OnceLock<Vec<u8>> = OnceLock::new();
     BOMB.get_or_init(|| {
-        let mut gz = Command::new("gzip").args(["-9", "-c", "-n"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("gzip");
+        let mut gz = Command::new("gzip")
+            .args(["-9", "-c", "-n"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("gzip");
         let mut stdin = gz.stdin.take().unwrap();
         let writer = std::thread::spawn(move || {
             let zeros = vec![0u8; 1 << 20];
@@ -86,7 +91,15 @@ fn zip_bomb() -> Vec<u8> {
 
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
     kb * 1024
 }
 
@@ -149,7 +162,10 @@ async fn sarif_over_the_upload_limit_is_413() {
     assert!(big.len() > 2 << 20, "{}", big.len());
     for (what, form) in [
         ("one large part", Form::new().part("file1", Part::bytes(big.clone()).file_name("big.sarif"))),
-        ("many parts", (1..=40).fold(Form::new(), |f, i| f.part(format!("file{i}"), Part::bytes(big[..64 << 10].to_vec())))),
+        (
+            "many parts",
+            (1..=40).fold(Form::new(), |f, i| f.part(format!("file{i}"), Part::bytes(big[..64 << 10].to_vec()))),
+        ),
     ] {
         let r = s.api(Method::POST, &format!("/projects/{p}/analysis")).multipart(form).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "{what}");
@@ -165,26 +181,58 @@ async fn sarif_over_the_upload_limit_is_413() {
 async fn deeply_nested_json_fails_the_job() {
     let (_dir, s, p, before) = server_with_findings(Limits::default()).await;
     let deep = 100_000;
-    let head = r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"t"}},"results":[{"ruleId":"R","message":{"text":"x"}"#;
+    let head =
+        r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"t"}},"results":[{"ruleId":"R","message":{"text":"x"}"#;
     let brackets = |n: usize| "[".repeat(n) + &"]".repeat(n);
     // Members the parser reads are typed, so nesting there is refused at once; members it
     // skips are skipped without recursion (serde_json's ignore_value), so depth there costs
     // no stack and the file fails on what is really wrong with it.
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
         ("brackets.sarif", "[".repeat(deep).into_bytes(), &["brackets.sarif", "neither SARIF JSON nor SCARF XML"]),
-        ("objects.sarif", format!("{{{}", r#""a":{"#.repeat(deep)).into_bytes(), &["objects.sarif", "invalid SARIF", "EOF"]),
-        ("closed.sarif", format!("{{{}{}}}", r#""a":{"#.repeat(deep), "}".repeat(deep)).into_bytes(), &["closed.sarif", "invalid SARIF", "missing \"version\""]),
-        ("in-result.sarif", format!(r#"{head},"properties":{}"#, "[".repeat(deep)).into_bytes(), &["in-result.sarif", "invalid SARIF", "EOF"]),
-        ("in-tool.sarif", format!(r#"{{"version":"2.1.0","runs":[{{"tool":{}"#, r#"{"x":["#.repeat(deep)).into_bytes(), &["in-tool.sarif", "invalid SARIF", "EOF"]),
-        ("in-message.sarif", format!(r#"{head},"locations":{}}}]}}]}}"#, brackets(deep)).into_bytes(), &["in-message.sarif", "invalid SARIF", "invalid type"]),
-        ("in-region.sarif", format!(r#"{head},"locations":[{{"physicalLocation":{{"region":{{"startLine":{}}}}}}}]}}]}}]}}"#, brackets(deep)).into_bytes(), &["in-region.sarif", "invalid SARIF"]),
+        (
+            "objects.sarif",
+            format!("{{{}", r#""a":{"#.repeat(deep)).into_bytes(),
+            &["objects.sarif", "invalid SARIF", "EOF"],
+        ),
+        (
+            "closed.sarif",
+            format!("{{{}{}}}", r#""a":{"#.repeat(deep), "}".repeat(deep)).into_bytes(),
+            &["closed.sarif", "invalid SARIF", "missing \"version\""],
+        ),
+        (
+            "in-result.sarif",
+            format!(r#"{head},"properties":{}"#, "[".repeat(deep)).into_bytes(),
+            &["in-result.sarif", "invalid SARIF", "EOF"],
+        ),
+        (
+            "in-tool.sarif",
+            format!(r#"{{"version":"2.1.0","runs":[{{"tool":{}"#, r#"{"x":["#.repeat(deep)).into_bytes(),
+            &["in-tool.sarif", "invalid SARIF", "EOF"],
+        ),
+        (
+            "in-message.sarif",
+            format!(r#"{head},"locations":{}}}]}}]}}"#, brackets(deep)).into_bytes(),
+            &["in-message.sarif", "invalid SARIF", "invalid type"],
+        ),
+        (
+            "in-region.sarif",
+            format!(
+                r#"{head},"locations":[{{"physicalLocation":{{"region":{{"startLine":{}}}}}}}]}}]}}]}}"#,
+                brackets(deep)
+            )
+            .into_bytes(),
+            &["in-region.sarif", "invalid SARIF"],
+        ),
     ];
     for (name, bytes, needles) in cases {
         expect_failure(&s, p, &before, &[(name, bytes)], needles).await;
     }
     // Deep but well-formed nesting in a member the viewer ignores is valid SARIF: imported.
     let valid = format!(r#"{head},"properties":{{"deep":{}}}}}]}}]}}"#, brackets(deep));
-    assert_eq!(s.import(p, &[("deep-properties.sarif", valid.into_bytes())]).await, "imported 1 findings (1 new) from 1 results file(s)");
+    assert_eq!(
+        s.import(p, &[("deep-properties.sarif", valid.into_bytes())]).await,
+        "imported 1 findings (1 new) from 1 results file(s)"
+    );
     let after = s.findings(p, "").await;
     assert_eq!(after.len(), before.len() + 1);
     still_serving(&s, p, &after).await;
@@ -238,7 +286,12 @@ async fn compression_bombs_are_never_inflated() {
     // results file beside it is imported.
     let zip = zip_bomb();
     assert!(zip.len() < 1 << 20);
-    let msg = s.import(p, &[("r.sarif", sarif("zipped", &[result("Z1", "z.c", 2, "beside a zip")])), ("source.zip", zip.clone())]).await;
+    let msg = s
+        .import(
+            p,
+            &[("r.sarif", sarif("zipped", &[result("Z1", "z.c", 2, "beside a zip")])), ("source.zip", zip.clone())],
+        )
+        .await;
     assert_eq!(msg, "imported 1 findings (1 new) from 1 results file(s)");
     let after = s.findings(p, "").await;
     assert_eq!(after.len(), before.len() + 1);
@@ -273,8 +326,16 @@ async fn truncated_and_non_utf8_files_fail_the_job() {
         ("latin1.sarif", bad_utf8, &["latin1.sarif", "invalid SARIF"]),
         ("latin1.xml", scarf_bad_utf8, &["latin1.xml", "UTF-8"]),
         ("latin1-tool.xml", tool_bad_utf8, &["latin1-tool.xml", "UTF-8"]),
-        ("utf16.sarif", "\u{feff}{\"version\":\"2.1.0\",\"runs\":[]}".encode_utf16().flat_map(u16::to_le_bytes).collect(), &["utf16.sarif", "neither SARIF JSON nor SCARF XML"]),
-        ("binary.sarif", (0..=255u8).cycle().take(4096).collect(), &["binary.sarif", "neither SARIF JSON nor SCARF XML"]),
+        (
+            "utf16.sarif",
+            "\u{feff}{\"version\":\"2.1.0\",\"runs\":[]}".encode_utf16().flat_map(u16::to_le_bytes).collect(),
+            &["utf16.sarif", "neither SARIF JSON nor SCARF XML"],
+        ),
+        (
+            "binary.sarif",
+            (0..=255u8).cycle().take(4096).collect(),
+            &["binary.sarif", "neither SARIF JSON nor SCARF XML"],
+        ),
     ];
     for (name, bytes, needles) in cases {
         expect_failure(&s, p, &before, &[(name, bytes)], needles).await;

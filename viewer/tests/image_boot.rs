@@ -38,10 +38,7 @@ fn skip() -> bool {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn target_dir() -> PathBuf {
@@ -75,15 +72,8 @@ fn image() -> &'static Path {
             .env_remove("VRUN_VIEWER_BIN")
             .status()
             .expect("running scripts/build-viewer-image");
-        assert!(
-            status.success(),
-            "scripts/build-viewer-image failed: {status}"
-        );
-        eprintln!(
-            "image built in {:.1?} at {}",
-            started.elapsed(),
-            out.display()
-        );
+        assert!(status.success(), "scripts/build-viewer-image failed: {status}");
+        eprintln!("image built in {:.1?} at {}", started.elapsed(), out.display());
         out
     })
 }
@@ -96,19 +86,12 @@ fn qemu_binary() -> &'static str {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{q} not found: install qemu-system-x86 (scripts/apt-packages)"
-    );
+    assert!(found, "{q} not found: install qemu-system-x86 (scripts/apt-packages)");
     q
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn run_json() -> String {
@@ -118,17 +101,9 @@ fn run_json() -> String {
 }
 
 fn sha256_file(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
     assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
 /// A scratch directory removed on drop.
@@ -171,19 +146,10 @@ fn config_disk(dir: &Path, members: &[(&str, &[u8])]) -> PathBuf {
         .args(&names)
         .output()
         .expect("tar");
-    assert!(
-        out.status.success(),
-        "tar: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
     let len = fs::metadata(&disk).unwrap().len();
     let padded = (len / (1 << 20) + 1) * (1 << 20);
-    File::options()
-        .write(true)
-        .open(&disk)
-        .unwrap()
-        .set_len(padded)
-        .unwrap();
+    File::options().write(true).open(&disk).unwrap().set_len(padded).unwrap();
     disk
 }
 
@@ -218,9 +184,7 @@ impl Vm {
             .arg("-drive")
             .arg(format!("file={},format=raw,if=virtio", out.display()))
             .arg("-netdev")
-            .arg(format!(
-                "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"
-            ))
+            .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"))
             .args(["-device", "virtio-net-pci,netdev=n0"])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp.display()))
@@ -231,34 +195,20 @@ impl Vm {
             .stderr(log)
             .spawn()
             .expect("starting qemu-system-x86_64");
-        Vm {
-            child,
-            serial,
-            qmp,
-            qemu_log,
-            port,
-            started: Instant::now(),
-        }
+        Vm { child, serial, qmp, qemu_log, port, started: Instant::now() }
     }
 
     /// Serial lines, without the tty's carriage returns.
     fn lines(&self) -> Vec<String> {
         let bytes = fs::read(&self.serial).unwrap_or_default();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(|l| l.trim_end_matches('\r').to_string())
-            .collect()
+        String::from_utf8_lossy(&bytes).lines().map(|l| l.trim_end_matches('\r').to_string()).collect()
     }
 
     fn tail(&self) -> String {
         let lines = self.lines();
         let from = lines.len().saturating_sub(40);
         let qemu = fs::read_to_string(&self.qemu_log).unwrap_or_default();
-        format!(
-            "--- serial log tail ---\n{}\n--- qemu output ---\n{}",
-            lines[from..].join("\n"),
-            qemu.trim_end()
-        )
+        format!("--- serial log tail ---\n{}\n--- qemu output ---\n{}", lines[from..].join("\n"), qemu.trim_end())
     }
 
     /// Waits for a serial line starting with `keyword` and returns it.
@@ -273,10 +223,7 @@ impl Vm {
                 if let Some(l) = self.lines().into_iter().find(|l| l.starts_with(keyword)) {
                     return l;
                 }
-                panic!(
-                    "qemu exited ({status}) before a {keyword} line\n{}",
-                    self.tail()
-                );
+                panic!("qemu exited ({status}) before a {keyword} line\n{}", self.tail());
             }
             if Instant::now() > deadline {
                 panic!("no {keyword} line within {timeout:?}\n{}", self.tail());
@@ -289,11 +236,7 @@ impl Vm {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "qemu exited with {status}\n{}",
-                    self.tail()
-                );
+                assert!(status.success(), "qemu exited with {status}\n{}", self.tail());
                 return;
             }
             if Instant::now() > deadline {
@@ -305,25 +248,16 @@ impl Vm {
 
     /// Presses the ACPI power button through QMP (`system_powerdown`).
     fn powerdown(&self) {
-        let stream = UnixStream::connect(&self.qmp).unwrap_or_else(|e| {
-            panic!(
-                "connecting to QMP {}: {e}\n{}",
-                self.qmp.display(),
-                self.tail()
-            )
-        });
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
+        let stream = UnixStream::connect(&self.qmp)
+            .unwrap_or_else(|e| panic!("connecting to QMP {}: {e}\n{}", self.qmp.display(), self.tail()));
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut writer = stream.try_clone().unwrap();
         let mut reader = BufReader::new(stream);
         let mut read_reply = |what: &str| {
             // Skip asynchronous events until the command's reply.
             loop {
                 let mut line = String::new();
-                reader
-                    .read_line(&mut line)
-                    .unwrap_or_else(|e| panic!("QMP {what}: {e}"));
+                reader.read_line(&mut line).unwrap_or_else(|e| panic!("QMP {what}: {e}"));
                 assert!(!line.is_empty(), "QMP closed during {what}");
                 if line.contains("\"return\"") || line.contains("\"QMP\"") {
                     return;
@@ -332,13 +266,9 @@ impl Vm {
             }
         };
         read_reply("greeting");
-        writer
-            .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
-            .unwrap();
+        writer.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").unwrap();
         read_reply("qmp_capabilities");
-        writer
-            .write_all(b"{\"execute\":\"system_powerdown\"}\n")
-            .unwrap();
+        writer.write_all(b"{\"execute\":\"system_powerdown\"}\n").unwrap();
         read_reply("system_powerdown");
     }
 
@@ -355,11 +285,7 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        panic!(
-            "{method} {path} via 127.0.0.1:{}: {last_err}\n{}",
-            self.port,
-            self.tail()
-        );
+        panic!("{method} {path} via 127.0.0.1:{}: {last_err}\n{}", self.port, self.tail());
     }
 }
 
@@ -372,13 +298,7 @@ impl Drop for Vm {
     }
 }
 
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    apikey: &str,
-    body: Option<&str>,
-) -> std::io::Result<(u16, String)> {
+fn http(port: u16, method: &str, path: &str, apikey: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.unwrap_or("");
@@ -396,10 +316,7 @@ fn http(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
 }
 
@@ -409,35 +326,22 @@ fn read_output_disk(out: &Path, dir: &Path) -> (PathBuf, String) {
     let mut disk = File::open(out).unwrap();
     let mut header = [0u8; 512];
     disk.read_exact(&mut header).unwrap();
-    let end = header
-        .iter()
-        .position(|&b| b == b'\n')
-        .expect("no newline in the output disk header");
-    assert!(
-        header[end + 1..].iter().all(|&b| b == 0),
-        "header block not zero-padded"
-    );
+    let end = header.iter().position(|&b| b == b'\n').expect("no newline in the output disk header");
+    assert!(header[end + 1..].iter().all(|&b| b == 0), "header block not zero-padded");
     let line = std::str::from_utf8(&header[..end]).expect("header not ASCII");
     let parts: Vec<&str> = line.split(' ').collect();
     assert_eq!(parts.len(), 3, "bad header {line:?}");
     assert_eq!(parts[0], "VRUNDB1", "bad header {line:?}");
     let size: u64 = parts[1].parse().expect("header size");
     let sha = parts[2].to_string();
-    assert!(
-        sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
-        "bad sha {sha:?}"
-    );
+    assert!(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()), "bad sha {sha:?}");
     assert!(size > 0 && size + 512 <= OUT_DISK_SIZE, "bad size {size}");
     disk.seek(SeekFrom::Start(512)).unwrap();
     let mut bytes = vec![0u8; size as usize];
     disk.read_exact(&mut bytes).unwrap();
     let archive = dir.join("saved.archive");
     fs::write(&archive, &bytes).unwrap();
-    assert_eq!(
-        sha256_file(&archive),
-        sha,
-        "output disk archive does not match its header sha256"
-    );
+    assert_eq!(sha256_file(&archive), sha, "output disk archive does not match its header sha256");
     (archive, sha)
 }
 
@@ -468,39 +372,16 @@ fn serve_and_power_down(
     let up = vm.wait_line("VIEWERUP ", BOOT_TIMEOUT);
     eprintln!("{up} after {:.1?}", vm.started.elapsed());
     let lines = vm.lines();
-    assert!(
-        lines.iter().any(|l| l == db_line),
-        "expected a {db_line} line\n{}",
-        vm.tail()
-    );
-    assert!(
-        !lines.iter().any(|l| l.starts_with("VRUNERROR")),
-        "VRUNERROR while booting\n{}",
-        vm.tail()
-    );
+    assert!(lines.iter().any(|l| l == db_line), "expected a {db_line} line\n{}", vm.tail());
+    assert!(!lines.iter().any(|l| l.starts_with("VRUNERROR")), "VRUNERROR while booting\n{}", vm.tail());
     let addr = up.trim_start_matches("VIEWERUP ");
-    assert!(
-        addr.rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok()),
-        "bad VIEWERUP line {up:?}"
-    );
+    assert!(addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()), "bad VIEWERUP line {up:?}");
 
     let (status, body) = vm.projects("GET", None);
-    assert_eq!(
-        status,
-        200,
-        "GET projects with the API key: {body}\n{}",
-        vm.tail()
-    );
-    assert!(
-        body.contains("\"projects\""),
-        "unexpected projects body {body:?}"
-    );
+    assert_eq!(status, 200, "GET projects with the API key: {body}\n{}", vm.tail());
+    assert!(body.contains("\"projects\""), "unexpected projects body {body:?}");
     if let Some(name) = expect_project {
-        assert!(
-            body.contains(&format!("\"{name}\"")),
-            "project {name} missing after restore: {body}"
-        );
+        assert!(body.contains(&format!("\"{name}\"")), "project {name} missing after restore: {body}");
     }
     if let Some(name) = create_project {
         let (status, body) = vm.projects("PUT", Some(&format!(r#"{{"name":"{name}"}}"#)));
@@ -511,26 +392,13 @@ fn serve_and_power_down(
     vm.wait_exit(EXIT_TIMEOUT);
     eprintln!("powered off after {:.1?}", vm.started.elapsed());
     let lines = vm.lines();
-    assert!(
-        lines.iter().any(|l| l == "VIEWERDOWN"),
-        "no VIEWERDOWN line\n{}",
-        vm.tail()
-    );
+    assert!(lines.iter().any(|l| l == "VIEWERDOWN"), "no VIEWERDOWN line\n{}", vm.tail());
     let saved = vm.wait_line("DBSAVED ", Duration::ZERO);
     let (archive, sha) = read_output_disk(&out, dir);
-    assert_eq!(
-        saved,
-        format!("DBSAVED {sha}"),
-        "serial and output disk disagree"
-    );
+    assert_eq!(saved, format!("DBSAVED {sha}"), "serial and output disk disagree");
 
     let fresh = dir.join("imported");
-    let imp = Command::new(viewer_bin())
-        .args(["import", "--data"])
-        .arg(&fresh)
-        .arg(&archive)
-        .output()
-        .unwrap();
+    let imp = Command::new(viewer_bin()).args(["import", "--data"]).arg(&fresh).arg(&archive).output().unwrap();
     assert!(
         imp.status.success(),
         "viewer import of the saved archive failed: {}",
@@ -546,11 +414,7 @@ fn boot_expecting_error(dir: &Path, cfg: &Path) -> String {
     let mut vm = Vm::boot(dir, cfg, &out);
     let line = vm.wait_line("VRUNERROR ", BOOT_TIMEOUT);
     vm.wait_exit(EXIT_TIMEOUT);
-    assert!(
-        !vm.lines().iter().any(|l| l.starts_with("VIEWERUP")),
-        "viewer came up\n{}",
-        vm.tail()
-    );
+    assert!(!vm.lines().iter().any(|l| l.starts_with("VIEWERUP")), "viewer came up\n{}", vm.tail());
     let mut header = [0u8; 8];
     File::open(&out).unwrap().read_exact(&mut header).unwrap();
     assert_eq!(header, [0u8; 8], "output disk written after a VRUNERROR");
@@ -593,23 +457,13 @@ fn fresh_boot_serves_saves_and_restores() {
     let second = scratch.0.join("second");
     fs::create_dir_all(&second).unwrap();
     let db = fs::read(&archive).unwrap();
-    let cfg = config_disk(
-        &second,
-        &[
-            ("run.json", run_json().as_bytes()),
-            ("viewerdb.archive", &db),
-        ],
-    );
+    let cfg = config_disk(&second, &[("run.json", run_json().as_bytes()), ("viewerdb.archive", &db)]);
     serve_and_power_down(&second, &cfg, "DBRESTORED", Some("image-boot-test"), None);
 }
 
 #[test]
 fn missing_run_json_fails_fast() {
-    fails_fast(
-        "norunjson",
-        &[("notes.txt", b"no run.json here\n")],
-        "run.json",
-    );
+    fails_fast("norunjson", &[("notes.txt", b"no run.json here\n")], "run.json");
 }
 
 #[test]
@@ -623,10 +477,7 @@ fn bad_archive_fails_fast() {
     let run = run_json();
     fails_fast(
         "badarchive",
-        &[
-            ("run.json", run.as_bytes()),
-            ("viewerdb.archive", b"this is not an archive\n"),
-        ],
+        &[("run.json", run.as_bytes()), ("viewerdb.archive", b"this is not an archive\n")],
         "import",
     );
 }

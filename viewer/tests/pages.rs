@@ -83,7 +83,9 @@ async fn tool_data_is_escaped_and_filters_work() {
     let f = s.findings(p, "tool=clang-tidy").await;
     let moved = f.iter().find(|x| x["rule"] == "bugprone-use-after-move").unwrap()["id"].as_i64().unwrap();
     let html = s.page(&format!("/findings/{moved}"), "alice").send().await.unwrap().text().await.unwrap();
-    assert!(html.contains("src/main.cpp:42") && html.contains("src/main.cpp:40") && html.contains("move occurred here"));
+    assert!(
+        html.contains("src/main.cpp:42") && html.contains("src/main.cpp:40") && html.contains("move occurred here")
+    );
     let xss = f.iter().find(|x| x["rule"] == "misc-html").unwrap()["id"].as_i64().unwrap();
     let html = s.page(&format!("/findings/{xss}"), "alice").send().await.unwrap().text().await.unwrap();
     assert!(!html.contains("<script>alert") && html.contains("&lt;script&gt;"));
@@ -129,7 +131,14 @@ async fn triage_form_persists_and_is_validated() {
         }
         assert_eq!(req.send().await.unwrap().status(), expected, "{user} {form:?}");
     }
-    let r = s.client.post(format!("{}/findings/999", s.base)).header("Authorization", "SWAMP alice").form(&[("status", "fixed")]).send().await.unwrap();
+    let r = s
+        .client
+        .post(format!("{}/findings/999", s.base))
+        .header("Authorization", "SWAMP alice")
+        .form(&[("status", "fixed")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(s.findings(p, "status=confirmed").await.len(), 1, "refused posts changed nothing");
     s.stop().await;

@@ -99,7 +99,11 @@ fn probe(kernel: &Path) -> Accel {
     if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
         return Accel::Tcg;
     }
-    if probe_kernel(kernel).unwrap_or(false) { Accel::Kvm } else { Accel::Tcg }
+    if probe_kernel(kernel).unwrap_or(false) {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    }
 }
 
 fn probe_kernel(kernel: &Path) -> std::io::Result<bool> {

@@ -9,7 +9,6 @@ use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::Path;
 
-
 pub use vrun_proto::outdisk::{read_saved, write_saved, Saved};
 
 const MIB: u64 = 1 << 20;

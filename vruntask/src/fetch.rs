@@ -20,7 +20,8 @@ use vrun_proto::Pair;
 /// The pair and generation a job token speaks for (agent-monitor checks the HMAC).
 pub fn token_claim(token: &str) -> Option<(Pair, i64)> {
     let mut parts = token.strip_prefix("job.")?.split('.');
-    let (Some(p), Some(v), Some(g), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(p), Some(v), Some(g), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };
@@ -47,7 +48,9 @@ pub async fn job(url: &str, token: &str) -> Result<JobSpec, FetchError> {
     let json = client.fetch_job(&pair, generation).await?;
     let mut job = vrun_proto::job::parse(json.as_bytes())?;
     if job.generation != generation || job.pair().ok().as_ref() != Some(&pair) {
-        return Err(FetchError::Job(vrun_proto::job::JobParseError::Invalid("the description is for another job".into())));
+        return Err(FetchError::Job(vrun_proto::job::JobParseError::Invalid(
+            "the description is for another job".into(),
+        )));
     }
     // Where it reports is where it was fetched from, whatever the description says.
     job.agent_monitor_url = url.to_string();
@@ -64,14 +67,27 @@ pub async fn database(job: &JobSpec, dest: &Path) -> Result<PathBuf, FetchError>
     let token = job.job_token.clone().ok_or(FetchError::BadToken)?;
     let client = AgentMonitorClient::new(&job.agent_monitor_url, Credentials::Bearer(token))?;
     let pair = job.pair().map_err(|_| FetchError::BadToken)?;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(dest)
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dest)
         .map_err(|e| fail(format!("{}: {e}", dest.display())))?;
     let (mut hash, mut offset) = (Sha256::new(), 0u64);
     while offset < size {
-        let req = FetchViewerDb { pair: pair.clone(), generation: job.generation, offset: offset as i64, length: DB_CHUNK_MAX };
+        let req = FetchViewerDb {
+            pair: pair.clone(),
+            generation: job.generation,
+            offset: offset as i64,
+            length: DB_CHUNK_MAX,
+        };
         let chunk = client.fetch_viewer_db(&req).await?;
         if chunk.size as u64 != size || chunk.data.is_empty() {
-            return Err(fail(format!("the archive changed while it was fetched ({} bytes, the job says {size})", chunk.size)));
+            return Err(fail(format!(
+                "the archive changed while it was fetched ({} bytes, the job says {size})",
+                chunk.size
+            )));
         }
         hash.update(&chunk.data);
         file.write_all(&chunk.data).map_err(|e| fail(e.to_string()))?;
@@ -97,9 +113,13 @@ pub fn platform(job: &JobSpec, image_dir: Option<&Path>) -> Result<PathBuf, Stri
         return Err(format!("this node has no platform image {}", path.display()));
     }
     if let Some(want) = &job.platform_sha256 {
-        let have = vrun_proto::platform::checksum(&path).map_err(|e| format!("cannot read platform image {}: {e}", path.display()))?;
+        let have = vrun_proto::platform::checksum(&path)
+            .map_err(|e| format!("cannot read platform image {}: {e}", path.display()))?;
         if &have != want {
-            return Err(format!("platform image {} on this node does not match the job's (checksum {have}, the job says {want})", path.display()));
+            return Err(format!(
+                "platform image {} on this node does not match the job's (checksum {have}, the job says {want})",
+                path.display()
+            ));
         }
     }
     Ok(path)

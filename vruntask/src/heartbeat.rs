@@ -98,8 +98,9 @@ pub fn start(rep: Arc<Reporter>, every: Duration) -> (Beater, Stop) {
                 match rep.heartbeat().await {
                     Ok(true) => {}
                     Ok(false) => trigger.fire(StopReason::Requested("agent-monitor asked the viewer to stop".into())),
-                    Err(e @ ClientError::Unreachable { .. }) => {
-                        // agent-monitor may be restarting; the viewer keeps serving meanwhile.
+                    Err(e) if crate::report::retryable(&e) => {
+                        // agent-monitor may be restarting, or its disk full; the viewer keeps
+                        // serving meanwhile.
                         tracing::warn!(error = %e, "heartbeat failed");
                     }
                     Err(e) => trigger.fire(stop_for_report_error(e)),

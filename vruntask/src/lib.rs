@@ -117,7 +117,11 @@ pub async fn run(source: &JobSource, opts: Options) -> Exit {
     };
     let pair = job.pair().expect("validated by jobfile::load");
     let rep = match report::Reporter::new(&job.agent_monitor_url, job.job_token.clone(), pair.clone(), job.generation) {
-        Ok(r) => Arc::new(r),
+        // A fetched job has no state directory beside it to leave an unstored disk in.
+        Ok(r) => match source {
+            JobSource::File(job_file) => Arc::new(r.with_unstored(job_file.with_extension("unstored"))),
+            JobSource::Fetch { .. } => Arc::new(r),
+        },
         Err(e) => {
             eprintln!("vruntask: {e}");
             return Exit::BadJob;

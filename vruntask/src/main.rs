@@ -113,16 +113,16 @@ fn main() {
         }
     };
     let opts = Options {
-    uri: a.uri,
-    work_root: a.work_root,
+        uri: a.uri,
+        work_root: a.work_root,
         network,
-    guest_port: a.guest_port,
-    boot_timeout: Duration::from_secs(a.boot_timeout),
-    stop_timeout: Duration::from_secs(a.stop_timeout),
-    accel: a.accel,
-    runtime_dir: a.runtime_dir,
-    libvirt_timeout: Duration::from_secs(a.libvirt_timeout.max(1)),
-    cleanup_patience: Duration::from_secs(a.cleanup_patience),
+        guest_port: a.guest_port,
+        boot_timeout: Duration::from_secs(a.boot_timeout),
+        stop_timeout: Duration::from_secs(a.stop_timeout),
+        accel: a.accel,
+        runtime_dir: a.runtime_dir,
+        libvirt_timeout: Duration::from_secs(a.libvirt_timeout.max(1)),
+        cleanup_patience: Duration::from_secs(a.cleanup_patience),
         image_dir: a.image_dir,
     };
     let source = match (a.job_file, a.from_agent_monitor, token) {

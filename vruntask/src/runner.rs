@@ -97,7 +97,9 @@ impl Start<'_> {
             }
         }
         if job.users.is_empty() {
-            return self.end_early(Early::Failure("the job names no authorised users for the viewer".into()), Domain::Never).await;
+            return self
+                .end_early(Early::Failure("the job names no authorised users for the viewer".into()), Domain::Never)
+                .await;
         }
         let run = RunConfig {
             project: job.project.clone(),
@@ -112,7 +114,8 @@ impl Start<'_> {
             let (cfg, out, restore) = (cfg.clone(), out.clone(), restore.clone());
             blocking(move || {
                 let expected = restore.as_ref().and_then(|p| p.metadata().ok()).map(|m| m.len()).unwrap_or(0);
-                disks::write_config_disk(&cfg, &run, restore.as_deref()).and_then(|_| disks::create_output_disk(&out, expected))
+                disks::write_config_disk(&cfg, &run, restore.as_deref())
+                    .and_then(|_| disks::create_output_disk(&out, expected))
             })
             .await
         };
@@ -122,7 +125,9 @@ impl Start<'_> {
         tracing::info!("disks built");
         let boot = {
             let (job, image_dir, work) = (job.clone(), opts.image_dir.clone(), Arc::clone(work));
-            match blocking(move || crate::fetch::platform(&job, image_dir.as_deref()).and_then(|p| boot_of(&p, &work))).await {
+            match blocking(move || crate::fetch::platform(&job, image_dir.as_deref()).and_then(|p| boot_of(&p, &work)))
+                .await
+            {
                 Ok(b) => b,
                 Err(e) => return self.end_early(Early::Failure(e), Domain::Never).await,
             }
@@ -138,7 +143,9 @@ impl Start<'_> {
         let net = match &opts.network {
             NetMode::Loopback => match free_loopback_port() {
                 Ok(p) => Net::Loopback { host_port: p, guest_port: opts.guest_port },
-                Err(e) => return self.end_early(Early::Failure(format!("no free loopback port: {e}")), Domain::Never).await,
+                Err(e) => {
+                    return self.end_early(Early::Failure(format!("no free loopback port: {e}")), Domain::Never).await
+                }
             },
             NetMode::Bridge(network) => Net::Bridge { network: network.clone() },
         };
@@ -167,7 +174,9 @@ impl Start<'_> {
             return self.end_early(Early::Failure(format!("cannot start the VM: {e}")), Domain::Never).await;
         }
         let xml = spec.to_xml();
-        if let Err((how, pending)) = self.call_or_stop("domain define", move |h| h.define(&xml).map(drop), &mut stop).await {
+        if let Err((how, pending)) =
+            self.call_or_stop("domain define", move |h| h.define(&xml).map(drop), &mut stop).await
+        {
             return self.end_early(how, Domain::Maybe(pending)).await;
         }
         let n = self.name.to_string();
@@ -175,7 +184,8 @@ impl Start<'_> {
             return self.end_early(how, Domain::Maybe(pending)).await;
         }
         tracing::info!(domain = self.name, ?accel, "VM started");
-        let booting = self.rep.state(ViewerState::Booting, None, Some(self.name.to_string()), Some("VM started".into()));
+        let booting =
+            self.rep.state(ViewerState::Booting, None, Some(self.name.to_string()), Some("VM started".into()));
         let _ = booting.await;
 
         let vm = Vm { job, name: self.name, net, out, serial, opts, hv: self.hv, rep: self.rep };
@@ -208,7 +218,9 @@ impl Start<'_> {
             tracing::warn!("waiting for libvirt to answer before removing the domain");
             // Answered either way, the call is over and the domain can be removed; still
             // silent, removing would only queue behind it.
-            if let Err(e @ CallError::Timeout { .. }) = self.hv.wait("the call that timed out", p, self.opts.cleanup_patience).await {
+            if let Err(e @ CallError::Timeout { .. }) =
+                self.hv.wait("the call that timed out", p, self.opts.cleanup_patience).await
+            {
                 tracing::error!(error = %e, domain = self.name, "libvirt still does not answer; agent-monitor's sweep removes the domain if it appears");
                 return exit;
             }
@@ -221,7 +233,12 @@ impl Start<'_> {
 
     /// A libvirt call of the start that gives way to a stop request; on any other outcome
     /// than success, how the run ends and the call still pending, if it is.
-    async fn call_or_stop<F>(&self, what: &'static str, f: F, stop: &mut Stop) -> Result<(), (Early, Option<Pending<()>>)>
+    async fn call_or_stop<F>(
+        &self,
+        what: &'static str,
+        f: F,
+        stop: &mut Stop,
+    ) -> Result<(), (Early, Option<Pending<()>>)>
     where
         F: FnOnce(&dyn crate::hypervisor::Hypervisor) -> Result<(), crate::hypervisor::HvError> + Send + 'static,
     {

@@ -87,7 +87,12 @@ impl Vm<'_> {
                             Net::Loopback { host_port, .. } => format!("127.0.0.1:{host_port}"),
                             Net::Bridge { .. } => guest_addr,
                         };
-                        let report = self.rep.state(ViewerState::Ready, Some(address.clone()), None, Some("viewer is up".into()));
+                        let report = self.rep.state(
+                            ViewerState::Ready,
+                            Some(address.clone()),
+                            None,
+                            Some("viewer is up".into()),
+                        );
                         match report.await {
                             Ok(()) => *ready = true,
                             Err(e) => return stop_for_report_error(e).into(),
@@ -108,7 +113,9 @@ impl Vm<'_> {
                     pending = None;
                     next_state = Instant::now() + TICK;
                     match (&state, hv_down) {
-                        (Err(e), false) => tracing::warn!(error = %e, "cannot read domain state; the viewer keeps serving"),
+                        (Err(e), false) => {
+                            tracing::warn!(error = %e, "cannot read domain state; the viewer keeps serving")
+                        }
                         (Ok(_), true) => tracing::info!("libvirt answers again"),
                         _ => {}
                     }
@@ -200,7 +207,18 @@ impl Vm<'_> {
                 Ok(()) => tracing::info!(sha256 = %saved.sha256, bytes = saved.bytes.len(), "viewer database stored"),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot store the viewer database");
-                    failure.get_or_insert_with(|| format!("viewer database could not be stored: {e}"));
+                    // Not lost with the work directory: agent-monitor's sweep stores it later.
+                    let kept = match self.rep.keep_unstored(&self.out) {
+                        Ok(at) => {
+                            tracing::warn!(path = %at.display(), "output disk kept for agent-monitor's sweep to store");
+                            format!("; kept at {} for the sweep to store", at.display())
+                        }
+                        Err(ke) => {
+                            tracing::error!(error = %ke, "cannot keep the output disk; its database is lost");
+                            format!("; the output disk could not be kept: {ke}")
+                        }
+                    };
+                    failure.get_or_insert_with(|| format!("viewer database could not be stored: {e}{kept}"));
                 }
             },
             Ok(None) => {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const SWEEPY: &[&str] = &["--sweep-secs", "1", "--orphan-grace-secs", "1", "--heartbeat-secs", "1", "--lease-secs", "10"];
+const SWEEPY: &[&str] =
+    &["--sweep-secs", "1", "--orphan-grace-secs", "1", "--heartbeat-secs", "1", "--lease-secs", "10"];
 
 #[test]
 fn two_agent_monitors_on_one_libvirt_keep_their_own_viewers() {
@@ -38,7 +39,10 @@ fn two_agent_monitors_on_one_libvirt_keep_their_own_viewers() {
         // Each lists the other's domain as foreign.
         let host = a.client().host_info().await.unwrap();
         assert_eq!(host.monitor_id, a.monitor_id());
-        assert!(host.foreign_domains.iter().any(|d| d.name == b.domain(&pb, 1) && d.owner == b.monitor_id()), "{host:?}");
+        assert!(
+            host.foreign_domains.iter().any(|d| d.name == b.domain(&pb, 1) && d.owner == b.monitor_id()),
+            "{host:?}"
+        );
         for (h, p) in [(&a, &pa), (&b, &pb)] {
             h.client().abort_viewer(p).await.unwrap();
             h.wait_state(p, 1, "stopped").await;

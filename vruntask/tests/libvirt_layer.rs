@@ -58,7 +58,8 @@ fn loopback() -> Net {
 /// The domain's metadata element as libvirt stores it, parsed back.
 fn stored_metadata(conn: &virt::connect::Connect, name: &str) -> Option<(Pair, i64, String)> {
     let dom = conn.lookup_domain_by_name(name).ok()?;
-    let m = dom.metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(vrun_proto::domain::METADATA_URI), 0).ok()?;
+    let m =
+        dom.metadata(virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(vrun_proto::domain::METADATA_URI), 0).ok()?;
     let m = vrun_proto::domain::parse_metadata(&m)?;
     Some((m.pair, m.generation, m.owner?))
 }
@@ -76,7 +77,11 @@ fn kernel_boot_domain_runs_powers_off_and_is_undefined() {
     assert_eq!(hv.state(&s.name).unwrap(), VmState::Missing);
     hv.define_and_start(&s.to_xml()).expect("the generated XML defines and starts");
     assert_eq!(hv.state(&s.name).unwrap(), VmState::Running);
-    assert_eq!(stored_metadata(&conn, &s.name), Some((pair.clone(), 7, OWNER.into())), "vrun's metadata survives libvirt's parser");
+    assert_eq!(
+        stored_metadata(&conn, &s.name),
+        Some((pair.clone(), 7, OWNER.into())),
+        "vrun's metadata survives libvirt's parser"
+    );
     assert!(s.name.starts_with(&format!("vrun-{OWNER}-")), "the owner is in the name: {}", s.name);
     let stored = conn.lookup_domain_by_name(&s.name).unwrap().xml_desc(0).unwrap();
     assert!(stored.contains("<kernel>/nonexistent/vrun-test/vmlinuz</kernel>"), "{stored}");
@@ -158,7 +163,12 @@ fn paths_are_escaped_and_reach_libvirt_unchanged() {
     hv.define_and_start(&s.to_xml()).expect("escaped XML parses");
     let stored = conn.lookup_domain_by_name(&s.name).unwrap().xml_desc(0).unwrap();
     // libvirt re-escapes on output; compare after undoing that.
-    let unescaped = stored.replace("&apos;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+    let unescaped = stored
+        .replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
     assert!(unescaped.contains(&format!("<kernel>{}</kernel>", odd.display())), "{stored}");
     assert!(unescaped.contains("<cmdline>console=ttyS0 x='1&2'</cmdline>"), "{stored}");
     hv.undefine(&s.name).unwrap();

@@ -29,7 +29,18 @@ fn blind_wrapper(dir: &Path) -> std::path::PathBuf {
 
 fn harness(scratch: &Path, image_dir: &Path) -> Harness {
     let wrapper = blind_wrapper(scratch).to_string_lossy().into_owned();
-    let flags = ["--lease-secs", "30", "--heartbeat-secs", "2", "--reap-every-ms", "500", "--job-delivery", "fetch", "--job-command", &wrapper];
+    let flags = [
+        "--lease-secs",
+        "30",
+        "--heartbeat-secs",
+        "2",
+        "--reap-every-ms",
+        "500",
+        "--job-delivery",
+        "fetch",
+        "--job-command",
+        &wrapper,
+    ];
     Harness::start(&flags, &[("VRUN_IMAGE_DIR", &image_dir.to_string_lossy())])
 }
 

@@ -22,7 +22,10 @@ use common::*;
 #[test]
 fn viewer_survives_a_stop_and_relaunch_with_its_triage() {
     let _vm = vm_lock();
-    let mut h = Harness::start(&["--lease-secs", "30", "--heartbeat-secs", "2", "--reap-every-ms", "500", "--cancel-grace-secs", "30"], &[]);
+    let mut h = Harness::start(
+        &["--lease-secs", "30", "--heartbeat-secs", "2", "--reap-every-ms", "500", "--cancel-grace-secs", "30"],
+        &[],
+    );
     let pair = h.pair("life");
     runtime().block_on(async {
         let (g1, v) = h.launch_ready(&pair).await;
@@ -31,22 +34,27 @@ fn viewer_survives_a_stop_and_relaunch_with_its_triage() {
         let spec: vrun_proto::job::JobSpec = serde_json::from_slice(&std::fs::read(h.job_file(g1)).unwrap()).unwrap();
         assert_eq!(spec.db_path, None);
         // The API refuses a wrong key: the forward reaches the real, authenticating viewer.
-        let bad = v.http.get(format!("{}/api/projects", v.base)).header("API-Key", "0".repeat(64)).send().await.unwrap();
+        let bad =
+            v.http.get(format!("{}/api/projects", v.base)).header("API-Key", "0".repeat(64)).send().await.unwrap();
         assert_eq!(bad.status().as_u16(), 401);
 
         // Results in.
-        let created = v.json(v.api(reqwest::Method::PUT, "projects").json(&serde_json::json!({"name": "pkg"})), 201).await;
+        let created =
+            v.json(v.api(reqwest::Method::PUT, "projects").json(&serde_json::json!({"name": "pkg"})), 201).await;
         let project_id = created["id"].as_i64().expect("project id");
         let part = reqwest::multipart::Part::bytes(SARIF.as_bytes().to_vec()).file_name("r.sarif");
         let form = reqwest::multipart::Form::new().part("file1", part);
-        let job = v.json(v.api(reqwest::Method::POST, &format!("projects/{project_id}/analysis")).multipart(form), 202).await;
+        let job =
+            v.json(v.api(reqwest::Method::POST, &format!("projects/{project_id}/analysis")).multipart(form), 202).await;
         let job_id = job["jobId"].as_str().expect("jobId").to_string();
         let end = Instant::now() + PATIENCE;
         loop {
             let j = v.json(v.api(reqwest::Method::GET, &format!("jobs/{job_id}")), 200).await;
             match j["status"].as_str() {
                 Some("completed") => break,
-                Some("queued") | Some("running") if Instant::now() < end => tokio::time::sleep(Duration::from_millis(250)).await,
+                Some("queued") | Some("running") if Instant::now() < end => {
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
                 _ => panic!("import job did not complete: {j}"),
             }
         }
@@ -68,7 +76,10 @@ fn viewer_survives_a_stop_and_relaunch_with_its_triage() {
             s
         };
         let before = status_of(&v.findings(project_id).await);
-        assert!(before.contains(&(target["fingerprint"].as_str().unwrap().to_string(), "confirmed".into())), "{before:?}");
+        assert!(
+            before.contains(&(target["fingerprint"].as_str().unwrap().to_string(), "confirmed".into())),
+            "{before:?}"
+        );
 
         // Stop: the guest saves, vruntask stores, undefines and cleans up.
         h.client().abort_viewer(&pair).await.expect("abortViewer");
@@ -85,7 +96,11 @@ fn viewer_survives_a_stop_and_relaunch_with_its_triage() {
         let (g2, v2) = h.launch_ready(&pair).await;
         assert!(g2 > g1);
         let spec: vrun_proto::job::JobSpec = serde_json::from_slice(&std::fs::read(h.job_file(g2)).unwrap()).unwrap();
-        assert_eq!(spec.db_path.as_deref().map(Path::new), Some(archives[0].as_path()), "the job restores the stored archive");
+        assert_eq!(
+            spec.db_path.as_deref().map(Path::new),
+            Some(archives[0].as_path()),
+            "the job restores the stored archive"
+        );
         assert!(h.job_log(g2).contains("DbRestored"), "the guest reported DBRESTORED:\n{}", h.job_log(g2));
         let projects = v2.projects().await;
         assert_eq!(projects["projects"][0]["id"].as_i64(), Some(project_id), "{projects}");

@@ -15,7 +15,10 @@ use common::*;
 #[test]
 fn agent_monitor_killed_during_a_boot_adopts_the_vm() {
     let _vm = vm_lock();
-    let mut h = Harness::start(&["--lease-secs", "20", "--heartbeat-secs", "2", "--sweep-secs", "2", "--orphan-grace-secs", "2"], &[]);
+    let mut h = Harness::start(
+        &["--lease-secs", "20", "--heartbeat-secs", "2", "--sweep-secs", "2", "--orphan-grace-secs", "2"],
+        &[],
+    );
     let pair = h.pair("adopt");
     runtime().block_on(async {
         let g = h.launch(&pair).await;
@@ -38,7 +41,10 @@ fn agent_monitor_killed_during_a_boot_adopts_the_vm() {
         let rec = h.wait_state(&pair, 1, "ready").await;
         assert_eq!(rec.generation, 1, "the same generation, not a relaunch");
         assert_eq!(domains_of(pair.project()), [h.domain(&pair, 1)], "adopted, not doubled, not destroyed");
-        let jobs: Vec<_> = files_under(&h.state().join("jobs")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+        let jobs: Vec<_> = files_under(&h.state().join("jobs"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
         assert_eq!(jobs.len(), 1, "one job ever started: {jobs:?}");
         let avail = h.client().is_viewer_available(&pair).await.unwrap();
         let resp = reqwest::Client::new()

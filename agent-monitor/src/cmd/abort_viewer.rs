@@ -7,8 +7,8 @@ use dxr::Value;
 use vrun_proto::methods::PairRef;
 use vrun_proto::{FaultCode, RpcError, ViewerState};
 
-use crate::instances;
 use crate::daemon::Daemon;
+use crate::instances;
 use crate::store::now_ms;
 
 pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {

@@ -18,11 +18,15 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
     let (pair, generation) = (req.pair.clone(), req.generation);
     let inst = m.store.read(move |c| instances::current(c, &pair, generation)).await?;
     let Some(path) = inst.db_path else {
-        return Err(RpcError::new(FaultCode::UnknownInstance, format!("generation {generation} of {} restores no database", req.pair)));
+        return Err(RpcError::new(
+            FaultCode::UnknownInstance,
+            format!("generation {generation} of {} restores no database", req.pair),
+        ));
     };
     let (offset, length) = (req.offset, req.length);
     let read = tokio::task::spawn_blocking(move || -> Result<DbChunk, RpcError> {
-        let io = |e: std::io::Error| RpcError::new(FaultCode::Internal, format!("cannot read the database to restore: {e}"));
+        let io =
+            |e: std::io::Error| RpcError::new(FaultCode::Internal, format!("cannot read the database to restore: {e}"));
         let mut f = std::fs::File::open(&path).map_err(io)?;
         let size = f.metadata().map_err(io)?.len() as i64;
         if offset > size {

@@ -11,8 +11,7 @@ use crate::daemon::Daemon;
 
 pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     super::no_params(&params)?;
-    let hv = Arc::clone(&m.hypervisor);
-    let domains = tokio::task::spawn_blocking(move || hv.inventory()).await.ok().and_then(Result::ok);
+    let domains = crate::hypervisor::inventory_within(&m.hypervisor).await.ok();
     let me = m.job_ctx.monitor_id.as_str();
     let info = HostInfo {
         monitor_id: me.to_string(),

@@ -7,9 +7,9 @@ use rusqlite::Connection;
 use vrun_proto::methods::{LaunchReply, LaunchViewer};
 use vrun_proto::{RpcError, ViewerState};
 
-use crate::instances::{self, Effect, JobContext, LaunchParams};
 use super::Answer;
 use crate::daemon::Daemon;
+use crate::instances::{self, Effect, JobContext, LaunchParams};
 use crate::store::{now_ms, Db};
 
 pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Answer, RpcError> {

@@ -5,17 +5,16 @@ use std::sync::Arc;
 use dxr::Value;
 use vrun_proto::RpcError;
 
-use crate::instances;
 use crate::daemon::Daemon;
+use crate::instances;
 
 pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     if !params.is_empty() {
         return Err(RpcError::invalid_params("listViewers takes no parameters"));
     }
     let all = m.store.read(instances::latest_per_pair).await?;
-    let hv = Arc::clone(&m.hypervisor);
     // The hypervisor's word on each instance's domain: yes, no, or unknown (unreachable).
-    let domains = tokio::task::spawn_blocking(move || hv.inventory()).await.ok().and_then(Result::ok);
+    let domains = crate::hypervisor::inventory_within(&m.hypervisor).await.ok();
     let me = m.job_ctx.monitor_id.as_str();
     Ok(Value::Array(
         all.iter()

@@ -91,7 +91,11 @@ async fn value(f: impl Future<Output = Result<Value, RpcError>>) -> Result<Answe
 }
 
 fn no_params(p: &[Value]) -> Result<(), RpcError> {
-    if p.is_empty() { Ok(()) } else { Err(RpcError::invalid_params("this method takes no parameters")) }
+    if p.is_empty() {
+        Ok(())
+    } else {
+        Err(RpcError::invalid_params("this method takes no parameters"))
+    }
 }
 
 /// Not async: its answer is read from [`TABLE`], whose entries hold the futures of every

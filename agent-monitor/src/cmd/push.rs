@@ -9,8 +9,8 @@ use rusqlite::{params, OptionalExtension};
 use vrun_proto::methods::{ClaimPush, PushDone, PushStatus};
 use vrun_proto::RpcError;
 
-use crate::instances;
 use crate::daemon::Daemon;
+use crate::instances;
 use crate::store::now_ms;
 
 pub async fn claim(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
@@ -47,8 +47,10 @@ pub async fn done(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError>
         .write(move |c| {
             instances::current(c, &req.pair, req.generation)?;
             if req.ok {
-                c.prepare_cached("UPDATE pushes SET state = 'done', done_ms = ?3 WHERE generation = ?1 AND checksum = ?2")?
-                    .execute(params![req.generation, req.checksum, now_ms()])?;
+                c.prepare_cached(
+                    "UPDATE pushes SET state = 'done', done_ms = ?3 WHERE generation = ?1 AND checksum = ?2",
+                )?
+                .execute(params![req.generation, req.checksum, now_ms()])?;
             } else {
                 c.prepare_cached("DELETE FROM pushes WHERE generation = ?1 AND checksum = ?2 AND state = 'pushing'")?
                     .execute(params![req.generation, req.checksum])?;

@@ -7,8 +7,8 @@ use rusqlite::Connection;
 use vrun_proto::methods::SetViewerState;
 use vrun_proto::{FaultCode, RpcError, ViewerState};
 
-use crate::instances::{self, Effect, ItsJob, JobContext};
 use crate::daemon::Daemon;
+use crate::instances::{self, Effect, ItsJob, JobContext};
 use crate::store::{now_ms, Db};
 
 pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
@@ -19,7 +19,6 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
     m.apply(effects);
     Ok(Value::Integer(1))
 }
-
 
 fn decide(c: &Connection, req: &SetViewerState, ctx: &JobContext, lease_ms: i64) -> Db<Vec<Effect>> {
     let mut inst = instances::current(c, &req.pair, req.generation)?;

@@ -6,8 +6,8 @@ use dxr::Value;
 use vrun_proto::methods::PairRef;
 use vrun_proto::{FaultCode, RpcError};
 
-use crate::instances;
 use crate::daemon::Daemon;
+use crate::instances;
 
 pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = PairRef::from_params(&params)?;

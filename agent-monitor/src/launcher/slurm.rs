@@ -122,8 +122,20 @@ impl SlurmLauncher {
             let _ = stdin.write_all(bytes);
         }
         // Read the pipes off this thread: a full pipe must not hold the child (and us) up.
-        let out = child.stdout.take().map(|mut o| std::thread::spawn(move || { let mut s = String::new(); let _ = std::io::Read::read_to_string(&mut o, &mut s); s }));
-        let err = child.stderr.take().map(|mut o| std::thread::spawn(move || { let mut s = String::new(); let _ = std::io::Read::read_to_string(&mut o, &mut s); s }));
+        let out = child.stdout.take().map(|mut o| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut o, &mut s);
+                s
+            })
+        });
+        let err = child.stderr.take().map(|mut o| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut o, &mut s);
+                s
+            })
+        });
         let end = Instant::now() + self.settings.timeout;
         let status = loop {
             match child.try_wait() {
@@ -149,11 +161,16 @@ impl SlurmLauncher {
         let mut cmd = self.command("squeue");
         cmd.args(["--json", "--states=all"]);
         let out = self.run(cmd, why, None)?;
-        parse_squeue(&out, &self.comment).map_err(|detail| SlurmError::BadOutput { command: "squeue".into(), why, detail })
+        parse_squeue(&out, &self.comment).map_err(|detail| SlurmError::BadOutput {
+            command: "squeue".into(),
+            why,
+            detail,
+        })
     }
 
     fn script(&self, spec: &JobSpec) -> String {
-        let mut s = format!("#!/bin/sh\n# vrun viewer job {}: written by agent-monitor; holds no secret.\n", job_name(spec));
+        let mut s =
+            format!("#!/bin/sh\n# vrun viewer job {}: written by agent-monitor; holds no secret.\n", job_name(spec));
         s.push_str("export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
         for (k, v) in &self.job_env {
             s.push_str(&format!("export {k}={}\n", sh_quote(v)));
@@ -234,7 +251,11 @@ pub fn probe_of(job: &SlurmJob) -> JobProbe {
             JobProbe::Running { node: (!job.node.is_empty()).then(|| job.node.clone()) }
         }
         state => {
-            let why = if job.reason.is_empty() || job.reason == "None" { String::new() } else { format!(" ({})", job.reason) };
+            let why = if job.reason.is_empty() || job.reason == "None" {
+                String::new()
+            } else {
+                format!(" ({})", job.reason)
+            };
             let on = if job.node.is_empty() { String::new() } else { format!(" on {}", job.node) };
             JobProbe::Ended { reason: format!("Slurm job {} {state}{on}{why}", job.id) }
         }
@@ -242,15 +263,22 @@ pub fn probe_of(job: &SlurmJob) -> JobProbe {
 }
 
 impl Launcher for SlurmLauncher {
-    fn start(&self, spec: &JobSpec) -> Result<Option<String>, LaunchError> {
+    fn start(&self, spec: &JobSpec, still_current: &dyn Fn() -> bool) -> Result<Option<String>, LaunchError> {
         let name = job_name(spec);
-        let spawn = |e: SlurmError| LaunchError::Spawn { command: "sbatch".into(), source: std::io::Error::other(e.to_string()) };
+        let spawn = |e: SlurmError| LaunchError::Spawn {
+            command: "sbatch".into(),
+            source: std::io::Error::other(e.to_string()),
+        };
         // A restart that finds the instance unstarted may race a submission that did happen:
         // never submit a generation Slurm already has.
         let known = self.survey("check the job is not already submitted").map_err(spawn)?;
         if let Some(j) = known.iter().find(|j| j.name == name) {
             tracing::info!(generation = spec.generation, job_id = %j.id, "Slurm already has this job; not submitting another");
             return Ok(Some(j.id.clone()));
+        }
+        if !still_current() {
+            tracing::info!(generation = spec.generation, "generation ended before its submission; not submitting");
+            return Ok(None);
         }
         let id = self.submit(spec).map_err(spawn)?;
         tracing::info!(generation = spec.generation, job_id = %id, name, "viewer job submitted to Slurm");
@@ -273,7 +301,11 @@ impl Launcher for SlurmLauncher {
             .iter()
             .map(|g| {
                 // The newest record of the generation (a requeued job would have several).
-                jobs.iter().rev().find(|j| generation_of(&j.name) == Some(*g)).map(probe_of).unwrap_or(JobProbe::NotRunning)
+                jobs.iter()
+                    .rev()
+                    .find(|j| generation_of(&j.name) == Some(*g))
+                    .map(probe_of)
+                    .unwrap_or(JobProbe::NotRunning)
             })
             .collect()
     }

@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use vrun_proto::{FaultCode, Pair, RpcError};
 
 pub use live::LiveView;
-pub use rows::{pair_and_state, LIVE};
 use live::{LiveMap, Touched};
+pub use rows::{pair_and_state, LIVE};
 
 /// Largest number of callers whose changes share one transaction.
 const MAX_BATCH: usize = 1024;
@@ -161,10 +161,7 @@ impl Store {
     }
 }
 
-fn run_in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Db<T>,
-) -> Db<T> {
+fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Db<T>) -> Db<T> {
     conn.execute_batch("SAVEPOINT op")?;
     let result = f(conn);
     let end = if result.is_ok() { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
@@ -191,22 +188,29 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, live: &LiveMap, touched
             touched.take();
             continue;
         }
-        let completions: Vec<Completion> = batch.into_iter().map(|op| op(&conn)).collect();
-        let committed = match live.pending(&conn, &mut touched.take()) {
-            Ok(pending) => live.commit_with(pending, || match conn.execute_batch("COMMIT") {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(error = %e, "commit failed; rolling back the batch");
-                    let _ = conn.execute_batch("ROLLBACK");
-                    false
-                }
-            }),
-            Err(e) => {
-                // The map could not follow this batch, so the batch must not happen.
-                tracing::error!(error = %e, "cannot read back the batch's instances; rolling it back");
-                let _ = conn.execute_batch("ROLLBACK");
-                false
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let mut lost = false;
+        for op in batch {
+            if lost {
+                completions.push(op_refused(op, &conn));
+                continue;
             }
+            completions.push(op(&conn));
+            // On SQLITE_FULL or an I/O error SQLite may roll the whole transaction back, not
+            // just the op's savepoint. The rest of the batch would then run in autocommit,
+            // each op committing alone at its RELEASE while its caller hears fault 11 and the
+            // live map never learns of it (issue 13). So the batch ends here, for everyone:
+            // what ran is gone, what did not run is refused.
+            if conn.is_autocommit() {
+                tracing::error!("the batch's transaction was rolled back by SQLite (disk full or I/O error); failing the whole batch");
+                lost = true;
+            }
+        }
+        let committed = if lost {
+            touched.take();
+            false
+        } else {
+            commit_batch(&conn, live, touched)
         };
         // Callers hear back only now, so a caller reads its own write from the map too.
         for done in completions {
@@ -214,6 +218,26 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, live: &LiveMap, touched
         }
     }
     tracing::debug!("store writer stopped");
+}
+
+/// Commits the batch and swaps the rows it touched into the live map under the same lock.
+fn commit_batch(conn: &Connection, live: &LiveMap, touched: &Touched) -> bool {
+    match live.pending(conn, &mut touched.take()) {
+        Ok(pending) => live.commit_with(pending, || match conn.execute_batch("COMMIT") {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; rolling back the batch");
+                let _ = conn.execute_batch("ROLLBACK");
+                false
+            }
+        }),
+        Err(e) => {
+            // The map could not follow this batch, so the batch must not happen.
+            tracing::error!(error = %e, "cannot read back the batch's instances; rolling it back");
+            let _ = conn.execute_batch("ROLLBACK");
+            false
+        }
+    }
 }
 
 /// An op that cannot run gets its completion called with `false` without touching the db.

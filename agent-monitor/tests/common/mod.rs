@@ -6,10 +6,11 @@
 #![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub use vrun_test_support::{eventually, workspace_bin, AgentMonitor as Daemon};
 use vrun_test_support::Spawn;
+pub use vrun_test_support::{eventually, workspace_bin, AgentMonitor as Daemon};
 
 pub struct Env {
     pub tmp: tempfile::TempDir,
@@ -77,7 +78,12 @@ impl Drop for Env {
 
 /// agent-monitor on `state` with `job` as its job command and libvirt's test driver.
 pub fn start_daemon(state: &Path, job: &Path, launch_log: &Path, extra: &[&str]) -> Daemon {
-    Spawn::new(state, job)
+    start_daemon_via(&[], state, job, launch_log, extra)
+}
+
+/// [`start_daemon`] run through `wrapper` (for instance `prlimit --nofile=256 --`).
+pub fn start_daemon_via(wrapper: &[&str], state: &Path, job: &Path, launch_log: &Path, extra: &[&str]) -> Daemon {
+    Spawn::via(wrapper, state, job)
         .args(extra)
         .env("VRUN_TEST_LAUNCH_LOG", launch_log)
         .env("AGENT_MONITOR_LIBVIRT_URI", "test:///default")
@@ -103,4 +109,27 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 pub fn pair(p: &str, v: &str) -> vrun_proto::Pair {
     vrun_proto::Pair::new(p, v).unwrap()
+}
+
+/// A small tmpfs mounted at a directory for full-disk tests; unmounted on drop.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs at {} (these tests run as root)", dir.display());
+        Tmpfs(dir.into())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a daemon killed a moment ago may still hold a file open there.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }

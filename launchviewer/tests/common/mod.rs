@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub use vrun_test_support::viewer::{api_get, split_url};
 pub use vrun_test_support::free_port;
+pub use vrun_test_support::viewer::{api_get, split_url};
 use vrun_test_support::{workspace_bin, AgentMonitor, Spawn};
 
 /// How the stand-in job behaves (host-job's HOSTJOB_MODE).
@@ -125,7 +125,11 @@ impl Env {
     }
 
     pub fn spawn_launchviewer(&self, args: &[&str]) -> Child {
-        command(&self.url, &self.secret("launcher"), args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn launchviewer")
+        command(&self.url, &self.secret("launcher"), args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn launchviewer")
     }
 
     pub fn file(&self, name: &str, content: &[u8]) -> String {

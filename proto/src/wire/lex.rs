@@ -78,7 +78,8 @@ impl<'a> Lexer<'a> {
                 self.pos += 2;
                 let pi = self.until("?>", "processing instruction")?;
                 if !(at_start && is_declaration(pi)) {
-                    return Err(self.err("processing instructions other than a leading <?xml version=\"1.0\"?> are not accepted"));
+                    return Err(self
+                        .err("processing instructions other than a leading <?xml version=\"1.0\"?> are not accepted"));
                 }
             } else if rest.starts_with("<![CDATA[") {
                 self.pos += 9;

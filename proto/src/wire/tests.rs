@@ -12,7 +12,8 @@ fn s(v: &str) -> Value {
 }
 
 fn one(value_xml: &str) -> Result<Value, WireError> {
-    let call = format!("<methodCall><methodName>m</methodName><params><param>{value_xml}</param></params></methodCall>");
+    let call =
+        format!("<methodCall><methodName>m</methodName><params><param>{value_xml}</param></params></methodCall>");
     parse_call(&call).map(|c| c.params.into_iter().next().unwrap())
 }
 
@@ -25,7 +26,8 @@ fn python_style_call() {
         </param>\n</params>\n</methodCall>\n";
     let call = parse_call(text).unwrap();
     assert_eq!(call.name, "agentMonitor.launchViewer");
-    let expect: BTreeMap<String, Value> = [("project".to_string(), s("p1")), ("n".to_string(), Value::Integer(7))].into();
+    let expect: BTreeMap<String, Value> =
+        [("project".to_string(), s("p1")), ("n".to_string(), Value::Integer(7))].into();
     assert_eq!(call.params, vec![Value::Struct(expect)]);
 }
 
@@ -120,7 +122,10 @@ fn answers_read_back_through_dxr() {
     let value = Value::Struct(
         [
             ("a&<b>".to_string(), s("x < y & z > w\r\n 'q' \"d\" ]]>")),
-            ("n".to_string(), Value::Array(vec![Value::Integer(-3), Value::Boolean(false), Value::Double(0.25), s("")])),
+            (
+                "n".to_string(),
+                Value::Array(vec![Value::Integer(-3), Value::Boolean(false), Value::Double(0.25), s("")]),
+            ),
             ("b".to_string(), Value::Base64(vec![0, 1, 2, 255])),
             ("t".to_string(), Value::DateTime("20261123T05:06:07".parse().unwrap())),
             ("e".to_string(), Value::Struct(BTreeMap::new())),
@@ -135,10 +140,20 @@ fn answers_read_back_through_dxr() {
 
 #[test]
 fn declarations() {
-    for ok in ["<?xml version='1.0'?>", "<?xml version=\"1.0\" encoding=\"UTF-8\"?>", "<?xml version='1.0' encoding='utf-8' standalone='yes' ?>"] {
+    for ok in [
+        "<?xml version='1.0'?>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+        "<?xml version='1.0' encoding='utf-8' standalone='yes' ?>",
+    ] {
         assert!(parse_call(&format!("{ok}<methodCall><methodName>x</methodName></methodCall>")).is_ok(), "{ok}");
     }
-    for bad in ["<?xml version='1.\0'?>", "<?xml?>", "<?xml encoding='x' version='1.0'?>", " <?xml version='1.0'?>", "<?php x ?>"] {
+    for bad in [
+        "<?xml version='1.\0'?>",
+        "<?xml?>",
+        "<?xml encoding='x' version='1.0'?>",
+        " <?xml version='1.0'?>",
+        "<?php x ?>",
+    ] {
         assert!(parse_call(&format!("{bad}<methodCall><methodName>x</methodName></methodCall>")).is_err(), "{bad}");
     }
 }
@@ -148,17 +163,28 @@ fn declarations() {
 #[test]
 fn agrees_with_dxr_on_corners() {
     let values = [
-        "<value><string>  </string></value>", "<value><string> &#32; </string></value>", "<value>&#32;</value>",
-        "<value><string><![CDATA[  ]]></string></value>", "<value><![CDATA[  ]]></value>",
-        "<value><string>a<!--x--> </string></value>", "<value><string>\n</string></value>", "<value>\r\n</value>",
-        "<value><int>\t5\n</int></value>", "<value><int>\u{a0}5</int></value>", "<value><double> inf </double></value>",
-        "<value><string>&#1;\u{1}</string></value>", "<value><base64>a G k=</base64></value>", "<value><base64/></value>",
-        "<value><dateTime.iso8601> 20240101T01:02:03 </dateTime.iso8601></value>", "<value><boolean> 1 </boolean></value>",
+        "<value><string>  </string></value>",
+        "<value><string> &#32; </string></value>",
+        "<value>&#32;</value>",
+        "<value><string><![CDATA[  ]]></string></value>",
+        "<value><![CDATA[  ]]></value>",
+        "<value><string>a<!--x--> </string></value>",
+        "<value><string>\n</string></value>",
+        "<value>\r\n</value>",
+        "<value><int>\t5\n</int></value>",
+        "<value><int>\u{a0}5</int></value>",
+        "<value><double> inf </double></value>",
+        "<value><string>&#1;\u{1}</string></value>",
+        "<value><base64>a G k=</base64></value>",
+        "<value><base64/></value>",
+        "<value><dateTime.iso8601> 20240101T01:02:03 </dateTime.iso8601></value>",
+        "<value><boolean> 1 </boolean></value>",
         "<value><struct><member><name> a </name><value>1</value></member></struct></value>",
         "<value><struct><member><name>a<!--x-->b</name><value>1</value></member></struct></value>",
         "<value><struct><member><value>1</value><name>a</name></member></struct></value>",
         "<value><array><data><value>1</value></data><data><value>2</value></data></array></value>",
-        "<value><string>a]]>b</string></value>", "<value><int><![CDATA[5]]></int></value>",
+        "<value><string>a]]>b</string></value>",
+        "<value><int><![CDATA[5]]></int></value>",
     ];
     for v in values {
         let call = format!("<methodCall><methodName>m</methodName><params><param>{v}</param></params></methodCall>");
@@ -185,5 +211,22 @@ fn hot_answers_read_back_as_their_values() {
     for (xml, value) in [(a.to_answer_xml(), a.to_value()), (l.to_answer_xml(), l.to_value())] {
         assert_eq!(dxr::MethodResponse::from_xml(&xml).unwrap().value, value, "{xml}");
     }
-    assert_eq!(Availability::from_value(&dxr::MethodResponse::from_xml(&a.to_answer_xml()).unwrap().value).unwrap().urluuid, "proxy-<&>");
+    assert_eq!(
+        Availability::from_value(&dxr::MethodResponse::from_xml(&a.to_answer_xml()).unwrap().value).unwrap().urluuid,
+        "proxy-<&>"
+    );
+}
+
+#[test]
+fn values_are_counted_while_parsing() {
+    // Issue 13: a 63 MiB array of `<value/>` took 320 MiB once parsed. The parser stops at
+    // MAX_VALUES, wherever the values are (array items, members or params).
+    let items = |n: usize| format!("<value><array><data>{}</data></array></value>", "<value/>".repeat(n));
+    // The array's own value counts too.
+    assert!(one(&items(crate::value::MAX_VALUES - 1)).is_ok());
+    let e = one(&items(crate::value::MAX_VALUES)).unwrap_err();
+    assert!(e.0.contains("more than 10000 values"), "{e}");
+    let members: String =
+        (0..=crate::value::MAX_VALUES).map(|i| format!("<member><name>m{i}</name><value/></member>")).collect();
+    assert!(one(&format!("<value><struct>{members}</struct></value>")).is_err());
 }

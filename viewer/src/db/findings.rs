@@ -197,9 +197,7 @@ pub fn list(
     }
     let total: i64 = conn.query_row(&format!("SELECT count(*){sql}"), params_from_iter(args.iter()), |r| r.get(0))?;
     let order = sort.columns().replace("{d}", dir.sql());
-    let query = format!(
-        "SELECT {ROW_COLUMNS}{sql} ORDER BY {order} LIMIT ? OFFSET ?"
-    );
+    let query = format!("SELECT {ROW_COLUMNS}{sql} ORDER BY {order} LIMIT ? OFFSET ?");
     args.push(limit.into());
     args.push(offset.into());
     let mut stmt = conn.prepare(&query)?;

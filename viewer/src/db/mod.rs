@@ -26,10 +26,8 @@ pub const DB_FILE: &str = "viewer.db";
 
 /// Migration scripts, in order (index + 1 is the schema version each one produces), and
 /// the mark that makes a file a viewer database.
-const SCHEMA: Schema = Schema {
-    migrations: &[include_str!("../../../sql/viewer/0001_init.sql")],
-    application_id: Some(APPLICATION_ID),
-};
+const SCHEMA: Schema =
+    Schema { migrations: &[include_str!("../../../sql/viewer/0001_init.sql")], application_id: Some(APPLICATION_ID) };
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = SCHEMA.version();
@@ -106,10 +104,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

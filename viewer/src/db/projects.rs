@@ -30,9 +30,7 @@ pub fn summaries(conn: &Connection) -> Result<Vec<ProjectSummary>, DbError> {
         "SELECT p.id, p.name, (SELECT count(*) FROM findings f WHERE f.project_id = p.id)
          FROM projects p ORDER BY p.name",
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(ProjectSummary { id: r.get(0)?, name: r.get(1)?, findings: r.get(2)? })
-    })?;
+    let rows = stmt.query_map([], |r| Ok(ProjectSummary { id: r.get(0)?, name: r.get(1)?, findings: r.get(2)? }))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

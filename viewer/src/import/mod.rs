@@ -143,11 +143,10 @@ pub fn import(
     if crate::db::projects::get(&tx, project_id)?.is_none() {
         return Err(ImportError::ProjectGone(project_id));
     }
-    tx.execute("INSERT INTO imports (project_id, job_id, time) VALUES (?1, ?2, ?3)", rusqlite::params![
-        project_id,
-        job_id,
-        now()
-    ])?;
+    tx.execute(
+        "INSERT INTO imports (project_id, job_id, time) VALUES (?1, ?2, ?3)",
+        rusqlite::params![project_id, job_id, now()],
+    )?;
     let import_id = tx.last_insert_rowid();
     let mut sink = sink::DbSink::new(&tx, project_id, import_id, limits);
     let mut results_files = 0;

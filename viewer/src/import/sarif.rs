@@ -143,12 +143,8 @@ struct RunTool {
 
 impl From<Tool> for RunTool {
     fn from(t: Tool) -> RunTool {
-        let default_levels = t
-            .driver
-            .rules
-            .into_iter()
-            .filter_map(|r| Some((r.id?, r.default_configuration?.level?)))
-            .collect();
+        let default_levels =
+            t.driver.rules.into_iter().filter_map(|r| Some((r.id?, r.default_configuration?.level?))).collect();
         RunTool { name: t.driver.name, default_levels }
     }
 }
@@ -388,7 +384,9 @@ mod tests {
 
     #[test]
     fn rejects_wrong_version_bad_level_and_missing_message() {
-        let base = |v: &str, r: &str| format!(r#"{{"version":"{v}","runs":[{{"tool":{{"driver":{{"name":"T"}}}},"results":[{r}]}}]}}"#);
+        let base = |v: &str, r: &str| {
+            format!(r#"{{"version":"{v}","runs":[{{"tool":{{"driver":{{"name":"T"}}}},"results":[{r}]}}]}}"#)
+        };
         for (json, needle) in [
             (base("2.0.0", r#"{"message":{"text":"m"}}"#), "version"),
             (base("2.1.0", r#"{"level":"fatal","message":{"text":"m"}}"#), "unknown level"),

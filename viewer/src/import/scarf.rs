@@ -38,9 +38,7 @@ pub fn severity(s: &str) -> Severity {
         "critical" | "blocker" | "fatal" | "very high" => Severity::Critical,
         "high" | "error" | "major" | "severe" | "1" => Severity::High,
         "medium" | "warning" | "moderate" | "normal" | "2" | "3" => Severity::Medium,
-        "low" | "minor" | "style" | "performance" | "portability" | "convention" | "refactor" | "4" => {
-            Severity::Low
-        }
+        "low" | "minor" | "style" | "performance" | "portability" | "convention" | "refactor" | "4" => Severity::Low,
         "info" | "information" | "informational" | "note" | "trivial" | "5" => Severity::Info,
         _ => Severity::Medium,
     }
@@ -72,7 +70,9 @@ fn attr(e: &BytesStart, name: &str) -> Result<Option<String>, ParseError> {
     for a in e.attributes() {
         let a = a.map_err(|e| input(format!("invalid XML attribute: {e}")))?;
         if a.key.as_ref() == name {
-            let v = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| input(format!("invalid XML attribute {name}: {e}")))?;
+            let v = a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|e| input(format!("invalid XML attribute {name}: {e}")))?;
             return Ok(Some(v.into_owned()));
         }
     }

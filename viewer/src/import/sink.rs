@@ -62,9 +62,9 @@ impl<'c> DbSink<'c> {
     /// Marks findings of the imported tools that this import did not report as absent
     /// (they are kept, with their triage), and returns (findings, new findings).
     pub(super) fn finish(self) -> Result<(u64, u64), ImportError> {
-        let mut stmt = self.conn.prepare(
-            "UPDATE findings SET present = 0 WHERE project_id = ?1 AND tool = ?2 AND last_import <> ?3",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare("UPDATE findings SET present = 0 WHERE project_id = ?1 AND tool = ?2 AND last_import <> ?3")?;
         for tool in &self.tools {
             stmt.execute(params![self.project_id, tool, self.import_id])?;
         }
@@ -88,7 +88,8 @@ impl Sink for DbSink<'_> {
             *n += 1;
             *n - 1
         };
-        let fp = if ordinal == 0 { hex::encode(base) } else { fingerprint(&tool, &rule, &file, f.line, &message, ordinal) };
+        let fp =
+            if ordinal == 0 { hex::encode(base) } else { fingerprint(&tool, &rule, &file, f.line, &message, ordinal) };
 
         let mut upsert = self.conn.prepare_cached(
             "INSERT INTO findings (project_id, fingerprint, tool, rule, category, severity, file, line, message,
@@ -100,7 +101,18 @@ impl Sink for DbSink<'_> {
              RETURNING id, first_import",
         )?;
         let (id, first_import): (i64, i64) = upsert.query_row(
-            params![self.project_id, fp, tool, rule, category, f.severity as i64, file, f.line, message, self.import_id],
+            params![
+                self.project_id,
+                fp,
+                tool,
+                rule,
+                category,
+                f.severity as i64,
+                file,
+                f.line,
+                message,
+                self.import_id
+            ],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         if first_import == self.import_id {
@@ -108,8 +120,9 @@ impl Sink for DbSink<'_> {
         }
         // Locations are replaced wholesale: they carry no user state.
         self.conn.prepare_cached("DELETE FROM locations WHERE finding_id = ?1")?.execute([id])?;
-        let mut insert =
-            self.conn.prepare_cached("INSERT INTO locations (finding_id, ord, file, line, message) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO locations (finding_id, ord, file, line, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
         for (ord, loc) in f.locations.into_iter().take(self.limits.max_locations).enumerate() {
             insert.execute(params![id, ord as i64, clip(loc.file, 4096), loc.line, clip(loc.message, max)])?;
         }

@@ -48,7 +48,8 @@ pub async fn create_project(
     State(st): State<Arc<AppState>>,
     body: Result<Json<NewProject>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(NewProject { name }) = body.map_err(|e| ApiError::BadRequest(format!("expected {{\"name\": \"...\"}}: {e}")))?;
+    let Json(NewProject { name }) =
+        body.map_err(|e| ApiError::BadRequest(format!("expected {{\"name\": \"...\"}}: {e}")))?;
     check_name(&name).map_err(|why| ApiError::BadRequest(format!("project name {why}")))?;
     let n = name.clone();
     match st.with_db(move |c| projects::create(c, &n)).await? {
@@ -79,7 +80,12 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize, ov
 }
 
 /// Saves one multipart field to `path`, chunk by chunk (never the whole part in memory).
-async fn save_field(mut field: Field<'_>, path: &std::path::Path, limit: usize, over: &AtomicBool) -> Result<(), ApiError> {
+async fn save_field(
+    mut field: Field<'_>,
+    path: &std::path::Path,
+    limit: usize,
+    over: &AtomicBool,
+) -> Result<(), ApiError> {
     let mut out = tokio::fs::File::create(path).await?;
     while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit, over))? {
         out.write_all(&chunk).await?;
@@ -136,7 +142,11 @@ pub async fn analysis(
     Ok((StatusCode::ACCEPTED, Json(json!({ "jobId": job_id }))).into_response())
 }
 
-pub async fn job(_: ApiKey, State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<projects::Job>, ApiError> {
+pub async fn job(
+    _: ApiKey,
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<projects::Job>, ApiError> {
     st.with_db(move |c| projects::get_job(c, &id)).await?.map(Json).ok_or(ApiError::NotFound("job"))
 }
 

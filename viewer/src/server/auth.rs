@@ -45,11 +45,7 @@ fn authorization<'h>(headers: &'h HeaderMap, scheme: &str) -> Option<&'h str> {
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .or_else(|| authorization(headers, "System-Key"))
+    headers.get("api-key").and_then(|v| v.to_str().ok()).map(str::trim).or_else(|| authorization(headers, "System-Key"))
 }
 
 fn check_key(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
@@ -84,7 +80,9 @@ impl FromRequestParts<Arc<AppState>> for User {
         let name = authorization(h, "SWAMP")
             .or_else(|| h.get("x-swamp-user").and_then(|v| v.to_str().ok()).map(str::trim))
             .filter(|n| !n.is_empty())
-            .ok_or_else(|| PageError::Forbidden("No user was given. Open this viewer through the SWAMP web site.".into()))?;
+            .ok_or_else(|| {
+                PageError::Forbidden("No user was given. Open this viewer through the SWAMP web site.".into())
+            })?;
         if !state.config.users.iter().any(|u| u == name) {
             return Err(PageError::Forbidden(format!("User {name:?} may not view this project.")));
         }

@@ -113,7 +113,11 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then waits for a running import to finish (so
     /// its job ends `completed` or `failed`, never stuck at `running`).
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let app = router(self.state.clone());
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         self.state.shutting_down.store(true, Ordering::SeqCst);
@@ -124,7 +128,11 @@ impl Server {
 }
 
 /// Opens the data directory and serves on `listener` until `shutdown` resolves.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     Server::open(config)?.serve(listener, shutdown).await
 }
 

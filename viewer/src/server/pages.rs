@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::auth::User;
 use super::error::PageError;
-use super::query::ListQuery;
 use super::html::{esc, page, qs};
+use super::query::ListQuery;
 use super::AppState;
 use crate::db::findings::{self, Direction, Severity, Sort, TRIAGE_STATUSES};
 use crate::db::projects;
@@ -40,7 +40,13 @@ pub async fn index(User(user): User, State(st): State<Arc<AppState>>) -> Result<
     let ctx = &st.config.context;
     let mut body = String::from("<table><tr><th>Package</th><th>Findings</th></tr>");
     for p in &list {
-        let _ = write!(body, "<tr><td><a href=\"{ctx}/projects/{}\">{}</a></td><td>{}</td></tr>", p.id, esc(&p.name), p.findings);
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"{ctx}/projects/{}\">{}</a></td><td>{}</td></tr>",
+            p.id,
+            esc(&p.name),
+            p.findings
+        );
     }
     body.push_str("</table>");
     if list.is_empty() {
@@ -111,9 +117,14 @@ pub async fn project(
     let first = if total == 0 { 0 } else { (page_no - 1) * PAGE_SIZE + 1 };
     let last = ((page_no - 1) * PAGE_SIZE + rows.len() as i64).max(first);
     let _ = write!(b, "<p id=\"count\">{first}–{last} of {total} findings</p><table id=\"findings\"><tr>");
-    for (col, label) in [(Some(Sort::Severity), "Severity"), (Some(Sort::Tool), "Tool"), (Some(Sort::Rule), "Rule"),
-        (Some(Sort::File), "Location"), (None, "Message"), (Some(Sort::Status), "Status")]
-    {
+    for (col, label) in [
+        (Some(Sort::Severity), "Severity"),
+        (Some(Sort::Tool), "Tool"),
+        (Some(Sort::Rule), "Rule"),
+        (Some(Sort::File), "Location"),
+        (None, "Message"),
+        (Some(Sort::Status), "Status"),
+    ] {
         match col {
             Some(c) => {
                 let next = if c == sort { dir.reversed() } else { Direction::Asc };
@@ -188,7 +199,13 @@ pub async fn finding(
     if !d.locations.is_empty() {
         b.push_str("<h2>Locations</h2><table><tr><th>#</th><th>Location</th><th>Message</th></tr>");
         for (i, l) in d.locations.iter().enumerate() {
-            let _ = write!(b, "<tr><td>{}</td><td>{}</td><td class=\"msg\">{}</td></tr>", i + 1, location(&l.file, l.line), esc(&l.message));
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td class=\"msg\">{}</td></tr>",
+                i + 1,
+                location(&l.file, l.line),
+                esc(&l.message)
+            );
         }
         b.push_str("</table>");
     }

@@ -134,8 +134,11 @@ impl Server {
 
 /// A SARIF log with one run of `tool` and the given result objects.
 pub fn sarif(tool: &str, results: &[String]) -> Vec<u8> {
-    format!(r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"{tool}"}}}},"results":[{}]}}]}}"#, results.join(","))
-        .into_bytes()
+    format!(
+        r#"{{"version":"2.1.0","runs":[{{"tool":{{"driver":{{"name":"{tool}"}}}},"results":[{}]}}]}}"#,
+        results.join(",")
+    )
+    .into_bytes()
 }
 
 /// One SARIF result object.

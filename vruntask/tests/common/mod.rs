@@ -119,6 +119,14 @@ pub struct Harness {
 impl Harness {
     /// Starts agent-monitor with `flags` (lease and timing) and `env` (VRUN_* for its jobs).
     pub fn start(flags: &[&str], env: &[(&str, &str)]) -> Harness {
+        let mut h = Harness::create(flags, env);
+        h.spawn_daemon();
+        h
+    }
+
+    /// [`Harness::start`] without starting agent-monitor yet (to prepare its state directory
+    /// first, e.g. mount a small disk there); [`Harness::spawn_daemon`] starts it.
+    pub fn create(flags: &[&str], env: &[(&str, &str)]) -> Harness {
         image_dir();
         // QEMU runs as libvirt-qemu: it must be able to traverse down to the job's work dir.
         let parent = bin_dir().parent().unwrap().join("test-work");
@@ -130,7 +138,7 @@ impl Harness {
         std::fs::create_dir(&work).unwrap();
         std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o711)).unwrap();
         let port = free_port();
-        let mut h = Harness {
+        let h = Harness {
             dir,
             daemon: None,
             url: format!("http://127.0.0.1:{port}/RPC2"),
@@ -140,18 +148,24 @@ impl Harness {
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             port,
         };
-        h.spawn_daemon();
         h
     }
 
     /// Starts agent-monitor on this harness's state directory and port; waits until it serves.
     pub fn spawn_daemon(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent-monitor.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent-monitor.log"))
+            .unwrap();
         let served_before = self.daemon_log().matches("serving XML-RPC").count();
         let mut cmd = Command::new(agent_monitor_bin());
-        cmd.args(["serve", "--state-dir"])
-            .arg(self.state())
-            .args(["--listen", &format!("127.0.0.1:{}", self.port), "--libvirt-uri", URI]);
+        cmd.args(["serve", "--state-dir"]).arg(self.state()).args([
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+            "--libvirt-uri",
+            URI,
+        ]);
         // A test may run the job through a wrapper (another mount namespace, say).
         if !self.flags.iter().any(|f| f == "--job-command") {
             cmd.arg("--job-command").arg(env!("CARGO_BIN_EXE_vruntask"));
@@ -315,7 +329,11 @@ impl Harness {
         let generation = self.launch(pair).await;
         let rec = self.wait_state(pair, generation, "ready").await;
         assert_eq!(rec.domain, self.domain(pair, generation), "{rec:#?}");
-        assert_eq!(self.own_domains(pair.project()), [self.domain(pair, generation)], "exactly this generation's domain runs");
+        assert_eq!(
+            self.own_domains(pair.project()),
+            [self.domain(pair, generation)],
+            "exactly this generation's domain runs"
+        );
         // The disks hold the API key and the database, under predictable names: owner only.
         let work = self.work_root().join(self.domain(pair, generation));
         assert_eq!(std::fs::metadata(&work).unwrap().permissions().mode() & 0o777, 0o711, "{}", work.display());
@@ -326,7 +344,8 @@ impl Harness {
         let avail = self.client().is_viewer_available(pair).await.expect("isViewerAvailable");
         assert!(avail.ready, "{avail:?}");
         assert_eq!(avail.address, rec.address);
-        let port = avail.address.strip_prefix("127.0.0.1:").unwrap_or_else(|| panic!("not a loopback address: {avail:?}"));
+        let port =
+            avail.address.strip_prefix("127.0.0.1:").unwrap_or_else(|| panic!("not a loopback address: {avail:?}"));
         assert!(port.parse::<u16>().is_ok(), "{avail:?}");
         let viewer = Viewer {
             base: format!("http://{}/{}", avail.address, avail.urluuid),
@@ -350,7 +369,9 @@ impl Drop for Harness {
             let _ = d.kill();
             let _ = d.wait();
         }
-        for lock in files_under(&self.state().join("jobs")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "lock")) {
+        for lock in
+            files_under(&self.state().join("jobs")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "lock"))
+        {
             for pid in holders(&lock) {
                 kill9(pid);
             }
