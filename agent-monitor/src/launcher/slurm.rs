@@ -375,7 +375,7 @@ mod tests {
         }))
         .unwrap();
         let s = l.script(&spec);
-        assert!(!s.contains("secret") && !s.contains(&spec.apikey), "{s}");
+        assert!(!s.contains("job.p.v.3") && !s.contains(&spec.apikey), "{s}");
         assert!(s.contains(r"export VRUN_WORK_ROOT='/w'\''; reboot; '\'''"), "{s}");
         assert!(s.ends_with("exec '/opt/vrun/vruntask' run --from-agent-monitor 'http://127.0.0.1:1/RPC2'\n"), "{s}");
     }
