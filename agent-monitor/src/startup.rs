@@ -73,26 +73,18 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
                         )?;
                         adopted += 1;
                     }
-                    JobProbe::Ended { reason } => {
-                        let reason = format!("its job ended while agent-monitor was down: {reason}");
-                        effects.extend(instances::finish(
-                            c,
-                            &mut inst,
-                            ViewerState::Failed,
-                            &reason,
-                            &ctx,
-                            now,
-                            ItsJob::Leave,
-                        )?);
-                        failed += 1;
-                    }
                     JobProbe::NotRunning if inst.job_started_ms.is_none() && inst.state == ViewerState::Launching => {
                         instances::set_lease(c, generation, now + ctx.start_grace_ms)?;
                         effects.push(Effect::StartJob(generation));
                         started += 1;
                     }
-                    JobProbe::NotRunning => {
-                        let reason = format!("job of generation {generation} was gone when agent-monitor started");
+                    JobProbe::NotRunning | JobProbe::Ended { .. } => {
+                        let reason = match probe {
+                            JobProbe::Ended { reason } => {
+                                format!("its job ended while agent-monitor was down: {reason}")
+                            }
+                            _ => format!("job of generation {generation} was gone when agent-monitor started"),
+                        };
                         effects.extend(instances::finish(
                             c,
                             &mut inst,
