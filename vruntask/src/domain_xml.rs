@@ -22,8 +22,9 @@ pub enum Boot {
 /// How the viewer is reached.
 #[derive(Debug, Clone)]
 pub enum Net {
-    /// QEMU user-mode networking with a TCP forward from `127.0.0.1:host_port`.
-    Loopback { host_port: u16, guest_port: u16 },
+    /// QEMU user-mode networking with a TCP forward from `bind:host_port` (`bind` is the
+    /// node's advertise address, 127.0.0.1 unless configured: the front end must reach it).
+    Loopback { bind: std::net::Ipv4Addr, host_port: u16, guest_port: u16 },
     /// A named libvirt network (production); the address comes from the VIEWERUP line.
     Bridge { network: String },
 }
@@ -83,10 +84,10 @@ impl DomainSpec {
             // NIC is added on QEMU's own command line, at a fixed root-bus slot that libvirt's
             // own address assignment (which starts at 0x1) does not reach. The forward binds loopback only, and
             // restrict=on keeps the guest from reaching any network (forwards still work).
-            Net::Loopback { host_port, guest_port } => (
+            Net::Loopback { bind, host_port, guest_port } => (
                 String::new(),
                 format!(
-                    "  <qemu:commandline>\n    <qemu:arg value='-netdev'/>\n    <qemu:arg value='user,id=vrunnet0,restrict=on,hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}'/>\n    <qemu:arg value='-device'/>\n    <qemu:arg value='virtio-net-pci,netdev=vrunnet0,bus=pcie.0,addr=0x10'/>\n  </qemu:commandline>\n"
+                    "  <qemu:commandline>\n    <qemu:arg value='-netdev'/>\n    <qemu:arg value='user,id=vrunnet0,restrict=on,hostfwd=tcp:{bind}:{host_port}-:{guest_port}'/>\n    <qemu:arg value='-device'/>\n    <qemu:arg value='virtio-net-pci,netdev=vrunnet0,bus=pcie.0,addr=0x10'/>\n  </qemu:commandline>\n"
                 ),
             ),
             Net::Bridge { network } => (

@@ -84,6 +84,9 @@ pub struct Options {
     pub cleanup_patience: Duration,
     /// The node's platform images, by name (`--image-dir`); `None`: the job's own path.
     pub image_dir: Option<PathBuf>,
+    /// The address the forward binds and the job reports in loopback-forward mode
+    /// (`--advertise-address`, default 127.0.0.1).
+    pub advertise: std::net::Ipv4Addr,
 }
 
 /// Where the job description comes from.

@@ -43,6 +43,9 @@ struct RunArgs {
     /// This node's platform images, found by the job's platform name.
     #[arg(long, env = "VRUN_IMAGE_DIR")]
     image_dir: Option<PathBuf>,
+    /// The node's address the front end reaches, bound by the loopback forward and reported.
+    #[arg(long, env = "VRUN_ADVERTISE_ADDRESS", default_value = "127.0.0.1")]
+    advertise_address: std::net::Ipv4Addr,
     /// libvirt connection URI.
     #[arg(long, env = "VRUN_LIBVIRT_URI", default_value = "qemu:///system")]
     uri: String,
@@ -124,6 +127,7 @@ fn main() {
         libvirt_timeout: Duration::from_secs(a.libvirt_timeout.max(1)),
         cleanup_patience: Duration::from_secs(a.cleanup_patience),
         image_dir: a.image_dir,
+        advertise: a.advertise_address,
     };
     let source = match (a.job_file, a.from_agent_monitor, token) {
         (Some(f), _, _) => vruntask::JobSource::File(f),

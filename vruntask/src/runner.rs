@@ -141,8 +141,8 @@ impl Start<'_> {
             blocking(move || accel::choose(choice, &dir, kernel.as_deref())).await
         };
         let net = match &opts.network {
-            NetMode::Loopback => match free_loopback_port() {
-                Ok(p) => Net::Loopback { host_port: p, guest_port: opts.guest_port },
+            NetMode::Loopback => match free_port(opts.advertise) {
+                Ok(p) => Net::Loopback { bind: opts.advertise, host_port: p, guest_port: opts.guest_port },
                 Err(e) => {
                     return self.end_early(Early::Failure(format!("no free loopback port: {e}")), Domain::Never).await
                 }
@@ -270,8 +270,8 @@ pub(crate) async fn remove_domain(hv: &Hv, name: &str, opts: &Options) -> Result
     }
 }
 
-fn free_loopback_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+fn free_port(on: std::net::Ipv4Addr) -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind((on, 0))?.local_addr()?.port())
 }
 
 fn boot_of(platform: &Path, work: &WorkDir) -> Result<Boot, String> {

@@ -84,7 +84,8 @@ impl Vm<'_> {
                 match ev {
                     Event::ViewerUp(guest_addr) if !*ready => {
                         let address = match &self.net {
-                            Net::Loopback { host_port, .. } => format!("127.0.0.1:{host_port}"),
+                            // What the front end dials: the node's advertise address.
+                            Net::Loopback { bind, host_port, .. } => format!("{bind}:{host_port}"),
                             Net::Bridge { .. } => guest_addr,
                         };
                         let report = self.rep.state(

@@ -52,7 +52,7 @@ fn spec(pair: &Pair, generation: i64, net: Net) -> DomainSpec {
 }
 
 fn loopback() -> Net {
-    Net::Loopback { host_port: 45678, guest_port: 8080 }
+    Net::Loopback { bind: std::net::Ipv4Addr::LOCALHOST, host_port: 45678, guest_port: 8080 }
 }
 
 /// The domain's metadata element as libvirt stores it, parsed back.
@@ -139,13 +139,22 @@ fn loopback_net_forwards_from_127_0_0_1_only_and_cuts_the_guest_off() {
     // The test driver accepts the qemu namespace but drops <qemu:commandline> (only the qemu
     // driver keeps it), so what QEMU is told is checked on the generated text; the real-VM
     // tests prove qemu:///system accepts it and the forward works.
-    let xml = spec(&unique_pair("net"), 1, Net::Loopback { host_port: 40001, guest_port: 8080 }).to_xml();
+    let xml = spec(
+        &unique_pair("net"),
+        1,
+        Net::Loopback { bind: std::net::Ipv4Addr::LOCALHOST, host_port: 40001, guest_port: 8080 },
+    )
+    .to_xml();
     assert!(xml.contains("xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"), "{xml}");
     let netdev = xml.lines().find(|l| l.contains("hostfwd=")).expect("a user-mode netdev with a forward");
     assert!(netdev.contains("user,id=vrunnet0,"), "{netdev}");
     assert!(netdev.contains("restrict=on"), "the guest must not reach any network: {netdev}");
     assert!(netdev.contains("hostfwd=tcp:127.0.0.1:40001-:8080"), "forward binds loopback only: {netdev}");
     assert_eq!(xml.matches("hostfwd=").count(), 1);
+    // A node's advertise address is what the forward binds (and what the job reports).
+    let adv = Net::Loopback { bind: std::net::Ipv4Addr::new(127, 0, 0, 7), host_port: 40001, guest_port: 8080 };
+    let xml2 = spec(&unique_pair("adv"), 1, adv).to_xml();
+    assert!(xml2.contains("hostfwd=tcp:127.0.0.7:40001-:8080"), "{xml2}");
     assert!(!xml.contains("<interface"), "no libvirt-managed NIC in loopback mode: {xml}");
 
     let bridge = spec(&unique_pair("net"), 1, Net::Bridge { network: "vrun".into() }).to_xml();
