@@ -1,11 +1,13 @@
 //! Who may call what.
 //!
-//! Three roles. `admin` may call everything. `launcher` (what a click runs) may launch, ask
-//! and push. A job may report only for its own pair and generation: its token is an HMAC of
+//! Four roles. `admin` may call everything. `launcher` (what a click runs) may launch, ask
+//! and push. `node` (each hypervisor node's DomainMonitor) may report its node's domains and
+//! hand over what it salvaged, nothing else. A job may report only for its own pair and generation: its token is an HMAC of
 //! `project.viewer.generation` under a key only agent-monitor knows, so it needs no storage
 //! and cannot be forged or reused for another pair.
 //!
-//! Credentials come as HTTP Basic (`admin:<secret>`, `launcher:<secret>`, `job:<token>`; what
+//! Credentials come as HTTP Basic (`admin:<secret>`, `launcher:<secret>`, `node:<secret>`,
+//! `job:<token>`; what
 //! Python's and Perl's XML-RPC clients send for `http://user:secret@host/RPC2`) or as
 //! `Authorization: Bearer <secret or token>`. The secrets are created at first start from
 //! the OS CSPRNG in `<state>/secrets/` (directory 0700, files 0600) and are never logged.
@@ -27,12 +29,18 @@ use crate::private::{random_hex, write_private_atomic};
 pub enum Caller {
     Admin,
     Launcher,
-    Job { pair: Pair, generation: i64 },
+    /// A hypervisor node's DomainMonitor (which node is in each call, and checked there).
+    Node,
+    Job {
+        pair: Pair,
+        generation: i64,
+    },
 }
 
 pub struct Secrets {
     admin: String,
     launcher: String,
+    node: String,
     job_key: Vec<u8>,
     /// The exact `Authorization` values the admin and launcher clients send, so that the
     /// usual case is one constant-time comparison, not a base64 decode per call.
@@ -100,16 +108,18 @@ impl Secrets {
         Ok(Secrets::new(
             load_or_create(&secret_path(state_dir, "admin"))?,
             load_or_create(&secret_path(state_dir, "launcher"))?,
+            load_or_create(&secret_path(state_dir, "node"))?,
             key,
         ))
     }
 
-    fn new(admin: String, launcher: String, job_key: Vec<u8>) -> Secrets {
+    fn new(admin: String, launcher: String, node: String, job_key: Vec<u8>) -> Secrets {
         Secrets {
             admin_basic: basic("admin", &admin),
             launcher_basic: basic("launcher", &launcher),
             admin,
             launcher,
+            node,
             job_key,
         }
     }
@@ -141,6 +151,8 @@ impl Secrets {
             Some(Caller::Admin)
         } else if bool::from(self.launcher.as_bytes().ct_eq(secret.as_bytes())) {
             Some(Caller::Launcher)
+        } else if bool::from(self.node.as_bytes().ct_eq(secret.as_bytes())) {
+            Some(Caller::Node)
         } else {
             None
         }
@@ -163,9 +175,12 @@ impl Secrets {
             let (user, secret) = raw.split_once(':').ok_or_else(|| denied("malformed Basic credentials"))?;
             match user {
                 "job" => self.check_job_token(secret),
-                "admin" | "launcher" => self
-                    .check_secret(secret)
-                    .filter(|c| matches!((user, c), ("admin", Caller::Admin) | ("launcher", Caller::Launcher))),
+                "admin" | "launcher" | "node" => self.check_secret(secret).filter(|c| {
+                    matches!(
+                        (user, c),
+                        ("admin", Caller::Admin) | ("launcher", Caller::Launcher) | ("node", Caller::Node)
+                    )
+                }),
                 _ => None,
             }
         } else if let Some(token) = header.strip_prefix("Bearer ") {
@@ -197,6 +212,10 @@ pub fn authorize(caller: &Caller, method: &str, params: &[Value]) -> Result<(), 
             | m::SERVER_VERSION => Ok(()),
             _ => Err(denied(format!("the launcher role may not call {method}"))),
         },
+        Caller::Node => match method {
+            m::NODE_INVENTORY | m::NODE_SALVAGED | m::LIST_METHODS | m::SERVER_VERSION => Ok(()),
+            _ => Err(denied(format!("the node role may not call {method}"))),
+        },
         Caller::Job { pair, generation } => match method {
             m::SET_VIEWER_STATE | m::HEARTBEAT | m::STORE_VIEWER | m::FETCH_JOB | m::FETCH_VIEWER_DB => {
                 let Some(Value::Struct(members)) = params.first() else {
@@ -225,7 +244,7 @@ mod tests {
     use super::*;
 
     fn secrets() -> Secrets {
-        Secrets::new("a".repeat(64), "l".repeat(64), vec![7; 32])
+        Secrets::new("a".repeat(64), "l".repeat(64), "n".repeat(64), vec![7; 32])
     }
 
     #[test]
@@ -243,6 +262,8 @@ mod tests {
             s.authenticate(Some(&basic("launcher", &"a".repeat(64)))).is_err(),
             "admin's secret under the launcher's name"
         );
+        assert_eq!(s.authenticate(Some(&basic("node", &"n".repeat(64)))).unwrap(), Caller::Node);
+        assert!(s.authenticate(Some(&basic("admin", &"n".repeat(64)))).is_err(), "the node secret is not admin's");
         // The launcher's secret does not make anyone admin.
         assert!(s.authenticate(Some(&basic("admin", &"l".repeat(64)))).is_err());
         assert!(s.authenticate(None).is_err());
@@ -278,5 +299,12 @@ mod tests {
         assert!(authorize(&Caller::Launcher, m::ABORT_VIEWER, &[]).is_err());
         assert!(authorize(&Caller::Launcher, m::LAUNCH_VIEWER, &[]).is_ok());
         assert!(authorize(&Caller::Admin, m::ABORT_VIEWER, &[]).is_ok());
+        assert!(authorize(&Caller::Node, m::NODE_INVENTORY, &[]).is_ok());
+        assert!(authorize(&Caller::Node, m::NODE_SALVAGED, &[]).is_ok());
+        for other in [m::LAUNCH_VIEWER, m::ABORT_VIEWER, m::STORE_VIEWER, m::FETCH_JOB, m::LIST_VIEWERS] {
+            assert!(authorize(&Caller::Node, other, &[]).is_err(), "{other}");
+        }
+        assert!(authorize(&Caller::Launcher, m::NODE_INVENTORY, &[]).is_err());
+        assert!(authorize(&job, m::NODE_SALVAGED, &params("p", 3)).is_err());
     }
 }

@@ -25,6 +25,10 @@ pub const PUSH_DONE: &str = "agentMonitor.pushDone";
 pub const HOST_INFO: &str = "agentMonitor.hostInfo";
 pub const FETCH_JOB: &str = "agentMonitor.fetchJob";
 pub const FETCH_VIEWER_DB: &str = "agentMonitor.fetchViewerDb";
+/// A node's DomainMonitor reports its domains (see [`crate::node`]).
+pub const NODE_INVENTORY: &str = "agentMonitor.nodeInventory";
+/// A node's DomainMonitor salvaged a domain whose job was gone (see [`crate::node`]).
+pub const NODE_SALVAGED: &str = "agentMonitor.nodeSalvaged";
 pub const LIST_METHODS: &str = "system.listMethods";
 pub const SERVER_VERSION: &str = "server.version";
 

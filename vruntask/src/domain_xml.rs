@@ -36,6 +36,8 @@ pub struct DomainSpec {
     pub generation: i64,
     /// The launching agent-monitor's id, recorded in the metadata.
     pub monitor_id: String,
+    /// The node it runs on, recorded in the metadata (its DomainMonitor acts on it).
+    pub node: String,
     pub memory_mib: u32,
     pub vcpus: u32,
     pub accel: Accel,
@@ -99,7 +101,7 @@ impl DomainSpec {
             "<domain type='{accel}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n  <name>{name}</name>\n  <metadata>\n    {meta}\n  </metadata>\n  <memory unit='MiB'>{mem}</memory>\n  <vcpu>{vcpus}</vcpu>\n  <os>\n{os}  </os>\n  <features><acpi/></features>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n{disks}{iface}    <serial type='file'>\n      <source path='{serial}'/>\n      <target port='0'/>\n    </serial>\n    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  </devices>\n{qemu_args}</domain>\n",
             accel = self.accel.domain_type(),
             name = escape(&self.name),
-            meta = metadata_element(&self.pair, self.generation, &self.monitor_id),
+            meta = metadata_element(&self.pair, self.generation, &self.monitor_id, &self.node),
             mem = self.memory_mib,
             vcpus = self.vcpus,
             serial = escape(&self.serial_log.to_string_lossy()),

@@ -9,6 +9,8 @@ mod host_info;
 mod is_viewer_available;
 mod launch_viewer;
 mod list_viewers;
+mod node_inventory;
+mod node_salvaged;
 mod push;
 mod set_viewer_state;
 mod store_viewer;
@@ -45,7 +47,7 @@ pub struct Methods {
 
 /// Every method and how it runs. `system.listMethods` answers from this table too, so a
 /// method is added in one place.
-const TABLE: [(&str, RunFn); 15] = [
+const TABLE: [(&str, RunFn); 17] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
     (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -59,6 +61,8 @@ const TABLE: [(&str, RunFn); 15] = [
     (m::FETCH_JOB, |mo, p| Box::pin(value(fetch_job::run(mo, p)))),
     (m::FETCH_VIEWER_DB, |mo, p| Box::pin(value(fetch_viewer_db::run(mo, p)))),
     (m::HOST_INFO, |mo, p| Box::pin(value(host_info::run(mo, p)))),
+    (m::NODE_INVENTORY, |mo, p| Box::pin(value(node_inventory::run(mo, p)))),
+    (m::NODE_SALVAGED, |mo, p| Box::pin(value(node_salvaged::run(mo, p)))),
     (m::LIST_METHODS, |_, p| Box::pin(std::future::ready(list_methods(p).map(Answer::Value)))),
     (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
 ];
