@@ -29,6 +29,18 @@ pub enum Net {
     Bridge { network: String },
 }
 
+impl Net {
+    /// The address the job reports for the viewer, the one the front end dials: in forward
+    /// mode the node's advertise address and the forwarded port (the guest's own address is
+    /// QEMU's private one), in bridge mode what the guest's `VIEWERUP` line says.
+    pub fn reported_address(&self, guest_addr: &str) -> String {
+        match self {
+            Net::Loopback { bind, host_port, .. } => format!("{bind}:{host_port}"),
+            Net::Bridge { .. } => guest_addr.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DomainSpec {
     pub name: String,
@@ -106,5 +118,18 @@ impl DomainSpec {
             vcpus = self.vcpus,
             serial = escape(&self.serial_log.to_string_lossy()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reported_address_is_what_the_front_end_dials() {
+        let fwd = Net::Loopback { bind: "10.20.30.40".parse().unwrap(), host_port: 40123, guest_port: 8080 };
+        assert_eq!(fwd.reported_address("10.0.2.15:8080"), "10.20.30.40:40123", "not QEMU's private address");
+        let bridge = Net::Bridge { network: "vrun".into() };
+        assert_eq!(bridge.reported_address("192.168.122.7:8080"), "192.168.122.7:8080");
     }
 }
