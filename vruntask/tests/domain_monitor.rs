@@ -146,6 +146,20 @@ fn salvages_only_its_own_nodes_domains_whose_job_is_gone() {
     assert_eq!(row(&pairs[1]).domain_exists, "yes");
     assert_eq!(row(&pairs[2]).domain_exists, "unknown", "n2 never reported and agent-monitor has no libvirt");
 
+    // So does `agent-monitor status`, with the nodes that report.
+    let out = std::process::Command::new(vrun_test_support::workspace_bin("agent-monitor"))
+        .args(["status", "--url", &am.url, "--secret-file"])
+        .arg(am.secret("admin"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let line = |p: &Pair| text.lines().find(|l| l.starts_with(p.project())).unwrap_or_default().to_string();
+    let cols = |p: &Pair| line(p).split_whitespace().map(String::from).collect::<Vec<_>>();
+    assert!(cols(&pairs[1]).windows(2).any(|w| w == ["n1", "yes"]), "NODE n1, DOMAIN yes:\n{text}");
+    assert!(line(&pairs[0]).contains("DomainMonitor"), "the REASON column is shown:\n{text}");
+    assert!(text.contains("nodes reporting (DomainMonitors): n1 (1 domain(s))"), "{text}");
+
     // Another role may not report for a node.
     let as_launcher = am.client_as("launcher");
     let inv = vrun_proto::node::NodeInventory { node: "n1".into(), domains: vec![] };

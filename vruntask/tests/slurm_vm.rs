@@ -6,8 +6,9 @@
 //! 1. cold Views of two pairs → READY, on different nodes; a warm View answers at once;
 //! 2. `kill -9` of one vruntask → its node's DomainMonitor salvages the VM (database kept,
 //!    pair freed) and the next View restores that database;
-//! 3. an admin's `scancel` → the instance ends, its database saved, its domain gone;
-//! 4. agent-monitor `kill -9` and restart with a job running → adopted, nothing submitted twice;
+//! 3. agent-monitor `kill -9` and restart with two jobs running → both adopted, nothing
+//!    submitted twice;
+//! 4. an admin's `scancel` → the instance ends, its database saved by its job, its domain gone;
 //! 5. a node lost (its slurmd killed) → its instance ends with NODE_FAIL, and the next View
 //!    lands on another node;
 //! 6. capacity: with one node down only two viewers fit; a third View waits in `launching`
@@ -199,7 +200,27 @@ fn viewers_through_slurm_on_three_nodes() {
         assert!(log.contains("database to restore fetched and verified"), "{log}");
         assert!(log.contains("DbRestored"), "the salvaged database was restored:\n{log}");
 
-        // 3. An admin cancels B's job: the instance ends, its database saved.
+        // 3. agent-monitor kill -9 and restart with A and B running: both adopted, nothing submitted again.
+        let jobs_before = slurm_jobs(&cluster);
+        h.kill9_daemon();
+        h.spawn_daemon();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let ra2 = h.status(&a).await;
+        assert_eq!((ra2.generation, ra2.state.as_str()), (ga2, "ready"), "{ra2:#?}");
+        let rb1 = h.status(&b).await;
+        assert_eq!((rb1.generation, rb1.state.as_str()), (gb1, "ready"), "{rb1:#?}");
+        for (p, g) in [(&a, ga2), (&b, gb1)] {
+            let again = h.client().launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap();
+            assert!(!again.launched && again.generation == g, "{again:?}");
+        }
+        assert_eq!(slurm_jobs(&cluster), jobs_before, "no job submitted twice");
+        let hr = &h;
+        wait_until(&h, "the DomainMonitors report to the restarted agent-monitor", move || async move {
+            hr.status(ar).await.domain_exists == "yes" && hr.status(br).await.domain_exists == "yes"
+        })
+        .await;
+
+        // 4. An admin cancels B's job: the instance ends, its database saved.
         cluster.run(&["scancel", &rb.job_id]);
         step(h.t0, "scancel of B's job");
         wait_terminal(&h, &b, gb1).await;
@@ -210,24 +231,8 @@ fn viewers_through_slurm_on_three_nodes() {
         let blog = job_log(&logs, &b, gb1);
         assert!(blog.contains("viewer database stored"), "its own vruntask stored it on SIGTERM:\n{blog}");
 
-        // 4. agent-monitor kill -9 and restart: A is adopted, nothing is submitted again.
-        let jobs_before = slurm_jobs(&cluster);
-        h.kill9_daemon();
-        h.spawn_daemon();
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        let ra2 = h.status(&a).await;
-        assert_eq!((ra2.generation, ra2.state.as_str()), (ga2, "ready"), "{ra2:#?}");
-        let again = h.client().launch_viewer(&LaunchViewer::new(a.clone())).await.unwrap();
-        assert!(!again.launched && again.generation == ga2, "{again:?}");
-        assert_eq!(slurm_jobs(&cluster), jobs_before, "no job submitted twice");
-        let hr = &h;
-        wait_until(&h, "the DomainMonitors report to the restarted agent-monitor", move || async move {
-            hr.status(ar).await.domain_exists == "yes"
-        })
-        .await;
-
         // 5. A's node is lost: its instance ends NODE_FAIL; the next View runs elsewhere.
-        let lost = ra2.node.clone();
+        let lost = h.status(&a).await.node;
         cluster.lose_node(&lost);
         step(h.t0, &format!("lost node {lost}"));
         let gone = wait_terminal(&h, &a, ga2).await;
