@@ -122,6 +122,36 @@ fn salvages_only_its_own_nodes_domains_whose_job_is_gone() {
     std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(matches!(Monitor::new(settings("n1", &am.url, &loose, &runtime, &work)), Err(StartError::SecretMode(_))));
 
+    // With agent-monitor away it acts on nothing: the VM keeps running, its database unsaved.
+    let away = format!("http://127.0.0.1:{}/RPC2", vrun_test_support::free_port());
+    let mut lonely = Monitor::new(settings("n1", &away, &am.secret("node"), &runtime, &work)).unwrap();
+    assert_eq!(rt.block_on(lonely.sweep_once()), 0);
+    assert!(exists(&conn, &dead.name));
+    let running = conn.lookup_domain_by_name(&dead.name).unwrap().is_active().unwrap();
+    assert!(running, "not even powered off while agent-monitor cannot take its database");
+
+    // Salvage reports are checked: another pair's domain name, or the wrong node.
+    let node = am.client_as("node");
+    let forged = vrun_proto::node::NodeSalvaged {
+        node: "n1".into(),
+        domain: pairs[1].domain_name(&me, gens[1]),
+        pair: pairs[0].clone(),
+        generation: gens[0],
+        reason: "forged".into(),
+        saved: None,
+    };
+    let e = rt.block_on(node.node_salvaged(&forged)).unwrap_err();
+    assert_eq!(e.fault_code(), Some(vrun_proto::FaultCode::NotAuthorised), "{e}");
+    let unknown =
+        vrun_proto::node::NodeSalvaged { domain: pairs[0].domain_name(&me, 999), generation: 999, ..forged.clone() };
+    let e = rt.block_on(node.node_salvaged(&unknown)).unwrap_err();
+    assert_eq!(e.fault_code(), Some(vrun_proto::FaultCode::UnknownInstance), "{e}");
+    assert_eq!(
+        rt.block_on(admin.viewer_status(&pairs[0])).unwrap().state,
+        "launching",
+        "a refused report changes nothing"
+    );
+
     let mut n1 = Monitor::new(settings("n1", &am.url, &am.secret("node"), &runtime, &work)).unwrap();
     assert_eq!(rt.block_on(n1.sweep_once()), 1, "only the domain whose job is gone");
     assert!(!exists(&conn, &dead.name), "the dead job's domain is removed");
@@ -138,6 +168,20 @@ fn salvages_only_its_own_nodes_domains_whose_job_is_gone() {
     assert_eq!(std::fs::read(&archives[0]).unwrap(), db, "what the guest saved is what is kept");
     let rec = rt.block_on(admin.viewer_status(&pairs[1])).unwrap();
     assert_eq!((rec.state.as_str(), rec.node.as_str(), rec.domain_exists.as_str()), ("launching", "n1", "yes"));
+    // The node is now known for it: another node may not report its salvage.
+    let wrong_node = vrun_proto::node::NodeSalvaged {
+        node: "n3".into(),
+        domain: alive.name.clone(),
+        pair: pairs[1].clone(),
+        generation: gens[1],
+        reason: "forged".into(),
+        saved: None,
+    };
+    let e = rt.block_on(node.node_salvaged(&wrong_node)).unwrap_err();
+    assert!(
+        e.fault_code() == Some(vrun_proto::FaultCode::NotAuthorised) && e.to_string().contains("runs on node n1"),
+        "{e}"
+    );
 
     // The status table says where each runs and whether its domain exists.
     let list = rt.block_on(admin.list_viewers()).unwrap();
