@@ -42,6 +42,13 @@ impl NodeReports {
         Some(r.domains.iter().any(|d| d.generation == generation && d.owner == me))
     }
 
+    /// Whether `node`'s last report, however old, listed `me`'s domain of `generation`: a node
+    /// may hand over only what it reported (a salvage outlasts a report's freshness).
+    pub fn listed(&self, node: &str, generation: i64, me: &str) -> bool {
+        let map = self.by_node.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(node).is_some_and(|r| r.domains.iter().any(|d| d.generation == generation && d.owner == me))
+    }
+
     /// Nodes with a fresh report and how many of `me`'s domains each runs.
     pub fn summary(&self, me: &str) -> Vec<(String, usize)> {
         let map = self.by_node.lock().unwrap_or_else(|p| p.into_inner());
@@ -75,6 +82,7 @@ mod tests {
         assert_eq!(r.domain_exists("n1", 6, "00aa11bb22cc"), Some(false));
         assert_eq!(r.domain_exists("n1", 5, "ffffffffffff"), Some(false), "another agent-monitor's generation 5");
         assert_eq!(r.domain_exists("n2", 5, "00aa11bb22cc"), None, "n2 never reported");
+        assert!(r.listed("n1", 5, "00aa11bb22cc") && !r.listed("n2", 5, "00aa11bb22cc"));
         assert_eq!(r.summary("00aa11bb22cc"), vec![("n1".to_string(), 1)]);
     }
 }

@@ -29,8 +29,9 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
             Ok(out)
         })
         .await?;
-    // A domain seen on a node says where its instance runs, whatever the launcher knows.
-    for inst in found.iter().filter(|i| i.node.as_deref() != Some(req.node.as_str())) {
+    // A domain seen on a node says where its instance runs when the launcher did not say
+    // (the launcher's word, Slurm's node name, is the same name and is kept).
+    for inst in found.iter().filter(|i| i.node.is_none()) {
         let (g, node) = (inst.generation, req.node.clone());
         let _ = m.store.write(move |c| instances::set_node(c, g, &node)).await;
     }

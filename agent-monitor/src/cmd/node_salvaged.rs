@@ -45,6 +45,15 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
             format!("not authorised: {} generation {g} runs on node {node}, not {}", req.pair, req.node),
         ));
     }
+    if !m.nodes.listed(&req.node, g, &me) {
+        return Err(RpcError::new(
+            FaultCode::NotAuthorised,
+            format!(
+                "not authorised: node {} has not reported {} (report it with nodeInventory first)",
+                req.node, req.domain
+            ),
+        ));
+    }
     let (kept, note) = match req.saved {
         None => (false, "its guest saved no database".to_string()),
         Some((db, sum)) => {
