@@ -12,6 +12,9 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/lib/slurm.
 /// The cluster; its jobs cancelled and its daemons stopped when dropped.
 pub struct Cluster {
     dir: PathBuf,
+    /// Nodes lost and not restored: restored before the end, so their slurmd kills the job
+    /// steps it lost (nothing else can reach them).
+    lost: std::sync::Mutex<Vec<String>>,
 }
 
 impl Cluster {
@@ -25,7 +28,7 @@ impl Cluster {
             .status()
             .expect("run scripts/lib/slurm.sh")
             .success();
-        let c = Cluster { dir: dir.to_path_buf() };
+        let c = Cluster { dir: dir.to_path_buf(), lost: Default::default() };
         assert!(ok, "the test cluster did not start");
         c
     }
@@ -42,6 +45,7 @@ impl Cluster {
 
     /// `kill -9` of one node's slurmd: a hypervisor lost (its jobs' processes live on).
     pub fn lose_node(&self, node: &str) {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner()).push(node.to_string());
         let _ = Command::new("bash")
             .arg("-c")
             .arg(format!("source {SCRIPT} && vrun_slurm_node_stop {} {node}", self.dir.display()))
@@ -50,6 +54,7 @@ impl Cluster {
 
     /// Starts a lost node's slurmd again; it kills what is left of the steps it lost.
     pub fn restore_node(&self, node: &str) {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner()).retain(|n| n != node);
         let _ = Command::new("bash")
             .arg("-c")
             .arg(format!("source {SCRIPT} && vrun_slurm_node_start {} {node}", self.dir.display()))
@@ -64,6 +69,13 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let lost = std::mem::take(&mut *self.lost.lock().unwrap_or_else(|p| p.into_inner()));
+        for node in &lost {
+            self.restore_node(node);
+        }
+        if !lost.is_empty() {
+            std::thread::sleep(Duration::from_secs(3));
+        }
         // Its jobs first (a stopped slurmd leaves its jobs' slurmstepd running): asked, then
         // killed, so nothing of a test outlives it.
         self.run(&["scancel", "--partition=viewers"]);
