@@ -25,6 +25,7 @@ pub const PUSH_DONE: &str = "agentMonitor.pushDone";
 pub const HOST_INFO: &str = "agentMonitor.hostInfo";
 pub const FETCH_JOB: &str = "agentMonitor.fetchJob";
 pub const FETCH_VIEWER_DB: &str = "agentMonitor.fetchViewerDb";
+pub use crate::frontdoor::VIEWER_LOGIN;
 pub const LIST_METHODS: &str = "system.listMethods";
 pub const SERVER_VERSION: &str = "server.version";
 

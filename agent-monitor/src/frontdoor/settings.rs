@@ -1,0 +1,61 @@
+//! The front door's settings (flags `--front-door-*`, documented in docs/operations.md).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::edge::EdgeLimits;
+
+/// Resolved: every value decided.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// `scheme://host[:port]` without a trailing slash: what printed URLs start with.
+    pub url: String,
+    /// Peers whose `user_header` names the user (a portal or TLS proxy that authenticated them).
+    pub trusted_peers: Vec<IpAddr>,
+    pub user_header: http::HeaderName,
+    pub secure_cookie: bool,
+    pub login_ttl: Duration,
+    pub session_ttl: Duration,
+    /// Connecting to a viewer.
+    pub connect_timeout: Duration,
+    /// From forwarding a request until the viewer's answer starts (covers an upload).
+    pub request_timeout: Duration,
+    pub edge: EdgeLimits,
+}
+
+impl Settings {
+    /// `None` without `front_door_listen`.
+    pub fn resolve(s: &crate::config::Settings, shutdown_grace_secs: u64) -> anyhow::Result<Option<Settings>> {
+        let Some(listen) = s.front_door_listen else {
+            return Ok(None);
+        };
+        let url = s.front_door_url.clone().unwrap_or_else(|| format!("http://{listen}"));
+        let url = url.trim_end_matches('/').to_owned();
+        let https = url.starts_with("https://");
+        if !(https || url.starts_with("http://")) || url.contains(['?', '#', ' ']) {
+            anyhow::bail!("front_door_url must be http(s)://host[:port], not {url:?}");
+        }
+        let header = s.front_door_user_header.as_deref().unwrap_or("X-Vrun-User");
+        let user_header = http::HeaderName::try_from(header)
+            .map_err(|_| anyhow::anyhow!("front_door_user_header {header:?} is not a header name"))?;
+        let max = s.front_door_max_connections.unwrap_or(256).min(crate::config::descriptor_budget()).max(2);
+        Ok(Some(Settings {
+            listen,
+            url,
+            trusted_peers: s.front_door_trusted_peers.clone().unwrap_or_default(),
+            user_header,
+            secure_cookie: s.front_door_secure_cookie.unwrap_or(https),
+            login_ttl: Duration::from_secs(s.front_door_login_ttl_secs.unwrap_or(300).max(1)),
+            session_ttl: Duration::from_secs(s.front_door_session_ttl_secs.unwrap_or(8 * 3600).max(60)),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(s.front_door_request_timeout_secs.unwrap_or(300).max(1)),
+            edge: EdgeLimits {
+                header_timeout: Duration::from_secs(s.header_timeout_secs.unwrap_or(10).max(1)),
+                max_connections: max,
+                max_per_peer: (max / 2).max(1),
+                shutdown_grace: Duration::from_secs(shutdown_grace_secs),
+            },
+        }))
+    }
+}
