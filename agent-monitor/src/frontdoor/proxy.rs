@@ -75,17 +75,14 @@ pub async fn forward(
     parts.uri = target.parse::<Uri>().map_err(|e| ProxyError::Target(e.to_string()))?;
     parts.version = axum::http::Version::HTTP_11;
     strip(&mut parts.headers, &[&fd.settings.user_header]);
-    match user {
-        Some(u) => {
-            // A page request: the user's browser sent no key, and must not pass one on.
-            parts.headers.remove(header::AUTHORIZATION);
-            parts.headers.remove("api-key");
-            let proof = make_proof(apikey, u, crate::store::now_ms() / 1000);
-            let mut v = HeaderValue::from_str(&proof).map_err(|e| ProxyError::Target(e.to_string()))?;
-            v.set_sensitive(true);
-            parts.headers.insert(PROOF_HEADER, v);
-        }
-        None => {}
+    if let Some(u) = user {
+        // A page request: the user's browser sent no key, and must not pass one on.
+        parts.headers.remove(header::AUTHORIZATION);
+        parts.headers.remove("api-key");
+        let proof = make_proof(apikey, u, crate::store::now_ms() / 1000);
+        let mut v = HeaderValue::from_str(&proof).map_err(|e| ProxyError::Target(e.to_string()))?;
+        v.set_sensitive(true);
+        parts.headers.insert(PROOF_HEADER, v);
     }
     if let Ok(v) = HeaderValue::from_str(address) {
         parts.headers.insert(header::HOST, v);
