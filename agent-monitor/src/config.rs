@@ -134,6 +134,12 @@ pub struct Settings {
     /// The front door's URL as browsers reach it (scheme://host[:port]). [default: http://<front_door_listen>]
     #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_URL")]
     pub front_door_url: Option<String>,
+    /// Certificate chain (PEM) for the front door to speak TLS itself. [default: plain HTTP]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_TLS_CERT")]
+    pub front_door_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of that certificate; keep it 0600.
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_TLS_KEY")]
+    pub front_door_tls_key: Option<PathBuf>,
     /// Peers (a TLS proxy or portal, comma-separated IPs) whose user header is trusted. [default: none]
     #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_TRUSTED_PEERS", value_delimiter = ',')]
     pub front_door_trusted_peers: Option<Vec<std::net::IpAddr>>,
@@ -269,6 +275,8 @@ impl Settings {
                 max_lifetime_secs,
                 front_door_listen,
                 front_door_url,
+                front_door_tls_cert,
+                front_door_tls_key,
                 front_door_trusted_peers,
                 front_door_user_header,
                 front_door_secure_cookie,

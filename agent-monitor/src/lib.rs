@@ -182,7 +182,8 @@ pub async fn run_with(
                 .map_err(|e| anyhow::anyhow!("cannot listen on front_door_listen {}: {e}", fd.settings.listen))?;
             tracing::info!(addr = %listener.local_addr()?, url = %fd.settings.url, "front door serving");
             let mut rx = down_rx.clone();
-            Some(tokio::spawn(edge::serve(listener, fd.router(), fd.settings.edge.clone(), async move {
+            let (router, limits, tls) = (fd.router(), fd.settings.edge.clone(), fd.tls.clone());
+            Some(tokio::spawn(edge::serve_tls(listener, router, limits, tls, async move {
                 let _ = rx.wait_for(|d| *d).await;
             })))
         }

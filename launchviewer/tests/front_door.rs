@@ -262,3 +262,53 @@ fn a_60_mb_upload_streams_through_the_front_door() {
     eprintln!("agent-monitor peak memory: {} MiB before, grew by {grew_mib} MiB", before / 1024);
     assert!(grew_mib < 16, "agent-monitor's peak memory grew by {grew_mib} MiB while 60 MB passed through");
 }
+
+#[test]
+fn the_front_door_speaks_tls_with_a_certificate_from_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=vrun front door test", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let fd = format!("127.0.0.1:{}", free_port());
+    let env = Env::start_with(
+        Mode::Normal,
+        &[
+            "--front-door-listen",
+            &fd,
+            "--front-door-tls-cert",
+            cert.to_str().unwrap(),
+            "--front-door-tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let url = view(&env, "fdtls", "alice");
+    assert!(url.starts_with(&format!("https://{fd}/proxy-")), "{url}");
+    // What a browser does: follow the sign-in redirect with cookies, trusting the certificate.
+    let jar = tmp.path().join("jar");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-L", "-D", "-", "--cacert"])
+        .arg(&cert)
+        .arg("-c")
+        .arg(&jar)
+        .arg("-b")
+        .arg(&jar)
+        .arg(&url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    let cookie = text.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_default();
+    assert!(cookie.contains("; Secure"), "the session cookie is not Secure under TLS: {cookie:?}");
+    assert!(text.contains("id=\"findings\""), "no findings page over TLS: {text}");
+    // Plain HTTP to the TLS port gets no page.
+    let plain = Command::new("curl").args(["-sS", "--max-time", "10", &format!("http://{fd}/")]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("<h1>"), "plain HTTP was answered on the TLS port");
+}

@@ -9,7 +9,7 @@
 //!   requires (`vrun_proto::frontdoor`).
 //! - [`pages`]: the pages a person sees when the viewer cannot answer (starting, stopping,
 //!   stopped, not signed in, forbidden, bad links).
-//! - [`settings`]: its flags, resolved.
+//! - [`settings`]: its flags, resolved. [`tls`]: its optional TLS (rustls).
 //!
 //! The connection layer is [`crate::edge`], with the front door's own caps.
 
@@ -17,6 +17,7 @@ pub mod access;
 pub mod pages;
 pub mod proxy;
 pub mod settings;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct FrontDoor {
     /// Signs login tokens and sessions (`<state>/secrets/frontdoor.key`, 0600).
     key: Vec<u8>,
     store: Store,
+    /// Set when the front door speaks TLS itself.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for FrontDoor {
@@ -51,7 +54,11 @@ impl FrontDoor {
         let path = state_dir.join("secrets").join("frontdoor.key");
         let key = hex::decode(crate::auth::load_or_create(&path)?)
             .map_err(|_| anyhow::anyhow!("secret {} is not hexadecimal; fix or remove it", path.display()))?;
-        Ok(FrontDoor { settings, key, store })
+        let tls = match &settings.tls {
+            Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+            None => None,
+        };
+        Ok(FrontDoor { settings, key, store, tls })
     }
 
     /// The router of the front door's listener: every path is one handler.

@@ -15,6 +15,8 @@ pub struct Settings {
     pub trusted_peers: Vec<IpAddr>,
     pub user_header: http::HeaderName,
     pub secure_cookie: bool,
+    /// Certificate chain and key (PEM) when the front door speaks TLS itself.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub login_ttl: Duration,
     pub session_ttl: Duration,
     /// Connecting to a viewer.
@@ -30,7 +32,13 @@ impl Settings {
         let Some(listen) = s.front_door_listen else {
             return Ok(None);
         };
-        let url = s.front_door_url.clone().unwrap_or_else(|| format!("http://{listen}"));
+        let tls = match (&s.front_door_tls_cert, &s.front_door_tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => anyhow::bail!("front_door_tls_cert and front_door_tls_key go together"),
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = s.front_door_url.clone().unwrap_or_else(|| format!("{scheme}://{listen}"));
         let url = url.trim_end_matches('/').to_owned();
         let https = url.starts_with("https://");
         if !(https || url.starts_with("http://")) || url.contains(['?', '#', ' ']) {
@@ -46,6 +54,7 @@ impl Settings {
             trusted_peers: s.front_door_trusted_peers.clone().unwrap_or_default(),
             user_header,
             secure_cookie: s.front_door_secure_cookie.unwrap_or(https),
+            tls,
             login_ttl: Duration::from_secs(s.front_door_login_ttl_secs.unwrap_or(300).max(1)),
             session_ttl: Duration::from_secs(s.front_door_session_ttl_secs.unwrap_or(8 * 3600).max(60)),
             connect_timeout: Duration::from_secs(5),
