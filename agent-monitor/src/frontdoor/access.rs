@@ -147,6 +147,8 @@ pub async fn redeem(fd: &FrontDoor, inst: &Instance, token: &str, uri: &Uri) -> 
     }
     // The redirect itself must not be cached or it would skip the exchange next time.
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Nor may the token travel on as a referrer.
+    resp.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     resp
 }
 

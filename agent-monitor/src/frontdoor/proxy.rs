@@ -29,8 +29,9 @@ pub enum ProxyError {
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus what the
 /// viewer must never see from a client: credentials (the proof is the front door's alone;
-/// the session cookie is the front door's business).
-const DROPPED: [&str; 11] = [
+/// the session cookie is the front door's business). `Expect` was answered to the client by
+/// the front door's own server already.
+const DROPPED: [&str; 12] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -38,6 +39,7 @@ const DROPPED: [&str; 11] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
+    "expect",
     PROOF_HEADER,
     "x-swamp-user",
     "cookie",
