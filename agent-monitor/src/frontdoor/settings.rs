@@ -68,3 +68,56 @@ impl Settings {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut crate::config::Settings)) -> anyhow::Result<Option<Settings>> {
+        let mut s = crate::config::Settings::default();
+        f(&mut s);
+        Settings::resolve(&s, 10)
+    }
+
+    #[test]
+    fn defaults_follow_the_listener_and_tls() {
+        assert!(with(|_| {}).unwrap().is_none(), "no listener, no front door");
+        let plain = with(|s| s.front_door_listen = Some("127.0.0.1:9".parse().unwrap())).unwrap().unwrap();
+        assert_eq!((plain.url.as_str(), plain.secure_cookie), ("http://127.0.0.1:9", false));
+        let tls = with(|s| {
+            s.front_door_listen = Some("127.0.0.1:9".parse().unwrap());
+            s.front_door_tls_cert = Some("c.pem".into());
+            s.front_door_tls_key = Some("k.pem".into());
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!((tls.url.as_str(), tls.secure_cookie), ("https://127.0.0.1:9", true));
+        let proxied = with(|s| {
+            s.front_door_listen = Some("127.0.0.1:9".parse().unwrap());
+            s.front_door_url = Some("https://viewers.example.org/".into());
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!((proxied.url.as_str(), proxied.secure_cookie), ("https://viewers.example.org", true));
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let listen = |s: &mut crate::config::Settings| s.front_door_listen = Some("127.0.0.1:9".parse().unwrap());
+        assert!(with(|s| {
+            listen(s);
+            s.front_door_tls_cert = Some("c.pem".into());
+        })
+        .is_err());
+        assert!(with(|s| {
+            listen(s);
+            s.front_door_url = Some("ftp://x".into());
+        })
+        .is_err());
+        assert!(with(|s| {
+            listen(s);
+            s.front_door_user_header = Some("bad header".into());
+        })
+        .is_err());
+    }
+}
