@@ -16,12 +16,14 @@
 //! - [`monitor`]: the agent-monitor side: ask, launch, and wait for `ready`.
 //! - [`codedx`]: the viewer's Code Dx API: find or create the project, upload, follow the
 //!   import job; transient failures are retried with backoff inside the time budget.
+//! - [`link`]: the printed URL: the front door's link that signs the user in.
 //! - [`push`]: the once-only push through agent-monitor's `claimPush`/`pushDone`.
 //! - [`outcome`]: the one stdout line (text or JSON) and the exit codes.
 //! - [`progress`]: elapsed-time state lines on stderr for people at a terminal.
 
 pub mod codedx;
 pub mod input;
+pub mod link;
 pub mod monitor;
 pub mod outcome;
 pub mod progress;
@@ -151,7 +153,12 @@ async fn flow(
         };
         let push_deadline = deadline.unwrap_or_else(|| Instant::now() + UPLOAD_BUDGET_WITHOUT_WAIT);
         match push::push(monitor, &avail, input, push_deadline, progress).await {
-            Ok(url) => return Outcome::Ready { url },
+            Ok(url) => {
+                return match link::printed_url(monitor, &input.pair, input.user.as_deref(), url).await {
+                    Ok(url) => Outcome::Ready { url },
+                    Err(e) => Outcome::error(e),
+                }
+            }
             Err(PushError::Gone) => progress.state("viewer instance ended during the upload; starting over"),
             Err(e) => return Outcome::error(e),
         }

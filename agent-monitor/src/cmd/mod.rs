@@ -14,6 +14,7 @@ mod node_salvaged;
 mod push;
 mod set_viewer_state;
 mod store_viewer;
+mod viewer_login;
 mod viewer_status;
 
 use std::collections::HashMap;
@@ -47,7 +48,7 @@ pub struct Methods {
 
 /// Every method and how it runs. `system.listMethods` answers from this table too, so a
 /// method is added in one place.
-const TABLE: [(&str, RunFn); 17] = [
+const TABLE: [(&str, RunFn); 18] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
     (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -63,6 +64,7 @@ const TABLE: [(&str, RunFn); 17] = [
     (m::HOST_INFO, |mo, p| Box::pin(value(host_info::run(mo, p)))),
     (m::NODE_INVENTORY, |mo, p| Box::pin(value(node_inventory::run(mo, p)))),
     (m::NODE_SALVAGED, |mo, p| Box::pin(value(node_salvaged::run(mo, p)))),
+    (m::VIEWER_LOGIN, |mo, p| Box::pin(value(viewer_login::run(mo, p)))),
     (m::LIST_METHODS, |_, p| Box::pin(std::future::ready(list_methods(p).map(Answer::Value)))),
     (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
 ];
