@@ -26,6 +26,10 @@ pub struct Config {
     /// How long one call may take before the launcher is killed and an ERROR returned.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// How long launchviewer's background process may take to finish a View
+    /// (`--background-wait`; launchviewer's default when unset).
+    #[serde(default)]
+    pub background_wait_secs: Option<u64>,
 }
 
 fn default_program() -> PathBuf {

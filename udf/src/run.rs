@@ -26,6 +26,7 @@ pub fn launchviewer(cfg: &Config, argv: &[String]) -> Result<String, String> {
         .arg(format!("--agent-monitor={}", cfg.agent_monitor))
         .arg(format!("--secret-file={}", cfg.secret_file.display()))
         .arg(format!("--db-config={}", cfg.db_config.display()))
+        .args(cfg.background_wait_secs.map(|s| format!("--background-wait={s}")))
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .current_dir("/")
@@ -147,6 +148,7 @@ mod tests {
             secret_file: "/nonexistent".into(),
             db_config: "/nonexistent".into(),
             timeout_secs,
+            background_wait_secs: None,
         }
     }
 
