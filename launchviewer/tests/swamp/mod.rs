@@ -183,9 +183,13 @@ impl Db {
         Some((f[0].into(), f[1].into(), f[2].into(), f[3].into()))
     }
 
-    /// Waits (bounded) until the pair's row status starts with `prefix`; returns the row.
+    /// Waits (up to 120 s) until the pair's row status starts with `prefix`; returns the row.
     pub fn wait_row(&self, project: &str, prefix: &str) -> (String, String, String, String) {
-        let end = Instant::now() + Duration::from_secs(120);
+        self.wait_row_within(project, prefix, Duration::from_secs(120))
+    }
+
+    pub fn wait_row_within(&self, project: &str, prefix: &str, within: Duration) -> (String, String, String, String) {
+        let end = Instant::now() + within;
         loop {
             let row = self.row(project);
             if let Some(r) = &row {
