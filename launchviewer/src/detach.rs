@@ -25,17 +25,36 @@ pub fn spawn_finisher() -> std::io::Result<u32> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: only async-signal-safe calls (setsid, close_range, fcntl) between fork and exec.
+    // SAFETY: only async-signal-safe calls (setsid, close_range, fcntl, sigprocmask, signal)
+    // between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             cloexec_from(3);
+            default_signals();
             Ok(())
         });
     }
     Ok(cmd.spawn()?.id())
+}
+
+/// Unblocks every signal and gives the catchable ones their default action: a signal mask
+/// and ignored signals survive `exec`, and a database server blocks SIGTERM in its threads
+/// (it waits for signals in one of its own), which would leave the launcher deaf to it.
+fn default_signals() {
+    // SAFETY: sigemptyset, sigprocmask and signal are async-signal-safe; the set is local.
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
 }
 
 /// Marks every descriptor from `low` up close-on-exec (not closed: the standard library

@@ -189,3 +189,39 @@ fn a_viewer_that_fails_to_start_ends_as_unable_to_launch_in_the_row() {
     assert_eq!((code.as_str(), address.as_str(), url.as_str()), ("-5", "NULL", "NULL"));
     db.wait_finishers_gone();
 }
+
+/// The background launchviewer holds nothing of the database server's (stdio on /dev/null,
+/// none of its files) and, on SIGTERM, records why it stopped and exits.
+#[test]
+fn the_background_launchviewer_is_detached_and_stops_cleanly_on_sigterm() {
+    let env = Env::start(Mode::Sleep);
+    let db = Db::start(&env.url, &env.secret("launcher"));
+    let f1 = db.results_file("r1.xml", &scarf("cppcheck", "alpha", 1));
+    db.result("ar-1", "slow", &f1, Some("pkg"));
+    let c = db.call("ar-1", "user-1", "slow");
+    assert_eq!(c.return_string, "SUCCESS", "{c:?}");
+    assert_eq!(db.row("slow").unwrap().0, "Launching viewer");
+    let pids = db.finishers();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let pid = pids[0];
+    let fd = |n: i32| std::fs::read_link(format!("/proc/{pid}/fd/{n}")).unwrap();
+    for n in 0..3 {
+        assert_eq!(fd(n), std::path::Path::new("/dev/null"), "fd {n} of the background launchviewer");
+    }
+    let data = db.root.join("data");
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let target = std::fs::read_link(e.path()).unwrap_or_default();
+        assert!(!target.starts_with(&data), "the background launchviewer holds the server's {}", target.display());
+    }
+    // Its own session: a kill of the caller's process group does not reach it.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    assert_eq!(fields[3], pid.to_string(), "not a session leader: {stat}");
+
+    // SAFETY: SIGTERM to the background launchviewer this test's CALL started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    db.wait_finishers_gone();
+    let (status, code, _, url) = db.wait_row("slow", "Unable to launch viewer: ");
+    assert!(status.contains("SIGTERM"), "{status}");
+    assert_eq!((code.as_str(), url.as_str()), ("-5", "NULL"));
+}

@@ -35,10 +35,12 @@ pub fn launchviewer(cfg: &Config, argv: &[String]) -> Result<String, String> {
         .stderr(Stdio::null())
         // Its own process group, so that a timeout kills launchviewer and nothing of the server's.
         .process_group(0);
-    // SAFETY: only async-signal-safe calls (close_range, fcntl) between fork and exec.
+    // SAFETY: only async-signal-safe calls (close_range, fcntl, sigprocmask, signal) between
+    // fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             cloexec_from(3);
+            default_signals();
             Ok(())
         });
     }
@@ -56,6 +58,23 @@ pub fn launchviewer(cfg: &Config, argv: &[String]) -> Result<String, String> {
         return Err(format!("launchviewer printed nothing ({status})"));
     }
     Ok(text)
+}
+
+/// Unblocks every signal and gives the catchable ones their default action: a signal mask
+/// and ignored signals survive `exec`, and a database server blocks SIGTERM in its threads
+/// (it waits for signals in one of its own), which would leave the launcher deaf to it.
+fn default_signals() {
+    // SAFETY: sigemptyset, sigprocmask and signal are async-signal-safe; the set is local.
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
 }
 
 /// Marks every descriptor from `low` up close-on-exec (close_range(2) with
