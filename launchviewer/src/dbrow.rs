@@ -132,9 +132,11 @@ pub fn address_of(url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
-/// One `viewer_instance` row, through one connection.
+/// One `viewer_instance` row. The background process holds it for minutes: a connection the
+/// server dropped meanwhile (a restart, a timeout) is replaced once per write.
 pub struct Row {
-    conn: mysql::Conn,
+    cfg: DbConfig,
+    conn: Option<mysql::Conn>,
     uuid: String,
 }
 
@@ -142,10 +144,9 @@ impl Row {
     /// Connects and checks that the row exists.
     pub fn open(config: &Path, uuid: &str) -> Result<Row, DbError> {
         let cfg = DbConfig::load(config)?;
-        let conn = mysql::Conn::new(cfg.opts()).map_err(|e| DbError::Connect(e.to_string()))?;
-        let mut row = Row { conn, uuid: uuid.to_owned() };
+        let mut row = Row { cfg, conn: None, uuid: uuid.to_owned() };
         let n: Option<u64> = row
-            .conn
+            .conn()?
             .exec_first("SELECT COUNT(*) FROM viewer_instance WHERE viewer_instance_uuid = ?", (uuid,))
             .map_err(|e| DbError::Sql(e.to_string()))?;
         if n.unwrap_or(0) == 0 {
@@ -154,7 +155,26 @@ impl Row {
         Ok(row)
     }
 
+    fn conn(&mut self) -> Result<&mut mysql::Conn, DbError> {
+        if self.conn.is_none() {
+            let c = mysql::Conn::new(self.cfg.opts()).map_err(|e| DbError::Connect(e.to_string()))?;
+            self.conn = Some(c);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Sets the row (see the module's rule), reconnecting once if the connection failed.
     pub fn set(&mut self, status: Status) -> Result<(), DbError> {
+        match self.try_set(status) {
+            Err(DbError::Sql(_)) | Err(DbError::Connect(_)) => {
+                self.conn = None;
+                self.try_set(status)
+            }
+            other => other,
+        }
+    }
+
+    fn try_set(&mut self, status: Status) -> Result<(), DbError> {
         const ALWAYS: &str = "";
         const NOT_OVER_UP: &str = " AND NOT (status_code <=> 2)";
         let (text, code, address, url, guard) = match status {
@@ -171,7 +191,8 @@ impl Row {
             "UPDATE viewer_instance SET status = ?, status_code = ?, vm_ip_address = ?, proxy_url = ?, \
              update_date = NOW() WHERE viewer_instance_uuid = ?{guard}"
         );
-        self.conn.exec_drop(sql, (text, code, address, url, &self.uuid)).map_err(|e| DbError::Sql(e.to_string()))
+        let uuid = self.uuid.clone();
+        self.conn()?.exec_drop(sql, (text, code, address, url, uuid)).map_err(|e| DbError::Sql(e.to_string()))
     }
 }
 

@@ -191,7 +191,8 @@ fn a_viewer_that_fails_to_start_ends_as_unable_to_launch_in_the_row() {
 }
 
 /// The background launchviewer holds nothing of the database server's (stdio on /dev/null,
-/// none of its files) and, on SIGTERM, records why it stopped and exits.
+/// none of its files), outlives a restart of the server, and on SIGTERM records why it
+/// stopped (through a new connection) and exits.
 #[test]
 fn the_background_launchviewer_is_detached_and_stops_cleanly_on_sigterm() {
     let env = Env::start(Mode::Sleep);
@@ -218,6 +219,9 @@ fn the_background_launchviewer_is_detached_and_stops_cleanly_on_sigterm() {
     let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
     assert_eq!(fields[3], pid.to_string(), "not a session leader: {stat}");
 
+    // The server restarts under it: its connection is gone; the next write makes a new one.
+    db.restart();
+    assert_eq!(db.finishers(), [pid], "the background launchviewer did not outlive the server");
     // SAFETY: SIGTERM to the background launchviewer this test's CALL started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     db.wait_finishers_gone();

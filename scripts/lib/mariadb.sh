@@ -2,7 +2,7 @@
 # Unix socket, with SWAMP's viewer_instance table, the launch_viewer procedure and the
 # vrun_launchviewer UDF loaded.
 #   vrun_mariadb_start DIR
-#       data directory DIR/data (owned by mysql), socket DIR/run/mysqld.sock, plugin
+#       data directory DIR/data (owned by mysql; created unless it exists: then a restart), socket DIR/run/mysqld.sock, plugin
 #       directory DIR/plugin, error log DIR/mariadbd.err; no TCP port (--skip-networking).
 #       The server runs as the mysql user (started as root) with this shell's environment
 #       (set VRUN_UDF_CONFIG before, for the UDF). root connects through the socket
@@ -31,7 +31,8 @@ vrun_mariadb_start() {
   : >"$dir/pids"
   local opts=(--no-defaults --datadir="$dir/data" --plugin-dir="$dir/plugin" --character-set-server=utf8mb4
     --innodb-buffer-pool-size=32M --innodb-log-file-size=16M --performance-schema=OFF)
-  mariadb-install-db "${opts[@]}" --user=mysql --auth-root-authentication-method=socket \
+  # A data directory from an earlier start is started again as it is (a restart).
+  [ -d "$dir/data/mysql" ] || mariadb-install-db "${opts[@]}" --user=mysql --auth-root-authentication-method=socket \
     --skip-test-db >"$dir/install.log" 2>&1 \
     || { vrun_mariadb_say "mariadb-install-db failed:"; tail -20 "$dir/install.log" >&2; return 1; }
   /usr/sbin/mariadbd "${opts[@]}" --user=mysql --socket="$dir/run/mysqld.sock" --skip-networking \

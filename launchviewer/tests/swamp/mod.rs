@@ -96,6 +96,22 @@ impl Db {
         db
     }
 
+    /// Stops the server and starts it again on the same data (its UDF keeps its configuration).
+    pub fn restart(&self) {
+        let script = format!(
+            "source {lib} && vrun_mariadb_stop {d} && vrun_mariadb_start {d}",
+            lib = lib(),
+            d = self.root.display()
+        );
+        let out = Command::new("bash")
+            .args(["-c", &script])
+            .env("VRUN_UDF_CONFIG", self.root.join("udf.toml"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "restarting MariaDB failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.root.join("run/mysqld.sock")
     }
