@@ -28,13 +28,16 @@ vrun_mariadb_start() {
   install -d -o mysql -g mysql -m 0700 "$dir/data"
   install -d -o mysql -g mysql -m 0755 "$dir/run"
   install -d -m 0755 "$dir/plugin"
+  # Its own temporary directory: servers bootstrapping side by side in a shared /tmp collide
+  # on temporary table names ("Unknown table 'mysql.tmp_user_sys'").
+  install -d -o mysql -g mysql -m 0700 "$dir/tmp"
   : >"$dir/pids"
-  local opts=(--no-defaults --datadir="$dir/data" --plugin-dir="$dir/plugin" --character-set-server=utf8mb4
+  local opts=(--no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" --plugin-dir="$dir/plugin" --character-set-server=utf8mb4
     --innodb-buffer-pool-size=32M --innodb-log-file-size=16M --performance-schema=OFF)
   # A data directory from an earlier start is started again as it is (a restart).
   [ -d "$dir/data/mysql" ] || mariadb-install-db "${opts[@]}" --user=mysql --auth-root-authentication-method=socket \
     --skip-test-db >"$dir/install.log" 2>&1 \
-    || { vrun_mariadb_say "mariadb-install-db failed:"; tail -20 "$dir/install.log" >&2; return 1; }
+    || { vrun_mariadb_say "mariadb-install-db failed:"; head -5 "$dir/install.log" >&2; return 1; }
   /usr/sbin/mariadbd "${opts[@]}" --user=mysql --socket="$dir/run/mysqld.sock" --skip-networking \
     --pid-file="$dir/run/mariadbd.pid" --log-error="$dir/mariadbd.err" </dev/null >/dev/null 2>&1 &
   echo $! >>"$dir/pids"
