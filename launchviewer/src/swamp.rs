@@ -189,3 +189,32 @@ fn record(row: &mut Row, status: Status, progress: &Progress) {
         progress.state(&format!("cannot record {status:?} in the viewer_instance row: {e}"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::Args;
+
+    #[test]
+    fn swamps_invocation_parses_into_launchviewers_options() {
+        #[rustfmt::skip]
+        let argv = [
+            "launchviewer", "--viewer_name", "CodeDX", "--project", "p-1", "--invocation_cmd", "x",
+            "--viewer_checksum", "c", "--viewer_db_path", "/d", "--viewer_db_checksum", "e",
+            "--viewer_uuid", "vi-1", "--package", "curl", "--tool_name", "cppcheck",
+            "--source_archive_path", "/s.zip", "--package_type", "C/C++", "--file_path", "/r1.xml",
+            "--file_path=/r2.xml", "--user_uuid=u-1",
+        ];
+        let a = Args::try_parse_from(argv).unwrap();
+        assert_eq!((a.viewer.as_str(), a.project.as_str(), a.package.as_deref()), ("CodeDX", "p-1", Some("curl")));
+        assert_eq!(a.results, [std::path::PathBuf::from("/r1.xml"), "/r2.xml".into()]);
+        assert_eq!((a.source.unwrap().to_str(), a.user.as_deref()), (Some("/s.zip"), Some("u-1")));
+        assert!(a.swamp.is_swamp() && !a.swamp.finish_detached);
+        assert_eq!(a.swamp.viewer_db_path.as_deref(), Some("/d"));
+        // A value that looks like an option stays the value when given with `=` (as the UDF does).
+        let a = Args::try_parse_from(["lv", "--viewer_name=V", "--project=p", "--file_path=f", "--package=--wait=1"])
+            .unwrap();
+        assert_eq!((a.package.as_deref(), a.wait), (Some("--wait=1"), None));
+    }
+}
