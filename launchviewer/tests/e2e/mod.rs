@@ -6,7 +6,7 @@
 //! kills the daemon and every job it started, destroys and undefines every domain of those
 //! projects and removes the directories, whatever happened. [`Stack::finish`] does the same
 //! and then checks that nothing is left.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -92,6 +92,11 @@ pub struct Stack {
 
 impl Stack {
     pub fn start() -> Stack {
+        Stack::start_on(&image_dir())
+    }
+
+    /// A stack whose vruntask boots the image in `platform` (a directory).
+    pub fn start_on(platform: &Path) -> Stack {
         // QEMU runs as libvirt-qemu: every directory down to the job's work dir must be
         // traversable by it.
         let parent = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-work");
@@ -106,7 +111,7 @@ impl Stack {
         let daemon = Spawn::new(&root.join("state"), &workspace_bin("vruntask"))
             .args(["--front-door-listen", &front])
             .args(["--libvirt-uri", URI, "--platform"])
-            .args([image_dir()])
+            .args([platform])
             .env("VRUN_WORK_ROOT", root.join("work"))
             .env("VRUN_RUNTIME_DIR", root.join("run"))
             .env("VRUN_LIBVIRT_URI", URI)
