@@ -106,17 +106,17 @@ async fn triage_form_persists_and_is_validated() {
     let r = no_redirect
         .post(&url)
         .header("Authorization", "SWAMP bob")
-        .form(&[("status", "confirmed"), ("comment", "real bug <b>here</b>")])
+        .form(&[("status", "unresolved"), ("comment", "real bug <b>here</b>")])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()["location"], format!("{CTX}/findings/{id}"));
     let html = s.page(&format!("/findings/{id}"), "alice").send().await.unwrap().text().await.unwrap();
-    assert!(html.contains("<option value=\"confirmed\" selected>"));
+    assert!(html.contains("<option value=\"unresolved\" selected>"));
     assert!(html.contains("real bug &lt;b&gt;here&lt;/b&gt;</textarea>"));
     assert!(html.contains("Last triaged by bob"));
-    assert_eq!(s.findings(p, "status=confirmed").await.len(), 1);
+    assert_eq!(s.findings(p, "status=unresolved").await.len(), 1);
 
     let refused = [
         ("mallory", vec![("status", "fixed")], vec![], StatusCode::FORBIDDEN),
@@ -140,6 +140,6 @@ async fn triage_form_persists_and_is_validated() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert_eq!(s.findings(p, "status=confirmed").await.len(), 1, "refused posts changed nothing");
+    assert_eq!(s.findings(p, "status=unresolved").await.len(), 1, "refused posts changed nothing");
     s.stop().await;
 }

@@ -43,8 +43,15 @@ impl Severity {
     }
 }
 
-/// Triage states a user can pick; `new` is the default.
-pub const TRIAGE_STATUSES: [&str; 4] = ["new", "confirmed", "false_positive", "fixed"];
+/// Triage states a user can pick (Code Dx's); `new` is the default. Version 1 databases'
+/// `confirmed` became `unresolved` (sql/viewer/0002).
+pub const TRIAGE_STATUSES: [&str; 7] =
+    ["new", "unresolved", "escalated", "ignored", "false_positive", "fixed", "mitigated"];
+
+/// A status as people read it ("false positive").
+pub fn status_label(s: &str) -> String {
+    s.replace('_', " ")
+}
 
 /// Optional filters of the findings table (all must match).
 #[derive(Debug, Clone, Default)]
@@ -142,9 +149,11 @@ pub struct Row {
     /// False when the latest import of this tool no longer reported the finding.
     pub present: bool,
     pub fingerprint: String,
+    /// CWE numbers, e.g. ["89"].
+    pub cwe: Vec<String>,
 }
 
-/// Reads a [`Row`] from the first ten columns, in [`ROW_COLUMNS`] order.
+/// Reads a [`Row`] from the first eleven columns, in [`ROW_COLUMNS`] order.
 fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
     Ok(Row {
         id: r.get(0)?,
@@ -157,11 +166,12 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
         status: r.get(7)?,
         present: r.get(8)?,
         fingerprint: r.get(9)?,
+        cwe: r.get::<_, String>(10)?.split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect(),
     })
 }
 
 /// The columns [`row`] reads, for queries on `findings`.
-const ROW_COLUMNS: &str = "id, severity, tool, rule, file, line, message, triage_status, present, fingerprint";
+const ROW_COLUMNS: &str = "id, severity, tool, rule, file, line, message, triage_status, present, fingerprint, cwe";
 
 /// One page of rows plus the number of rows matching the filter.
 pub fn list(
@@ -212,11 +222,13 @@ pub fn tools(conn: &Connection, project_id: i64) -> Result<Vec<String>, DbError>
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Location {
     pub file: String,
     pub line: i64,
     pub message: String,
+    /// The tool's snippet of the region (or its context region), '' when none.
+    pub snippet: String,
 }
 
 /// Everything the finding page shows.
@@ -245,31 +257,61 @@ pub fn detail(conn: &Connection, id: i64) -> Result<Option<Detail>, DbError> {
             |r| {
                 Ok(Detail {
                     row: row(r)?,
-                    project_id: r.get(10)?,
-                    project_name: r.get(11)?,
-                    category: r.get(12)?,
-                    comment: r.get(13)?,
-                    triage_user: r.get(14)?,
-                    triage_time: r.get(15)?,
+                    project_id: r.get(11)?,
+                    project_name: r.get(12)?,
+                    category: r.get(13)?,
+                    comment: r.get(14)?,
+                    triage_user: r.get(15)?,
+                    triage_time: r.get(16)?,
                     locations: Vec::new(),
                 })
             },
         )
         .optional()?;
     let Some(mut d) = found else { return Ok(None) };
-    let mut stmt = conn.prepare("SELECT file, line, message FROM locations WHERE finding_id = ?1 ORDER BY ord")?;
-    let locs = stmt.query_map([id], |r| Ok(Location { file: r.get(0)?, line: r.get(1)?, message: r.get(2)? }))?;
+    let mut stmt =
+        conn.prepare("SELECT file, line, message, snippet FROM locations WHERE finding_id = ?1 ORDER BY ord")?;
+    let locs = stmt.query_map([id], |r| {
+        Ok(Location { file: r.get(0)?, line: r.get(1)?, message: r.get(2)?, snippet: r.get(3)? })
+    })?;
     d.locations = locs.collect::<Result<_, _>>()?;
     Ok(Some(d))
 }
 
 /// Records a triage decision; false when the finding does not exist.
 /// `status` must be one of [`TRIAGE_STATUSES`] (the schema enforces it too).
+/// Each decision is also appended to the finding's history.
 pub fn triage(conn: &Connection, id: i64, status: &str, comment: &str, user: &str) -> Result<bool, DbError> {
+    let t = now();
     let n = conn.execute(
         "UPDATE findings SET triage_status = ?2, triage_comment = ?3, triage_user = ?4, triage_time = ?5
          WHERE id = ?1",
-        params![id, status, comment, user, now()],
+        params![id, status, comment, user, t],
     )?;
+    if n > 0 {
+        conn.execute(
+            "INSERT INTO triage_history (finding_id, time, user, status, comment) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, t, user, status, comment],
+        )?;
+    }
     Ok(n > 0)
+}
+
+/// One entry of a finding's triage history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub time: i64,
+    pub user: String,
+    pub status: String,
+    pub comment: String,
+}
+
+/// A finding's triage history, oldest first.
+pub fn history(conn: &Connection, id: i64) -> Result<Vec<HistoryEntry>, DbError> {
+    let mut stmt =
+        conn.prepare("SELECT time, user, status, comment FROM triage_history WHERE finding_id = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([id], |r| {
+        Ok(HistoryEntry { time: r.get(0)?, user: r.get(1)?, status: r.get(2)?, comment: r.get(3)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }

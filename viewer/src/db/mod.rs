@@ -10,6 +10,7 @@
 //! own ([`Db::connect`]), which keeps the async side free of locks around a `Connection`.
 
 pub mod findings;
+pub mod identity;
 pub mod projects;
 
 use std::path::{Path, PathBuf};
@@ -26,8 +27,13 @@ pub const DB_FILE: &str = "viewer.db";
 
 /// Migration scripts, in order (index + 1 is the schema version each one produces), and
 /// the mark that makes a file a viewer database.
-const SCHEMA: Schema =
-    Schema { migrations: &[include_str!("../../../sql/viewer/0001_init.sql")], application_id: Some(APPLICATION_ID) };
+const SCHEMA: Schema = Schema {
+    migrations: &[
+        include_str!("../../../sql/viewer/0001_init.sql"),
+        include_str!("../../../sql/viewer/0002_triage_identity.sql"),
+    ],
+    application_id: Some(APPLICATION_ID),
+};
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = SCHEMA.version();
@@ -60,6 +66,7 @@ impl Db {
         let mut conn = connect(&path, OpenFlags::default())?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         migrate(&mut conn)?;
+        identity::fill_missing(&mut conn)?;
         Ok(Db { path })
     }
 

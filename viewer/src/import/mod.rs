@@ -21,8 +21,6 @@ use crate::config::Limits;
 use crate::db::findings::{Location, Severity};
 use crate::db::{now, DbError};
 
-pub use sink::fingerprint;
-
 /// Why an import job failed; the text becomes the job's `message`.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -61,6 +59,13 @@ pub struct Finding {
     pub message: String,
     /// Every location the tool reported, primary first.
     pub locations: Vec<Location>,
+    /// What the tool says identifies the finding across runs (SARIF `fingerprints` or
+    /// `partialFingerprints`, as text); None when it says nothing.
+    pub identity: Option<String>,
+    /// Line-independent context of the primary location (its snippet), '' when unknown.
+    pub context: String,
+    /// CWE numbers ("89"), from the rule's tags and taxa or SCARF's CweId.
+    pub cwe: Vec<String>,
 }
 
 /// Where parsers put findings. Implemented by the database writer and, in tests, by
@@ -148,15 +153,15 @@ pub fn import(
         rusqlite::params![project_id, job_id, now()],
     )?;
     let import_id = tx.last_insert_rowid();
-    let mut sink = sink::DbSink::new(&tx, project_id, import_id, limits);
+    let mut sink = sink::DbSink::new(&tx, project_id, import_id, limits)?;
     let mut results_files = 0;
     for up in uploads {
         let mut reader = BufReader::with_capacity(64 * 1024, std::fs::File::open(&up.path)?);
         let kind = sniff(reader.fill_buf()?);
-        sink.next_file();
+        let open = || open_without_bom(&up.path);
         let malformed = |reason: String| ImportError::Malformed { file: up.name.clone(), reason };
         match kind {
-            Kind::Sarif => sarif::parse(reader, &mut sink).map_err(|e| e.into_import_error(malformed))?,
+            Kind::Sarif => sarif::parse(&open, &mut sink).map_err(|e| e.into_import_error(malformed))?,
             Kind::Scarf => scarf::parse(reader, limits, &mut sink).map_err(|e| e.into_import_error(malformed))?,
             Kind::Zip => continue,
             Kind::Unknown(what) => return Err(ImportError::Unsupported { file: up.name.clone(), what }),
@@ -169,6 +174,16 @@ pub fn import(
     let (findings, new) = sink.finish()?;
     tx.commit()?;
     Ok(Summary { results_files, findings, new })
+}
+
+/// The file, past a UTF-8 byte-order mark if it starts with one (JSON has none; some
+/// Windows tools write it anyway).
+fn open_without_bom(path: &std::path::Path) -> std::io::Result<BufReader<std::fs::File>> {
+    let mut r = BufReader::with_capacity(64 * 1024, std::fs::File::open(path)?);
+    if r.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
+        r.consume(3);
+    }
+    Ok(r)
 }
 
 /// A parser's failure: either the input is bad (reason text) or the sink refused.

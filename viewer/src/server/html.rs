@@ -22,6 +22,39 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// A finding's message as HTML: escaped, with the import's links to related locations
+/// (`[text](loc:N)`, see import::sarif) made into links to `#loc-N` when `links`, or
+/// reduced to their text (lists, where a link would lead nowhere).
+pub fn message_html(message: &str, links: bool) -> String {
+    let mut out = String::with_capacity(message.len() + 16);
+    let mut rest = message;
+    while let Some(start) = rest.find('[') {
+        let tail = &rest[start..];
+        let link = tail.find("](loc:").and_then(|mid| {
+            let end = tail[mid..].find(')')? + mid;
+            let n: usize = tail[mid + 6..end].parse().ok()?;
+            (!tail[1..mid].contains('[')).then_some((&tail[1..mid], n, end))
+        });
+        out.push_str(&esc(&rest[..start]));
+        match link {
+            Some((text, n, end)) => {
+                if links {
+                    let _ = write!(out, "<a href=\"#loc-{n}\">{}</a>", esc(text));
+                } else {
+                    out.push_str(&esc(text));
+                }
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push('[');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(&esc(rest));
+    out
+}
+
 /// Percent-encodes a query-string value (everything but unreserved characters).
 pub fn qs(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -61,5 +94,7 @@ mod tests {
     fn escapes_markup_and_quotes() {
         assert_eq!(esc("<a href='x'>\"&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;");
         assert_eq!(qs("a b&c=ü"), "a%20b%26c%3D%C3%BC");
+        assert_eq!(message_html("<x> [a](loc:2) [b](c) [", true), "&lt;x&gt; <a href=\"#loc-2\">a</a> [b](c) [");
+        assert_eq!(message_html("[a&](loc:2)", false), "a&amp;");
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::auth::User;
 use super::error::PageError;
-use super::html::{esc, page, qs};
+use super::html::{esc, message_html, page, qs};
 use super::query::ListQuery;
 use super::AppState;
 use crate::db::findings::{self, Direction, Severity, Sort, TRIAGE_STATUSES};
@@ -152,7 +152,7 @@ pub async fn project(
             rule = esc(&r.rule),
             loc = location(&r.file, r.line),
             fid = r.id,
-            msg = if r.message.is_empty() { "(no message)".to_string() } else { esc(&r.message) },
+            msg = if r.message.is_empty() { "(no message)".to_string() } else { message_html(&r.message, false) },
             status = esc(&r.status),
         );
     }
@@ -193,7 +193,7 @@ pub async fn finding(
         location(&r.file, r.line),
         if r.present { "yes" } else { "no" },
         r.fingerprint,
-        esc(&r.message),
+        message_html(&r.message, true),
         sev = r.severity.name(),
     );
     if !d.locations.is_empty() {
@@ -201,10 +201,10 @@ pub async fn finding(
         for (i, l) in d.locations.iter().enumerate() {
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td>{}</td><td class=\"msg\">{}</td></tr>",
-                i + 1,
+                "<tr id=\"loc-{n}\"><td>{n}</td><td>{}</td><td class=\"msg\">{}</td></tr>",
                 location(&l.file, l.line),
-                esc(&l.message)
+                esc(&l.message),
+                n = i + 1,
             );
         }
         b.push_str("</table>");
