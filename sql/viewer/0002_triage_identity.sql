@@ -57,8 +57,12 @@ DROP TABLE locations;
 DROP TABLE findings;
 ALTER TABLE findings_v2 RENAME TO findings;
 ALTER TABLE locations_v2 RENAME TO locations;
-CREATE INDEX findings_by_severity ON findings (project_id, severity, id);
-CREATE INDEX findings_by_tool ON findings (project_id, tool);
+-- One index per sort order of the findings table (keyset pages walk them).
+CREATE INDEX findings_by_severity ON findings (project_id, severity, tool, file, line, id);
+CREATE INDEX findings_by_tool ON findings (project_id, tool, severity, id);
+CREATE INDEX findings_by_rule ON findings (project_id, rule, severity, id);
+CREATE INDEX findings_by_file ON findings (project_id, file, line, id);
+CREATE INDEX findings_by_status ON findings (project_id, triage_status, severity, id);
 CREATE INDEX findings_by_key ON findings (project_id, match_key);
 
 -- Every triage change, newest last. Version 1 kept only the last one; it becomes the

@@ -1,10 +1,7 @@
-//! Findings: the common severity scale, filtered/sorted/paged listing, detail, triage.
-//!
-//! Listing never loads a whole project: the page asks for one page (LIMIT/OFFSET) plus a
-//! count, so a 50,000-finding project costs the same memory as a 200-finding one.
+//! Findings: the common severity scale, a row, detail, triage and its history. Listing
+//! (filters, facets, pages) is in `listing.rs`.
 
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::{now, DbError};
@@ -34,8 +31,9 @@ impl Severity {
         }
     }
 
+    /// Case-insensitive: `High` and `HIGH` are `high`.
     pub fn from_name(s: &str) -> Option<Severity> {
-        Severity::ALL.into_iter().find(|v| v.name() == s)
+        Severity::ALL.into_iter().find(|v| v.name().eq_ignore_ascii_case(s.trim()))
     }
 
     pub fn from_rank(r: i64) -> Severity {
@@ -51,88 +49,6 @@ pub const TRIAGE_STATUSES: [&str; 7] =
 /// A status as people read it ("false positive").
 pub fn status_label(s: &str) -> String {
     s.replace('_', " ")
-}
-
-/// Optional filters of the findings table (all must match).
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub severity: Option<Severity>,
-    pub tool: Option<String>,
-    pub status: Option<String>,
-    /// Substring of message, file or rule.
-    pub text: Option<String>,
-}
-
-/// Sort columns; anything else in a query string falls back to severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sort {
-    #[default]
-    Severity,
-    Tool,
-    Rule,
-    File,
-    Status,
-}
-
-impl Sort {
-    pub const ALL: [Sort; 5] = [Sort::Severity, Sort::Tool, Sort::Rule, Sort::File, Sort::Status];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Sort::Severity => "severity",
-            Sort::Tool => "tool",
-            Sort::Rule => "rule",
-            Sort::File => "file",
-            Sort::Status => "status",
-        }
-    }
-
-    pub fn parse(s: &str) -> Sort {
-        Sort::ALL.into_iter().find(|v| v.name() == s).unwrap_or_default()
-    }
-
-    /// Column list for ORDER BY; `id` last makes paging deterministic.
-    fn columns(self) -> &'static str {
-        match self {
-            Sort::Severity => "severity {d}, tool {d}, file {d}, line {d}, id {d}",
-            Sort::Tool => "tool {d}, severity {d}, id {d}",
-            Sort::Rule => "rule {d}, severity {d}, id {d}",
-            Sort::File => "file {d}, line {d}, id {d}",
-            Sort::Status => "triage_status {d}, severity {d}, id {d}",
-        }
-    }
-}
-
-/// Which way a [`Sort`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Direction {
-    #[default]
-    Asc,
-    Desc,
-}
-
-impl Direction {
-    /// The word in a query string (`dir=`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::Asc => "asc",
-            Direction::Desc => "desc",
-        }
-    }
-
-    pub fn reversed(self) -> Direction {
-        match self {
-            Direction::Asc => Direction::Desc,
-            Direction::Desc => Direction::Asc,
-        }
-    }
-
-    fn sql(self) -> &'static str {
-        match self {
-            Direction::Asc => "ASC",
-            Direction::Desc => "DESC",
-        }
-    }
 }
 
 /// One row of the findings table.
@@ -154,7 +70,7 @@ pub struct Row {
 }
 
 /// Reads a [`Row`] from the first eleven columns, in [`ROW_COLUMNS`] order.
-fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
+pub(super) fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
     Ok(Row {
         id: r.get(0)?,
         severity: Severity::from_rank(r.get(1)?),
@@ -171,56 +87,8 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
 }
 
 /// The columns [`row`] reads, for queries on `findings`.
-const ROW_COLUMNS: &str = "id, severity, tool, rule, file, line, message, triage_status, present, fingerprint, cwe";
-
-/// One page of rows plus the number of rows matching the filter.
-pub fn list(
-    conn: &Connection,
-    project_id: i64,
-    filter: &Filter,
-    sort: Sort,
-    dir: Direction,
-    offset: i64,
-    limit: i64,
-) -> Result<(Vec<Row>, i64), DbError> {
-    let mut sql = String::from(" FROM findings WHERE project_id = ?");
-    let mut args: Vec<Value> = vec![project_id.into()];
-    if let Some(s) = filter.severity {
-        sql.push_str(" AND severity = ?");
-        args.push((s as i64).into());
-    }
-    if let Some(t) = &filter.tool {
-        sql.push_str(" AND tool = ?");
-        args.push(t.clone().into());
-    }
-    if let Some(s) = &filter.status {
-        sql.push_str(" AND triage_status = ?");
-        args.push(s.clone().into());
-    }
-    if let Some(q) = &filter.text {
-        // User text goes into LIKE as data; its own % and _ are escaped.
-        let pattern = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        sql.push_str(" AND (message LIKE ? ESCAPE '\\' OR file LIKE ? ESCAPE '\\' OR rule LIKE ? ESCAPE '\\')");
-        for _ in 0..3 {
-            args.push(pattern.clone().into());
-        }
-    }
-    let total: i64 = conn.query_row(&format!("SELECT count(*){sql}"), params_from_iter(args.iter()), |r| r.get(0))?;
-    let order = sort.columns().replace("{d}", dir.sql());
-    let query = format!("SELECT {ROW_COLUMNS}{sql} ORDER BY {order} LIMIT ? OFFSET ?");
-    args.push(limit.into());
-    args.push(offset.into());
-    let mut stmt = conn.prepare(&query)?;
-    let rows = stmt.query_map(params_from_iter(args.iter()), row)?;
-    Ok((rows.collect::<Result<_, _>>()?, total))
-}
-
-/// Tool names present in a project, for the filter menu.
-pub fn tools(conn: &Connection, project_id: i64) -> Result<Vec<String>, DbError> {
-    let mut stmt = conn.prepare("SELECT DISTINCT tool FROM findings WHERE project_id = ?1 ORDER BY tool")?;
-    let rows = stmt.query_map([project_id], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
+pub(super) const ROW_COLUMNS: &str =
+    "id, severity, tool, rule, file, line, message, triage_status, present, fingerprint, cwe";
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Location {

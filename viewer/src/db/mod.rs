@@ -11,6 +11,7 @@
 
 pub mod findings;
 pub mod identity;
+pub mod listing;
 pub mod projects;
 
 use std::path::{Path, PathBuf};
@@ -89,6 +90,14 @@ pub fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, DbError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // WAL + NORMAL is durable across application crashes, which is what a VM needs.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Unicode lower-casing for case-insensitive search (SQLite's lower() and LIKE fold
+    // ASCII only, so "Ü" would not find "ü").
+    conn.create_scalar_function(
+        "fold",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8 | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase())),
+    )?;
     Ok(conn)
 }
 

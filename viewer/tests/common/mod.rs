@@ -118,13 +118,22 @@ impl Server {
         list
     }
 
+    /// The CSRF token in the form of the page at `path`, as `user` sees it.
+    pub async fn csrf(&self, path: &str, user: &str) -> String {
+        let html = self.page(path, user).send().await.unwrap().text().await.unwrap();
+        let mark = "name=\"csrf\" value=\"";
+        let at = html.find(mark).unwrap_or_else(|| panic!("no form token in {path}")) + mark.len();
+        html[at..].split('"').next().unwrap().to_owned()
+    }
+
     /// Sets triage through the page form, as a browser would.
     pub async fn triage(&self, finding: i64, status: &str, comment: &str) {
+        let token = self.csrf(&format!("/findings/{finding}"), "alice").await;
         let r = self
             .client
             .post(format!("{}/findings/{finding}", self.base))
             .header("Authorization", "SWAMP alice")
-            .form(&[("status", status), ("comment", comment)])
+            .form(&[("status", status), ("comment", comment), ("csrf", &token)])
             .send()
             .await
             .unwrap();

@@ -417,9 +417,23 @@ impl Viewer {
         v["findings"].as_array().cloned().unwrap_or_else(|| panic!("no findings array: {v}"))
     }
 
-    /// The triage form, posted as `user` (the page authorisation the SWAMP front end adds).
+    /// The triage form, posted as `user` (the page authorisation the SWAMP front end adds)
+    /// with the form's CSRF token from the finding page, as a browser would. A user the
+    /// page refuses gets no token and posts without one.
     pub async fn triage(&self, user: &str, finding: i64, status: &str, comment: &str) -> u16 {
-        let body = format!("status={status}&comment={}", comment.replace(' ', "+"));
+        let page = self
+            .http
+            .get(format!("{}/findings/{finding}", self.base))
+            .header("Authorization", format!("SWAMP {user}"))
+            .send()
+            .await
+            .expect("viewer answers")
+            .text()
+            .await
+            .unwrap_or_default();
+        let mark = "name=\"csrf\" value=\"";
+        let token = page.find(mark).map(|at| page[at + mark.len()..].split('"').next().unwrap_or("")).unwrap_or("");
+        let body = format!("status={status}&comment={}&csrf={token}", comment.replace(' ', "+"));
         self.http
             .post(format!("{}/findings/{finding}", self.base))
             .header("Authorization", format!("SWAMP {user}"))
