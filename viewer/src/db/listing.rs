@@ -323,41 +323,59 @@ pub fn facet(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Counts of new / present / gone among the findings matching `filter`.
+/// Counts of new / present / gone among the findings matching `filter` (one scan).
 pub fn change_counts(conn: &Connection, project_id: i64, filter: &Filter) -> Result<Vec<(Change, i64)>, DbError> {
-    Change::ALL
-        .into_iter()
-        .map(|c| {
-            let f = Filter { change: Some(c), ..filter.clone() };
-            let mut args: Vec<Value> = vec![project_id.into()];
-            let cond = f.sql(&mut args);
-            let n: i64 = conn.query_row(
-                &format!("SELECT count(*) FROM findings WHERE project_id = ?{cond}"),
-                params_from_iter(args),
-                |r| r.get(0),
-            )?;
-            Ok((c, n))
-        })
-        .collect()
+    let mut args: Vec<Value> = vec![project_id.into()];
+    let cond = filter.sql(&mut args);
+    let sums = Change::ALL.iter().map(|c| format!("coalesce(sum({}), 0)", c.sql())).collect::<Vec<_>>().join(", ");
+    let n: [i64; 3] = conn.query_row(
+        &format!("SELECT {sums} FROM findings WHERE project_id = ?{cond}"),
+        params_from_iter(args),
+        |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
+    )?;
+    Ok(Change::ALL.into_iter().zip(n).collect())
 }
 
-/// Every finding matching `filter`, in `sort` order, one at a time (exports).
+/// A finding as exports write it: the row plus its triage and how it changed.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub row: Row,
+    pub comment: String,
+    pub triage_user: Option<String>,
+    pub triage_time: Option<i64>,
+    pub change: Change,
+}
+
+/// Every finding matching `filter`, in `sort` order, one at a time (exports); `f` may
+/// stop the walk early by returning false (the client went away).
 pub fn each(
     conn: &Connection,
     project_id: i64,
     filter: &Filter,
     sort: Sort,
     dir: Direction,
-    mut f: impl FnMut(Row) -> Result<(), DbError>,
+    mut f: impl FnMut(ExportRow) -> bool,
 ) -> Result<(), DbError> {
     let mut args: Vec<Value> = vec![project_id.into()];
     let cond = filter.sql(&mut args);
     let order = sort.columns().iter().map(|c| format!("{c} {}", dir.sql())).collect::<Vec<_>>().join(", ");
-    let mut stmt =
-        conn.prepare(&format!("SELECT {ROW_COLUMNS} FROM findings WHERE project_id = ?{cond} ORDER BY {order}"))?;
+    let n = ROW_COLUMNS.split(", ").count();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ROW_COLUMNS}, triage_comment, triage_user, triage_time, first_import = last_import
+         FROM findings WHERE project_id = ?{cond} ORDER BY {order}"
+    ))?;
     let mut rows = stmt.query(params_from_iter(args))?;
     while let Some(r) = rows.next()? {
-        f(row(r)?)?;
+        let row = row(r)?;
+        let change = match (row.present, r.get::<_, bool>(n + 3)?) {
+            (false, _) => Change::Gone,
+            (true, true) => Change::New,
+            (true, false) => Change::Present,
+        };
+        let e = ExportRow { row, comment: r.get(n)?, triage_user: r.get(n + 1)?, triage_time: r.get(n + 2)?, change };
+        if !f(e) {
+            break;
+        }
     }
     Ok(())
 }

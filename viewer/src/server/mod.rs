@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod csrf;
 mod error;
+mod export;
 mod headers;
 mod html;
 mod jobs;
@@ -158,6 +159,8 @@ fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{c}/projects/{{id}}"), get(pages::project))
         .route(&format!("{c}/projects/{{id}}/"), get(pages::project))
         .route(&format!("{c}/projects/{{id}}/triage"), post(pages::bulk_triage))
+        .route(&format!("{c}/projects/{{id}}/export.csv"), get(export::csv_export))
+        .route(&format!("{c}/projects/{{id}}/export.sarif"), get(export::sarif_export))
         .route(&format!("{c}/findings/{{id}}"), get(pages::finding).post(pages::triage))
         .route(&format!("{c}/findings/{{id}}/"), get(pages::finding));
     if !c.is_empty() {

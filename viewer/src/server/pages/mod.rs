@@ -27,7 +27,7 @@ use crate::db::findings::Severity;
 use crate::db::listing::{self, Filter};
 use crate::db::projects;
 
-fn id_of(p: Result<Path<i64>, PathRejection>, what: &'static str) -> Result<i64, PageError> {
+pub(super) fn id_of(p: Result<Path<i64>, PathRejection>, what: &'static str) -> Result<i64, PageError> {
     p.map(|Path(id)| id).map_err(|_| PageError::NotFound(what))
 }
 
