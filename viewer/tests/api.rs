@@ -144,8 +144,9 @@ async fn scarf_from_swamp() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(config(dir.path())).await;
     let p = s.create_project("sqlite").await;
-    // A source archive part rides along, as the SWAMP pusher sends it; it is ignored.
-    let zip = b"PK\x03\x04 not really a zip but sniffed as one".to_vec();
+    // A source archive part rides along, as the SWAMP pusher sends it (tests/sources.rs
+    // shows what the pages make of it).
+    let zip = zip(&[("sqlite/README", b"not referenced by any finding")]);
     let msg = s.import(p, &[("results.xml", fixture("swamp_cppcheck.scarf.xml")), ("source.zip", zip)]).await;
     assert!(msg.contains("imported 4 findings") && msg.contains("1 results file"), "{msg}");
 

@@ -165,6 +165,25 @@ pub fn triage(conn: &Connection, id: i64, status: &str, comment: &str, user: &st
     Ok(n > 0)
 }
 
+/// A finding's code flows: (flow number, steps), in order.
+pub fn flows(conn: &Connection, id: i64) -> Result<Vec<(i64, Vec<Location>)>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT flow, file, line, message, snippet FROM flow_steps WHERE finding_id = ?1 ORDER BY flow, step",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok((r.get::<_, i64>(0)?, Location { file: r.get(1)?, line: r.get(2)?, message: r.get(3)?, snippet: r.get(4)? }))
+    })?;
+    let mut out: Vec<(i64, Vec<Location>)> = Vec::new();
+    for row in rows {
+        let (flow, loc) = row?;
+        match out.last_mut() {
+            Some((f, steps)) if *f == flow => steps.push(loc),
+            _ => out.push((flow, vec![loc])),
+        }
+    }
+    Ok(out)
+}
+
 /// One entry of a finding's triage history.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {

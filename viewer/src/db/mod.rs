@@ -32,6 +32,7 @@ const SCHEMA: Schema = Schema {
     migrations: &[
         include_str!("../../../sql/viewer/0001_init.sql"),
         include_str!("../../../sql/viewer/0002_triage_identity.sql"),
+        include_str!("../../../sql/viewer/0003_sources_flows.sql"),
     ],
     application_id: Some(APPLICATION_ID),
 };

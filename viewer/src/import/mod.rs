@@ -10,7 +10,9 @@
 pub mod sarif;
 pub mod scarf;
 mod sink;
+pub mod sources;
 pub mod synth;
+mod zip;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -66,6 +68,8 @@ pub struct Finding {
     pub context: String,
     /// CWE numbers ("89"), from the rule's tags and taxa or SCARF's CweId.
     pub cwe: Vec<String>,
+    /// Code flows (SARIF threadFlows), each a list of steps.
+    pub flows: Vec<Vec<Location>>,
 }
 
 /// Where parsers put findings. Implemented by the database writer and, in tests, by
@@ -85,7 +89,7 @@ impl<F: FnMut(Finding) -> Result<(), ImportError>> Sink for F {
 pub enum Kind {
     Sarif,
     Scarf,
-    /// A zip (the source archive Code Dx clients send as `file2`): accepted and ignored.
+    /// A zip (the source archive Code Dx clients send as `file2`): see `sources.rs`.
     Zip,
     Unknown(&'static str),
 }
@@ -155,6 +159,7 @@ pub fn import(
     let import_id = tx.last_insert_rowid();
     let mut sink = sink::DbSink::new(&tx, project_id, import_id, limits)?;
     let mut results_files = 0;
+    let mut archives = Vec::new();
     for up in uploads {
         let mut reader = BufReader::with_capacity(64 * 1024, std::fs::File::open(&up.path)?);
         let kind = sniff(reader.fill_buf()?);
@@ -163,7 +168,10 @@ pub fn import(
         match kind {
             Kind::Sarif => sarif::parse(&open, &mut sink).map_err(|e| e.into_import_error(malformed))?,
             Kind::Scarf => scarf::parse(reader, limits, &mut sink).map_err(|e| e.into_import_error(malformed))?,
-            Kind::Zip => continue,
+            Kind::Zip => {
+                archives.push(up);
+                continue;
+            }
             Kind::Unknown(what) => return Err(ImportError::Unsupported { file: up.name.clone(), what }),
         }
         results_files += 1;
@@ -172,6 +180,10 @@ pub fn import(
         return Err(ImportError::NoResults);
     }
     let (findings, new) = sink.finish()?;
+    // After the findings, so that the files they name are known.
+    for up in archives {
+        sources::store(&tx, project_id, &up.name, &up.path)?;
+    }
     tx.commit()?;
     Ok(Summary { results_files, findings, new })
 }

@@ -174,6 +174,7 @@ impl State<'_> {
             identity: None,
             context: String::new(),
             cwe: bug.cwe,
+            flows: Vec::new(),
         };
         self.sink.finding(finding).map_err(ParseError::Sink)
     }

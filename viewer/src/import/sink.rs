@@ -42,7 +42,8 @@ impl<'c> DbSink<'c> {
             "CREATE TEMP TABLE IF NOT EXISTS staged (
                  seq INTEGER PRIMARY KEY, match_key TEXT NOT NULL, tool TEXT NOT NULL, rule TEXT NOT NULL,
                  category TEXT NOT NULL, severity INTEGER NOT NULL, file TEXT NOT NULL, line INTEGER NOT NULL,
-                 message TEXT NOT NULL, cwe TEXT NOT NULL, locations TEXT NOT NULL, old_id INTEGER);
+                 message TEXT NOT NULL, cwe TEXT NOT NULL, locations TEXT NOT NULL, flows TEXT NOT NULL,
+                 old_id INTEGER);
              CREATE INDEX IF NOT EXISTS temp.staged_by_key ON staged (match_key, line, seq);
              DELETE FROM staged;",
         )?;
@@ -111,7 +112,7 @@ impl<'c> DbSink<'c> {
         let staged = self
             .conn
             .prepare_cached(
-                "SELECT tool, rule, category, severity, file, line, message, cwe, locations FROM staged WHERE seq = ?1",
+                "SELECT tool, rule, category, severity, file, line, message, cwe, locations, flows FROM staged WHERE seq = ?1",
             )?
             .query_row([seq], |r| {
                 Ok((
@@ -124,9 +125,10 @@ impl<'c> DbSink<'c> {
                     r.get::<_, String>(6)?,
                     r.get::<_, String>(7)?,
                     r.get::<_, String>(8)?,
+                    r.get::<_, String>(9)?,
                 ))
             })?;
-        let (tool, rule, category, severity, file, line, message, cwe, locations) = staged;
+        let (tool, rule, category, severity, file, line, message, cwe, locations, flows) = staged;
         let (id, is_new) = match old_id {
             Some(id) => {
                 self.conn
@@ -147,6 +149,17 @@ impl<'c> DbSink<'c> {
         )?;
         for (ord, l) in locations.into_iter().enumerate() {
             insert.execute(params![id, ord as i64, l.file, l.line, l.message, l.snippet])?;
+        }
+        self.conn.prepare_cached("DELETE FROM flow_steps WHERE finding_id = ?1")?.execute([id])?;
+        let flows: Vec<Vec<Location>> = serde_json::from_str(&flows).map_err(std::io::Error::other)?;
+        let mut step = self.conn.prepare_cached(
+            "INSERT INTO flow_steps (finding_id, flow, step, file, line, message, snippet)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for (n, flow) in flows.into_iter().enumerate() {
+            for (k, l) in flow.into_iter().enumerate() {
+                step.execute(params![id, n as i64 + 1, k as i64 + 1, l.file, l.line, l.message, l.snippet])?;
+            }
         }
         Ok(is_new)
     }
@@ -229,12 +242,34 @@ impl Sink for DbSink<'_> {
             })
             .collect();
         let locations = serde_json::to_string(&locations).map_err(std::io::Error::other)?;
+        // Flow steps share the per-finding location budget.
+        let mut budget = self.limits.max_locations;
+        let flows: Vec<Vec<Location>> = f
+            .flows
+            .into_iter()
+            .map(|steps| {
+                let take = steps.len().min(budget);
+                budget -= take;
+                steps
+                    .into_iter()
+                    .take(take)
+                    .map(|l| Location {
+                        file: clip(l.file, 4096),
+                        line: l.line,
+                        message: clip(l.message, max),
+                        snippet: clip(l.snippet, max),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        let flows = serde_json::to_string(&flows).map_err(std::io::Error::other)?;
         self.conn
             .prepare_cached(
-                "INSERT INTO staged (match_key, tool, rule, category, severity, file, line, message, cwe, locations)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO staged (match_key, tool, rule, category, severity, file, line, message, cwe, locations, flows)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
-            .execute(params![key, tool, rule, category, f.severity as i64, file, f.line, message, cwe, locations])?;
+            .execute(params![key, tool, rule, category, f.severity as i64, file, f.line, message, cwe, locations, flows])?;
         Ok(())
     }
 }

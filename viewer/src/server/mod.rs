@@ -159,6 +159,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{c}/projects/{{id}}"), get(pages::project))
         .route(&format!("{c}/projects/{{id}}/"), get(pages::project))
         .route(&format!("{c}/projects/{{id}}/triage"), post(pages::bulk_triage))
+        .route(&format!("{c}/projects/{{id}}/source"), get(pages::source_file))
         .route(&format!("{c}/projects/{{id}}/export.csv"), get(export::csv_export))
         .route(&format!("{c}/projects/{{id}}/export.sarif"), get(export::sarif_export))
         .route(&format!("{c}/findings/{{id}}"), get(pages::finding).post(pages::triage))

@@ -92,6 +92,27 @@ struct SarifResult {
     taxa: Option<Vec<DescriptorRef>>,
     #[serde(default)]
     properties: Option<Properties>,
+    #[serde(default, rename = "codeFlows")]
+    code_flows: Option<Vec<CodeFlow>>,
+}
+
+/// §3.36 codeFlow: one or more threadFlows (§3.37) of threadFlowLocations (§3.38).
+#[derive(Deserialize)]
+struct CodeFlow {
+    #[serde(default, rename = "threadFlows")]
+    thread_flows: Option<Vec<ThreadFlow>>,
+}
+
+#[derive(Deserialize)]
+struct ThreadFlow {
+    #[serde(default)]
+    locations: Option<Vec<ThreadFlowLocation>>,
+}
+
+#[derive(Deserialize)]
+struct ThreadFlowLocation {
+    #[serde(default)]
+    location: Option<SarifLocation>,
 }
 
 #[derive(Deserialize, Default)]
@@ -267,6 +288,14 @@ impl Ctx<'_, '_> {
             (_, Some(p)) if !p.is_empty() => Some(format!("rule={id}\n{}", identity_text("partial", p))),
             _ => None,
         };
+        let flows: Vec<Vec<Location>> = r
+            .code_flows
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c.thread_flows.into_iter().flatten())
+            .map(|t| t.locations.into_iter().flatten().filter_map(|l| run.location(l.location?)).collect::<Vec<_>>())
+            .filter(|steps: &Vec<Location>| !steps.is_empty())
+            .collect();
         let (file, line, context) =
             locations.first().map(|l| (l.file.clone(), l.line, l.snippet.trim().to_owned())).unwrap_or_default();
         let finding = Finding {
@@ -281,6 +310,7 @@ impl Ctx<'_, '_> {
             identity,
             context,
             cwe,
+            flows,
         };
         self.sink.finding(finding).map_err(|e| {
             self.failed = Some(e);

@@ -1,6 +1,7 @@
 //! One finding: what the tool said, every location with its snippet, the triage form and
 //! the history of every triage change.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -12,8 +13,18 @@ use super::super::auth::User;
 use super::super::error::PageError;
 use super::super::html::{esc, message_html, page, time_html};
 use super::super::AppState;
+use super::source::around;
 use super::{id_of, location};
-use crate::db::findings::{self, status_label, TRIAGE_STATUSES};
+use crate::db::findings::{self, status_label, Location, TRIAGE_STATUSES};
+
+/// The code at a location: the archive's lines around it, else the tool's snippet.
+fn code(ctx: &str, project_id: i64, l: &Location, sources: &HashMap<String, String>) -> String {
+    match sources.get(&l.file) {
+        Some(content) if l.line > 0 => around(ctx, project_id, &l.file, l.line, content),
+        _ if !l.snippet.is_empty() => format!("<pre class=\"src snippet\">{}</pre>", esc(&l.snippet)),
+        _ => String::new(),
+    }
+}
 
 pub async fn finding(
     User(user): User,
@@ -21,10 +32,22 @@ pub async fn finding(
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Html<String>, PageError> {
     let id = id_of(id, "finding")?;
-    let (d, history) = st
+    let (d, history, flows, sources) = st
         .with_db(move |c| {
             let Some(d) = findings::detail(c, id)? else { return Ok(None) };
-            Ok(Some((d, findings::history(c, id)?)))
+            let flows = findings::flows(c, id)?;
+            // The stored source of every file a location or flow step names.
+            let mut files: Vec<&str> = d.locations.iter().map(|l| l.file.as_str()).collect();
+            files.extend(flows.iter().flat_map(|(_, s)| s.iter().map(|l| l.file.as_str())));
+            files.sort_unstable();
+            files.dedup();
+            let mut sources = HashMap::new();
+            for f in files {
+                if let Some((_, content)) = crate::import::sources::get(c, d.project_id, f)? {
+                    sources.insert(f.to_owned(), content);
+                }
+            }
+            Ok(Some((d.clone(), findings::history(c, id)?, flows, sources)))
         })
         .await?
         .ok_or(PageError::NotFound("finding"))?;
@@ -68,15 +91,27 @@ pub async fn finding(
         for (i, l) in d.locations.iter().enumerate() {
             let _ = write!(
                 b,
-                "<tr id=\"loc-{n}\"><td>{n}</td><td class=\"loc\">{}</td><td class=\"msg\">{}</td>\
-                 <td><pre class=\"src\">{}</pre></td></tr>",
+                "<tr id=\"loc-{n}\"><td>{n}</td><td class=\"loc\">{}</td><td class=\"msg\">{}</td><td>{}</td></tr>",
                 location(&l.file, l.line),
                 esc(&l.message),
-                esc(&l.snippet),
+                code(ctx, d.project_id, l, &sources),
                 n = i + 1,
             );
         }
         b.push_str("</table>");
+    }
+    for (n, steps) in &flows {
+        let _ = write!(b, "<section class=\"flow\" id=\"flow-{n}\"><h2>Code flow {n}</h2><ol class=\"flow\">");
+        for l in steps {
+            let _ = write!(
+                b,
+                "<li><span class=\"loc\">{}</span> {}{}</li>",
+                location(&l.file, l.line),
+                esc(&l.message),
+                code(ctx, d.project_id, l, &sources)
+            );
+        }
+        b.push_str("</ol></section>");
     }
 
     let mut options = String::new();

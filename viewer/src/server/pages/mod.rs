@@ -6,6 +6,7 @@
 mod finding;
 mod links;
 mod list;
+mod source;
 mod triage;
 
 use std::fmt::Write;
@@ -17,6 +18,7 @@ use axum::response::Html;
 
 pub use finding::finding;
 pub use list::project;
+pub use source::file as source_file;
 pub use triage::{bulk_triage, triage};
 
 use super::auth::User;
