@@ -152,5 +152,15 @@ async fn version_1_databases_keep_their_triage() {
     assert!(msg.contains("(0 new)"), "{msg}");
     let f = s.findings(1, "").await;
     assert_eq!((f.len(), f[0]["id"].as_i64(), f[0]["line"].as_i64()), (1, Some(7), Some(12)));
+    // The rebuilt tables kept their references: deleting the project cascades to all.
+    let r = s.api(reqwest::Method::DELETE, "/projects/1").send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
+    let conn = rusqlite::Connection::open(s.data.join("viewer.db")).unwrap();
+    for table in ["findings", "locations", "triage_history"] {
+        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0, "{table} kept rows of a deleted project");
+    }
+    let fk: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(fk, 0);
     s.stop().await;
 }
