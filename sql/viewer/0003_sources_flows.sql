@@ -23,3 +23,6 @@ CREATE TABLE flow_steps (
     snippet    TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (finding_id, flow, step)
 ) WITHOUT ROWID;
+
+-- SARIF message.markdown, rendered (safely) on the finding page; '' when none.
+ALTER TABLE findings ADD COLUMN markdown TEXT NOT NULL DEFAULT '';

@@ -73,8 +73,14 @@ async fn fixtures_read_as_the_spec_says() {
             "Other text for x",
             "Generic problem in setup.py.",
             "Tainted data from [here](loc:2) reaches this sink.",
+            "Unsafe call to eval (see docs).",
         ]
     );
+    // message.markdown is rendered on the finding page, safely.
+    let html = s.page(&format!("/findings/{}", f[4]["id"]), "alice").send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("<strong>Unsafe</strong> call to <code>eval</code>"), "{html}");
+    assert!(html.contains("<a href=\"https://docs.example/eval\" rel=\"noopener noreferrer\">docs</a>"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script>alert"));
     // The finding page turns the embedded link into a link to the related location.
     let html = s.page(&format!("/findings/{}", f[3]["id"]), "alice").send().await.unwrap().text().await.unwrap();
     assert!(html.contains("<a href=\"#loc-2\">here</a>"), "{html}");

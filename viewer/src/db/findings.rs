@@ -111,6 +111,8 @@ pub struct Detail {
     pub triage_user: Option<String>,
     pub triage_time: Option<i64>,
     pub locations: Vec<Location>,
+    /// The message's markdown form, '' when the tool gave none.
+    pub markdown: String,
 }
 
 pub fn detail(conn: &Connection, id: i64) -> Result<Option<Detail>, DbError> {
@@ -118,7 +120,7 @@ pub fn detail(conn: &Connection, id: i64) -> Result<Option<Detail>, DbError> {
         .query_row(
             &format!(
                 "SELECT {ROW_COLUMNS}, project_id, (SELECT name FROM projects p WHERE p.id = project_id),
-                        category, triage_comment, triage_user, triage_time
+                        category, triage_comment, triage_user, triage_time, markdown
                  FROM findings WHERE id = ?1"
             ),
             [id],
@@ -132,6 +134,7 @@ pub fn detail(conn: &Connection, id: i64) -> Result<Option<Detail>, DbError> {
                     triage_user: r.get(15)?,
                     triage_time: r.get(16)?,
                     locations: Vec::new(),
+                    markdown: r.get(17)?,
                 })
             },
         )

@@ -59,6 +59,8 @@ pub struct Finding {
     pub file: String,
     pub line: i64,
     pub message: String,
+    /// The message's markdown form (SARIF `message.markdown`), '' when none.
+    pub markdown: String,
     /// Every location the tool reported, primary first.
     pub locations: Vec<Location>,
     /// What the tool says identifies the finding across runs (SARIF `fingerprints` or

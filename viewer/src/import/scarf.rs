@@ -170,6 +170,7 @@ impl State<'_> {
             file,
             line,
             message: bug.message,
+            markdown: String::new(),
             locations,
             identity: None,
             context: String::new(),

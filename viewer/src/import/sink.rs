@@ -42,7 +42,7 @@ impl<'c> DbSink<'c> {
             "CREATE TEMP TABLE IF NOT EXISTS staged (
                  seq INTEGER PRIMARY KEY, match_key TEXT NOT NULL, tool TEXT NOT NULL, rule TEXT NOT NULL,
                  category TEXT NOT NULL, severity INTEGER NOT NULL, file TEXT NOT NULL, line INTEGER NOT NULL,
-                 message TEXT NOT NULL, cwe TEXT NOT NULL, locations TEXT NOT NULL, flows TEXT NOT NULL,
+                 message TEXT NOT NULL, markdown TEXT NOT NULL, cwe TEXT NOT NULL, locations TEXT NOT NULL, flows TEXT NOT NULL,
                  old_id INTEGER);
              CREATE INDEX IF NOT EXISTS temp.staged_by_key ON staged (match_key, line, seq);
              DELETE FROM staged;",
@@ -112,7 +112,8 @@ impl<'c> DbSink<'c> {
         let staged = self
             .conn
             .prepare_cached(
-                "SELECT tool, rule, category, severity, file, line, message, cwe, locations, flows FROM staged WHERE seq = ?1",
+                "SELECT tool, rule, category, severity, file, line, message, cwe, locations, flows, markdown
+                 FROM staged WHERE seq = ?1",
             )?
             .query_row([seq], |r| {
                 Ok((
@@ -126,20 +127,39 @@ impl<'c> DbSink<'c> {
                     r.get::<_, String>(7)?,
                     r.get::<_, String>(8)?,
                     r.get::<_, String>(9)?,
+                    r.get::<_, String>(10)?,
                 ))
             })?;
-        let (tool, rule, category, severity, file, line, message, cwe, locations, flows) = staged;
+        let (tool, rule, category, severity, file, line, message, cwe, locations, flows, markdown) = staged;
         let (id, is_new) = match old_id {
             Some(id) => {
                 self.conn
                     .prepare_cached(
                         "UPDATE findings SET tool = ?2, rule = ?3, category = ?4, severity = ?5, file = ?6, line = ?7,
-                         message = ?8, cwe = ?9, present = 1, last_import = ?10 WHERE id = ?1",
+                         message = ?8, cwe = ?9, present = 1, last_import = ?10, markdown = ?11 WHERE id = ?1",
                     )?
-                    .execute(params![id, tool, rule, category, severity, file, line, message, cwe, self.import_id])?;
+                    .execute(params![
+                        id,
+                        tool,
+                        rule,
+                        category,
+                        severity,
+                        file,
+                        line,
+                        message,
+                        cwe,
+                        self.import_id,
+                        markdown
+                    ])?;
                 (id, false)
             }
-            None => (self.insert(key, &tool, &rule, &category, severity, &file, line, &message, &cwe)?, true),
+            None => {
+                let id = self.insert(key, &tool, &rule, &category, severity, &file, line, &message, &cwe)?;
+                self.conn
+                    .prepare_cached("UPDATE findings SET markdown = ?2 WHERE id = ?1")?
+                    .execute(params![id, markdown])?;
+                (id, true)
+            }
         };
         // Locations are replaced wholesale: they carry no user state.
         self.conn.prepare_cached("DELETE FROM locations WHERE finding_id = ?1")?.execute([id])?;
@@ -266,10 +286,24 @@ impl Sink for DbSink<'_> {
         let flows = serde_json::to_string(&flows).map_err(std::io::Error::other)?;
         self.conn
             .prepare_cached(
-                "INSERT INTO staged (match_key, tool, rule, category, severity, file, line, message, cwe, locations, flows)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO staged (match_key, tool, rule, category, severity, file, line, message, markdown, cwe,
+                                     locations, flows)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
-            .execute(params![key, tool, rule, category, f.severity as i64, file, f.line, message, cwe, locations, flows])?;
+            .execute(params![
+                key,
+                tool,
+                rule,
+                category,
+                f.severity as i64,
+                file,
+                f.line,
+                message,
+                clip(f.markdown, max),
+                cwe,
+                locations,
+                flows
+            ])?;
         Ok(())
     }
 }

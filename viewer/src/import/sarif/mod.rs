@@ -23,7 +23,7 @@ use std::io::Read;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use self::run::{DescriptorRef, LogMeta, LogicalLocation, Properties, Rule, RunMeta};
+use self::run::{DescriptorRef, LogMeta, LogicalLocation, MessageString, Properties, Rule, RunMeta};
 use self::text::ArtifactLocation;
 use super::{Finding, ParseError, Sink};
 use crate::db::findings::{Location, Severity};
@@ -128,16 +128,22 @@ struct Message {
 }
 
 impl Message {
-    /// The message's text (§3.11.7–11): `text`, else the string `id` names in the rule's
-    /// `messageStrings`, else in the component's `globalMessageStrings`, else `markdown`;
-    /// placeholders filled from `arguments`.
-    fn resolve(self, rule: Option<&Rule>, global: &HashMap<String, String>) -> String {
-        let looked_up = || {
-            let id = self.id.as_deref()?;
-            rule.and_then(|r| r.messages.get(id)).or_else(|| global.get(id)).cloned()
-        };
-        let template = self.text.clone().or_else(looked_up).or_else(|| self.markdown.clone()).or(self.id.clone());
-        text::format(&template.unwrap_or_default(), self.arguments.as_deref().unwrap_or(&[]))
+    /// The message as (text, markdown) (§3.11.7–11). Text: `text`, else the string `id`
+    /// names in the rule's `messageStrings`, else in the component's
+    /// `globalMessageStrings`, else a markdown form, else the id. Markdown ('' when none):
+    /// `markdown`, else the looked-up string's. Placeholders filled from `arguments`.
+    fn resolve(self, rule: Option<&Rule>, global: &HashMap<String, MessageString>) -> (String, String) {
+        let looked_up =
+            self.id.as_deref().and_then(|id| rule.and_then(|r| r.messages.get(id)).or_else(|| global.get(id)));
+        let markdown = self.markdown.or_else(|| looked_up.and_then(|m| m.markdown.clone()));
+        let text = self
+            .text
+            .or_else(|| looked_up.and_then(|m| m.text.clone()))
+            .or_else(|| markdown.clone())
+            .or(self.id)
+            .unwrap_or_default();
+        let args = self.arguments.as_deref().unwrap_or(&[]);
+        (text::format(&text, args), markdown.map(|m| text::format(&m, args)).unwrap_or_default())
     }
 }
 
@@ -192,7 +198,7 @@ impl RunMeta {
     /// A location as users know it: the resolved path and line, else the logical
     /// location's fully qualified name; None when it names neither.
     fn location(&self, l: SarifLocation) -> Option<Location> {
-        let message = l.message.map(|m| m.resolve(None, &HashMap::new())).unwrap_or_default();
+        let message = l.message.map(|m| m.resolve(None, &HashMap::new()).0).unwrap_or_default();
         let physical = l.physical.and_then(|p| {
             let a = p.artifact.unwrap_or_default();
             let listed = a.index.and_then(|i| usize::try_from(i).ok()).and_then(|i| self.artifacts.get(i));
@@ -282,7 +288,9 @@ impl Ctx<'_, '_> {
             }
         }
         let global = &run.component(comp).global_messages;
-        let message = text::link_locations(&r.message.resolve(rule, global), &positions);
+        let (message, markdown) = r.message.resolve(rule, global);
+        let message = text::link_locations(&message, &positions);
+        let markdown = text::link_locations(&markdown, &positions);
         let identity = match (&r.fingerprints, &r.partial_fingerprints) {
             (Some(f), _) if !f.is_empty() => Some(identity_text("fingerprints", f)),
             (_, Some(p)) if !p.is_empty() => Some(format!("rule={id}\n{}", identity_text("partial", p))),
@@ -306,6 +314,7 @@ impl Ctx<'_, '_> {
             file,
             line,
             message,
+            markdown,
             locations,
             identity,
             context,

@@ -65,12 +65,13 @@ struct RawRule {
     relationships: Option<Vec<Relationship>>,
 }
 
-#[derive(Deserialize)]
+/// A multiformatMessageString (§3.12).
+#[derive(Deserialize, Clone)]
 pub struct MessageString {
     #[serde(default)]
-    text: Option<String>,
+    pub text: Option<String>,
     #[serde(default)]
-    markdown: Option<String>,
+    pub markdown: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -148,7 +149,7 @@ pub struct LogicalLocation {
 pub struct Rule {
     pub id: String,
     pub level: Option<String>,
-    pub messages: HashMap<String, String>,
+    pub messages: HashMap<String, MessageString>,
     pub security_severity: Option<Severity>,
     pub cwe: Vec<String>,
 }
@@ -159,7 +160,7 @@ pub struct Component {
     pub name: String,
     pub rules: Vec<Rule>,
     by_id: HashMap<String, usize>,
-    pub global_messages: HashMap<String, String>,
+    pub global_messages: HashMap<String, MessageString>,
 }
 
 /// Everything a run says that its results refer to.
@@ -174,8 +175,8 @@ pub struct RunMeta {
     pub logical: Vec<LogicalLocation>,
 }
 
-fn message_map(m: Option<HashMap<String, MessageString>>) -> HashMap<String, String> {
-    m.into_iter().flatten().filter_map(|(k, v)| Some((k, v.text.or(v.markdown)?))).collect()
+fn message_map(m: Option<HashMap<String, MessageString>>) -> HashMap<String, MessageString> {
+    m.unwrap_or_default()
 }
 
 /// `security-severity` (CodeQL, GitHub code scanning): a CVSS-like score as a string or

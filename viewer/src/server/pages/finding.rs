@@ -11,7 +11,7 @@ use axum::response::Html;
 
 use super::super::auth::User;
 use super::super::error::PageError;
-use super::super::html::{esc, message_html, page, time_html};
+use super::super::html::{esc, markdown_html, message_html, page, time_html};
 use super::super::AppState;
 use super::source::around;
 use super::{id_of, location};
@@ -73,14 +73,18 @@ pub async fn finding(
          <tr><th scope=\"row\">Location</th><td id=\"location\" class=\"loc\">{}</td></tr>\
          <tr><th scope=\"row\">In latest results</th><td>{}</td></tr>\
          <tr><th scope=\"row\">Fingerprint</th><td><code>{}</code></td></tr></table>\
-         <h2>Message</h2><pre id=\"message\">{}</pre>",
+         <h2>Message</h2>{}",
         esc(&r.tool),
         esc(&r.rule),
         esc(&d.category),
         location(&r.file, r.line),
         if r.present { "yes" } else { "no" },
         r.fingerprint,
-        message_html(&r.message, true),
+        if d.markdown.is_empty() {
+            format!("<pre id=\"message\">{}</pre>", message_html(&r.message, true))
+        } else {
+            format!("<div id=\"message\" class=\"markdown\">{}</div>", markdown_html(&d.markdown))
+        },
         sev = r.severity.name(),
     );
     if !d.locations.is_empty() {
