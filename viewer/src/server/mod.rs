@@ -13,6 +13,7 @@ mod export;
 mod headers;
 mod html;
 mod jobs;
+mod markdown;
 mod pages;
 mod query;
 mod upload_body;

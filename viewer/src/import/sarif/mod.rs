@@ -14,13 +14,13 @@
 //! by name (§3.33); identity from `fingerprints` / `partialFingerprints` (§3.27.16–17).
 
 mod run;
+mod stream;
 mod text;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io::Read;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed};
 use serde::Deserialize;
 
 use self::run::{DescriptorRef, LogMeta, LogicalLocation, MessageString, Properties, Rule, RunMeta};
@@ -37,7 +37,7 @@ pub fn parse<R: Read>(open: &dyn Fn() -> std::io::Result<R>, sink: &mut dyn Sink
     let runs = check(meta)?;
     let mut ctx = Ctx { sink, failed: None, index: 0, runs: &runs };
     let mut de = serde_json::Deserializer::from_reader(open().map_err(io)?);
-    let res = LogSeed(&mut ctx).deserialize(&mut de).and_then(|()| de.end());
+    let res = stream::LogSeed(&mut ctx).deserialize(&mut de).and_then(|()| de.end());
     match (ctx.failed, res) {
         (Some(e), _) => Err(ParseError::Sink(e)),
         (None, Err(e)) => Err(ParseError::Input(format!("invalid SARIF: {e}"))),
@@ -58,17 +58,17 @@ fn check(meta: LogMeta) -> Result<Vec<RunMeta>, ParseError> {
     runs.into_iter().enumerate().map(|(n, r)| RunMeta::from_raw(r, n).map_err(not_sarif)).collect()
 }
 
-struct Ctx<'s, 'r> {
+pub(super) struct Ctx<'s, 'r> {
     sink: &'s mut dyn Sink,
     /// The sink's error, kept typed while serde unwinds with a generic one.
     failed: Option<super::ImportError>,
     /// Results seen so far, for messages ("result 17: ...").
     index: u64,
-    runs: &'r [RunMeta],
+    pub(super) runs: &'r [RunMeta],
 }
 
 #[derive(Deserialize)]
-struct SarifResult {
+pub(super) struct SarifResult {
     #[serde(default, rename = "ruleId")]
     rule_id: Option<String>,
     #[serde(default, rename = "ruleIndex")]
@@ -227,7 +227,7 @@ impl RunMeta {
 }
 
 impl Ctx<'_, '_> {
-    fn emit<E: de::Error>(&mut self, run: &RunMeta, r: SarifResult) -> Result<(), E> {
+    pub(super) fn emit<E: de::Error>(&mut self, run: &RunMeta, r: SarifResult) -> Result<(), E> {
         self.index += 1;
         if matches!(r.kind.as_deref(), Some("pass" | "notApplicable")) {
             return Ok(());
@@ -338,115 +338,6 @@ fn identity_text(kind: &str, pairs: &std::collections::BTreeMap<String, String>)
         s.push('\n');
     }
     s
-}
-
-struct LogSeed<'a, 's, 'r>(&'a mut Ctx<'s, 'r>);
-
-impl<'de> DeserializeSeed<'de> for LogSeed<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for LogSeed<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a SARIF log object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "runs" {
-                map.next_value_seed(RunsSeed(&mut *self.0))?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
-}
-
-struct RunsSeed<'a, 's, 'r>(&'a mut Ctx<'s, 'r>);
-
-impl<'de> DeserializeSeed<'de> for RunsSeed<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RunsSeed<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of runs")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut n = 0;
-        while seq.next_element_seed(RunSeed { ctx: &mut *self.0, n })?.is_some() {
-            n += 1;
-        }
-        Ok(())
-    }
-}
-
-struct RunSeed<'a, 's, 'r> {
-    ctx: &'a mut Ctx<'s, 'r>,
-    n: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for RunSeed<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RunSeed<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a run object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let runs = self.ctx.runs;
-        let run = runs.get(self.n).ok_or_else(|| de::Error::custom("the file changed while it was read"))?;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "results" {
-                map.next_value_seed(ResultsSeed { ctx: &mut *self.ctx, run })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
-}
-
-struct ResultsSeed<'a, 's, 'r> {
-    ctx: &'a mut Ctx<'s, 'r>,
-    run: &'r RunMeta,
-}
-
-impl<'de> DeserializeSeed<'de> for ResultsSeed<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        // `any` so that `"results": null` (a run that produced no result list) is accepted.
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ResultsSeed<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of results or null")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(r) = seq.next_element::<SarifResult>()? {
-            self.ctx.emit(self.run, r)?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use axum::response::Html;
 
 use super::super::auth::User;
 use super::super::error::PageError;
-use super::super::html::{esc, markdown_html, message_html, page, time_html};
+use super::super::html::{esc, message_html, page, time_html};
+use super::super::markdown::markdown_html;
 use super::super::AppState;
 use super::source::around;
 use super::{id_of, location};
