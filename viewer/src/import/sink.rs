@@ -55,6 +55,8 @@ impl<'c> DbSink<'c> {
     /// and returns (findings, new findings).
     pub(super) fn finish(self) -> Result<(u64, u64), ImportError> {
         // First pair every group, then write in file order (so new rows' ids follow it).
+        // pair_group updates staged.old_id while this scan is open; the scan walks
+        // staged_by_key, which does not hold old_id, so it is not disturbed.
         {
             let mut keys = self.conn.prepare("SELECT DISTINCT match_key FROM staged")?;
             let mut key_rows = keys.query([])?;
