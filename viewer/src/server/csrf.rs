@@ -40,7 +40,9 @@ impl CsrfKey {
             return Err(PageError::Forbidden("Cross-site form submissions are not accepted.".into()));
         }
         if let Some(origin) = header("origin") {
-            let own = header("x-forwarded-host").or(header("host")).unwrap_or("");
+            // A chain of proxies lists hosts, the client-facing one first.
+            let forwarded = header("x-forwarded-host").and_then(|h| h.split(',').next()).map(str::trim);
+            let own = forwarded.or(header("host")).unwrap_or("");
             let host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
             if own.is_empty() || !host.eq_ignore_ascii_case(own) {
                 return Err(PageError::Forbidden(format!("Form posted from another origin ({origin}).")));
@@ -77,5 +79,11 @@ mod tests {
             h.insert("origin", foreign.parse().unwrap());
             assert!(k1.check(&h, "alice", &k1.token("alice")).is_err(), "{foreign}");
         }
+        // Behind proxies: the first X-Forwarded-Host is the origin's host.
+        h.insert("x-forwarded-host", "swamp.example, 10.0.0.5:8080".parse().unwrap());
+        h.insert("origin", "https://swamp.example".parse().unwrap());
+        assert!(k1.check(&h, "alice", &k1.token("alice")).is_ok());
+        h.insert("origin", "http://127.0.0.1:8080".parse().unwrap());
+        assert!(k1.check(&h, "alice", &k1.token("alice")).is_err());
     }
 }
