@@ -1,4 +1,4 @@
-//! Drives `tests/browser/triage_test.py` (selenium + headless Chromium) against a real
+//! Drives `tests/browser/*.py` (selenium + headless Chromium) against a real
 //! viewer process. Not skippable: without chromium, chromium-driver and python3-selenium
 //! (Debian packages, see scripts/apt-packages) the test fails and says what is missing.
 
@@ -30,19 +30,18 @@ fn require_tools() {
     assert!(missing.is_empty(), "browser test needs Debian packages: apt-get install -y {}", missing.join(" "));
 }
 
-#[test]
-fn triage_in_headless_chromium() {
-    require_tools();
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key");
+/// A viewer process on 127.0.0.1:0 with one project seeded through the API from `files`;
+/// returns (process, base URL, project id).
+fn serve_seeded(data: &Path, files: Vec<(&str, Vec<u8>)>) -> (std::process::Child, String, i64) {
+    let key = data.join("key");
+    std::fs::create_dir_all(data).unwrap();
     std::fs::write(&key, KEY).unwrap();
-    let data = dir.path().join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_viewer"))
         .args(["serve", "--project", "myproj", "--users", "alice,bob", "--context", CTX, "--listen", "127.0.0.1:0"])
         .arg("--apikey-file")
         .arg(&key)
         .arg("--data")
-        .arg(&data)
+        .arg(data.join("data"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -59,8 +58,11 @@ fn triage_in_headless_chromium() {
         let api = |m: reqwest::Method, p: &str| client.request(m, format!("{base}/api{p}")).header("API-Key", KEY);
         let r = api(reqwest::Method::PUT, "/projects").json(&serde_json::json!({"name": "pkg"})).send().await.unwrap();
         let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_i64().unwrap();
-        let form = reqwest::multipart::Form::new()
-            .part("file1", reqwest::multipart::Part::bytes(fixture("multi_tool.sarif")).file_name("r.sarif"));
+        let mut form = reqwest::multipart::Form::new();
+        for (i, (name, bytes)) in files.into_iter().enumerate() {
+            form =
+                form.part(format!("file{}", i + 1), reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()));
+        }
         let r = api(reqwest::Method::POST, &format!("/projects/{id}/analysis")).multipart(form).send().await.unwrap();
         let job = r.json::<serde_json::Value>().await.unwrap()["jobId"].as_str().unwrap().to_owned();
         for _ in 0..600 {
@@ -74,17 +76,14 @@ fn triage_in_headless_chromium() {
         }
         panic!("seed import did not finish");
     });
+    (child, base, project)
+}
 
-    let screenshot = std::env::temp_dir().join("viewer-triage.png");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/triage_test.py");
-    let out = Command::new(PYTHON)
-        .arg(&script)
-        .arg(&base)
-        .arg(format!("/projects/{project}"))
-        .arg(&screenshot)
-        .env("VIEWER_APIKEY", KEY)
-        .output()
-        .unwrap();
+/// Runs a browser script; kills the viewer; fails with the script's output.
+fn run_script(mut child: std::process::Child, script: &str, args: &[String], ok: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser").join(script);
+    // The scripts sign page requests with the proof the front door would add (key from the API key).
+    let out = Command::new(PYTHON).arg(&script).args(args).env("VIEWER_APIKEY", KEY).output().unwrap();
     let _ = child.kill();
     let _ = child.wait();
     assert!(
@@ -93,5 +92,36 @@ fn triage_in_headless_chromium() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("browser triage flow ok"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(ok));
+}
+
+#[test]
+fn triage_in_headless_chromium() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base, project) = serve_seeded(dir.path(), vec![("r.sarif", fixture("multi_tool.sarif"))]);
+    let screenshot = std::env::temp_dir().join("viewer-triage.png");
+    let args = [base, format!("/projects/{project}"), screenshot.display().to_string()];
+    run_script(child, "triage_test.py", &args, "browser triage flow ok");
+}
+
+#[test]
+fn triager_tools_in_headless_chromium() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let db_py = "import sqlite3\n\ndef run_query(arg):\n    q = \"SELECT '%s'\" % arg\n    cur = sqlite3.connect('d').cursor()\n    cur.execute(q)\n    return cur.fetchall()\n";
+    let web_py = "from flask import request\n\ndef view():\n    return run_query(request.args['x'])\n";
+    let archive = zip(&[("app-1.0/app/db.py", db_py.as_bytes()), ("app-1.0/app/web.py", web_py.as_bytes())]);
+    let long = sarif("lint", &[result("L1", &format!("src/{}/deep.c", "d".repeat(4096)), 1, "long path")]);
+    let files = vec![
+        ("flows.sarif", fixture("spec/flows.sarif")),
+        ("multi.sarif", fixture("multi_tool.sarif")),
+        ("long.sarif", long),
+        ("src.zip", archive),
+    ];
+    let (child, base, project) = serve_seeded(dir.path(), files);
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let args = [base, format!("/projects/{project}"), downloads.display().to_string()];
+    run_script(child, "triager_test.py", &args, "browser triager flow ok");
 }

@@ -197,7 +197,7 @@ async fn deeply_nested_json_fails_the_job() {
         (
             "closed.sarif",
             format!("{{{}{}}}", r#""a":{"#.repeat(deep), "}".repeat(deep)).into_bytes(),
-            &["closed.sarif", "invalid SARIF", "missing \"version\""],
+            &["closed.sarif", "not a SARIF 2.1.0 log", "missing \"version\""],
         ),
         (
             "in-result.sarif",

@@ -66,7 +66,7 @@ fn viewer_survives_a_stop_and_relaunch_with_its_triage() {
 
         // Triage through the page, as alice (with the front door's proof); a forged user header is refused.
         assert_eq!(v.triage_forged("alice", fid, "false_positive", "no").await, 403);
-        assert_eq!(v.triage("alice", fid, "confirmed", "real bug").await, 303);
+        assert_eq!(v.triage("alice", fid, "unresolved", "real bug").await, 303);
         let status_of = |fs: &[serde_json::Value]| -> Vec<(String, String)> {
             let mut s: Vec<_> = fs
                 .iter()
@@ -77,7 +77,7 @@ fn viewer_survives_a_stop_and_relaunch_with_its_triage() {
         };
         let before = status_of(&v.findings(project_id).await);
         assert!(
-            before.contains(&(target["fingerprint"].as_str().unwrap().to_string(), "confirmed".into())),
+            before.contains(&(target["fingerprint"].as_str().unwrap().to_string(), "unresolved".into())),
             "{before:?}"
         );
 

@@ -86,6 +86,14 @@ pub async fn forward(
         v.set_sensitive(true);
         parts.headers.insert(PROOF_HEADER, v);
     }
+    // Host becomes the viewer's own address; the host the browser used goes on as
+    // X-Forwarded-Host (ours, never the client's), which the viewer checks a form's Origin
+    // against (its CSRF defence): without it every triage post through here was refused.
+    let browser_host = parts.headers.remove(header::HOST);
+    parts.headers.remove("x-forwarded-host");
+    if let Some(h) = browser_host {
+        parts.headers.insert("x-forwarded-host", h);
+    }
     if let Ok(v) = HeaderValue::from_str(address) {
         parts.headers.insert(header::HOST, v);
     }

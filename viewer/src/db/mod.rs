@@ -10,6 +10,8 @@
 //! own ([`Db::connect`]), which keeps the async side free of locks around a `Connection`.
 
 pub mod findings;
+pub mod identity;
+pub mod listing;
 pub mod projects;
 
 use std::path::{Path, PathBuf};
@@ -26,8 +28,14 @@ pub const DB_FILE: &str = "viewer.db";
 
 /// Migration scripts, in order (index + 1 is the schema version each one produces), and
 /// the mark that makes a file a viewer database.
-const SCHEMA: Schema =
-    Schema { migrations: &[include_str!("../../../sql/viewer/0001_init.sql")], application_id: Some(APPLICATION_ID) };
+const SCHEMA: Schema = Schema {
+    migrations: &[
+        include_str!("../../../sql/viewer/0001_init.sql"),
+        include_str!("../../../sql/viewer/0002_triage_identity.sql"),
+        include_str!("../../../sql/viewer/0003_sources_flows.sql"),
+    ],
+    application_id: Some(APPLICATION_ID),
+};
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = SCHEMA.version();
@@ -60,6 +68,7 @@ impl Db {
         let mut conn = connect(&path, OpenFlags::default())?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         migrate(&mut conn)?;
+        identity::fill_missing(&mut conn)?;
         Ok(Db { path })
     }
 
@@ -82,6 +91,14 @@ pub fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, DbError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // WAL + NORMAL is durable across application crashes, which is what a VM needs.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Unicode lower-casing for case-insensitive search (SQLite's lower() and LIKE fold
+    // ASCII only, so "Ü" would not find "ü").
+    conn.create_scalar_function(
+        "fold",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8 | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(ctx.get::<Option<String>>(0)?.map(|s| s.to_lowercase())),
+    )?;
     Ok(conn)
 }
 

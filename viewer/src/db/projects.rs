@@ -56,6 +56,19 @@ pub fn delete(conn: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(conn.execute("DELETE FROM projects WHERE id = ?1", [id])? > 0)
 }
 
+/// Deletes a project that no import ever completed into (no imports, no findings) and
+/// that no queued job will import into (imports run one at a time, so the caller's job is
+/// the only one running); true when it did.
+pub fn delete_if_never_imported(conn: &Connection, id: i64) -> Result<bool, DbError> {
+    Ok(conn.execute(
+        "DELETE FROM projects WHERE id = ?1
+         AND NOT EXISTS (SELECT 1 FROM imports WHERE project_id = ?1)
+         AND NOT EXISTS (SELECT 1 FROM findings WHERE project_id = ?1)
+         AND NOT EXISTS (SELECT 1 FROM jobs WHERE project_id = ?1 AND status = 'queued')",
+        [id],
+    )? > 0)
+}
+
 /// State of an import job as the API reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {

@@ -10,7 +10,9 @@
 pub mod sarif;
 pub mod scarf;
 mod sink;
+pub mod sources;
 pub mod synth;
+mod zip;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -20,8 +22,6 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::config::Limits;
 use crate::db::findings::{Location, Severity};
 use crate::db::{now, DbError};
-
-pub use sink::fingerprint;
 
 /// Why an import job failed; the text becomes the job's `message`.
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +59,19 @@ pub struct Finding {
     pub file: String,
     pub line: i64,
     pub message: String,
+    /// The message's markdown form (SARIF `message.markdown`), '' when none.
+    pub markdown: String,
     /// Every location the tool reported, primary first.
     pub locations: Vec<Location>,
+    /// What the tool says identifies the finding across runs (SARIF `fingerprints` or
+    /// `partialFingerprints`, as text); None when it says nothing.
+    pub identity: Option<String>,
+    /// Line-independent context of the primary location (its snippet), '' when unknown.
+    pub context: String,
+    /// CWE numbers ("89"), from the rule's tags and taxa or SCARF's CweId.
+    pub cwe: Vec<String>,
+    /// Code flows (SARIF threadFlows), each a list of steps.
+    pub flows: Vec<Vec<Location>>,
 }
 
 /// Where parsers put findings. Implemented by the database writer and, in tests, by
@@ -80,7 +91,7 @@ impl<F: FnMut(Finding) -> Result<(), ImportError>> Sink for F {
 pub enum Kind {
     Sarif,
     Scarf,
-    /// A zip (the source archive Code Dx clients send as `file2`): accepted and ignored.
+    /// A zip (the source archive Code Dx clients send as `file2`): see `sources.rs`.
     Zip,
     Unknown(&'static str),
 }
@@ -148,17 +159,21 @@ pub fn import(
         rusqlite::params![project_id, job_id, now()],
     )?;
     let import_id = tx.last_insert_rowid();
-    let mut sink = sink::DbSink::new(&tx, project_id, import_id, limits);
+    let mut sink = sink::DbSink::new(&tx, project_id, import_id, limits)?;
     let mut results_files = 0;
+    let mut archives = Vec::new();
     for up in uploads {
         let mut reader = BufReader::with_capacity(64 * 1024, std::fs::File::open(&up.path)?);
         let kind = sniff(reader.fill_buf()?);
-        sink.next_file();
+        let open = || open_without_bom(&up.path);
         let malformed = |reason: String| ImportError::Malformed { file: up.name.clone(), reason };
         match kind {
-            Kind::Sarif => sarif::parse(reader, &mut sink).map_err(|e| e.into_import_error(malformed))?,
+            Kind::Sarif => sarif::parse(&open, &mut sink).map_err(|e| e.into_import_error(malformed))?,
             Kind::Scarf => scarf::parse(reader, limits, &mut sink).map_err(|e| e.into_import_error(malformed))?,
-            Kind::Zip => continue,
+            Kind::Zip => {
+                archives.push(up);
+                continue;
+            }
             Kind::Unknown(what) => return Err(ImportError::Unsupported { file: up.name.clone(), what }),
         }
         results_files += 1;
@@ -167,8 +182,22 @@ pub fn import(
         return Err(ImportError::NoResults);
     }
     let (findings, new) = sink.finish()?;
+    // After the findings, so that the files they name are known.
+    for up in archives {
+        sources::store(&tx, project_id, &up.name, &up.path)?;
+    }
     tx.commit()?;
     Ok(Summary { results_files, findings, new })
+}
+
+/// The file, past a UTF-8 byte-order mark if it starts with one (JSON has none; some
+/// Windows tools write it anyway).
+fn open_without_bom(path: &std::path::Path) -> std::io::Result<BufReader<std::fs::File>> {
+    let mut r = BufReader::with_capacity(64 * 1024, std::fs::File::open(path)?);
+    if r.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
+        r.consume(3);
+    }
+    Ok(r)
 }
 
 /// A parser's failure: either the input is bad (reason text) or the sink refused.

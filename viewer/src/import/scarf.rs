@@ -51,6 +51,7 @@ struct Bug {
     code: String,
     severity: String,
     message: String,
+    cwe: Vec<String>,
     locations: Vec<(bool, Location)>,
 }
 
@@ -120,7 +121,10 @@ impl State<'_> {
                 "Explanation" => loc.message = text.trim().to_owned(),
                 "Location" => {
                     let l = self.loc.take().unwrap_or_default();
-                    bug.locations.push((l.primary, Location { file: l.file, line: l.line, message: l.message }));
+                    bug.locations.push((
+                        l.primary,
+                        Location { file: l.file, line: l.line, message: l.message, snippet: String::new() },
+                    ));
                 }
                 _ => {}
             }
@@ -130,6 +134,16 @@ impl State<'_> {
             "BugMessage" => bug.message = text.trim().to_owned(),
             "BugGroup" => bug.group = text.trim().to_owned(),
             "BugCode" => bug.code = text.trim().to_owned(),
+            "CweId" => {
+                let n = text.trim().trim_start_matches("CWE-").trim_start_matches('0');
+                if !n.is_empty()
+                    && n.len() <= 6
+                    && n.bytes().all(|b| b.is_ascii_digit())
+                    && !bug.cwe.iter().any(|c| c == n)
+                {
+                    bug.cwe.push(n.to_owned());
+                }
+            }
             "BugSeverity" => bug.severity = text,
             "BugInstance" => {
                 let bug = self.bug.take().unwrap_or_default();
@@ -156,7 +170,12 @@ impl State<'_> {
             file,
             line,
             message: bug.message,
+            markdown: String::new(),
             locations,
+            identity: None,
+            context: String::new(),
+            cwe: bug.cwe,
+            flows: Vec::new(),
         };
         self.sink.finding(finding).map_err(ParseError::Sink)
     }

@@ -20,7 +20,7 @@ use super::query::ListQuery;
 use super::upload_body::LimitedToEnd;
 use super::{jobs, AppState};
 use crate::config::check_name;
-use crate::db::findings;
+use crate::db::listing;
 use crate::db::projects;
 use crate::import::Upload;
 
@@ -164,15 +164,15 @@ pub async fn findings(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let project_id = id_param(id)?;
     let per_page = q.per_page.as_deref().and_then(|p| p.parse().ok()).unwrap_or(200i64).clamp(1, 5000);
-    let (filter, (sort, dir), page) = (q.filter(), q.sort(), q.page());
+    let (filter, (sort, dir), start) = (q.filter(), q.sort(), q.start());
     let res = st
         .with_db(move |c| {
             if projects::get(c, project_id)?.is_none() {
                 return Ok(None);
             }
-            findings::list(c, project_id, &filter, sort, dir, (page - 1) * per_page, per_page).map(Some)
+            listing::page(c, project_id, &filter, sort, dir, &start, per_page).map(Some)
         })
         .await?;
-    let (rows, total) = res.ok_or(ApiError::NotFound("project"))?;
-    Ok(Json(json!({ "total": total, "page": page, "findings": rows })))
+    let p = res.ok_or(ApiError::NotFound("project"))?;
+    Ok(Json(json!({ "total": p.total, "page": p.number, "pages": p.pages, "next": p.next, "findings": p.rows })))
 }

@@ -100,6 +100,6 @@ impl IntoResponse for PageError {
             StatusCode::BAD_REQUEST => "Bad request",
             _ => "Error",
         };
-        (self.status(), Html(page(title, None, &format!("<p>{}</p>", esc(&self.to_string()))))).into_response()
+        (self.status(), Html(page(title, None, None, &format!("<p>{}</p>", esc(&self.to_string()))))).into_response()
     }
 }

@@ -44,6 +44,15 @@ pub async fn run(st: Arc<AppState>, id: String, project_id: i64, dir: PathBuf, u
             }
             Ok(Err(e)) => {
                 tracing::warn!(job = id, project_id, "import failed: {e}");
+                // The client created the project for this upload: a first import that
+                // failed leaves no empty package behind.
+                match st.with_db(move |c| projects::delete_if_never_imported(c, project_id)).await {
+                    Ok(true) => {
+                        tracing::info!(job = id, project_id, "removed the project its failed first import left")
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(job = id, "cannot remove the empty project: {e}"),
+                }
                 set(&st, &id, "failed", e.to_string()).await;
             }
             Err(e) => set(&st, &id, "failed", format!("internal error: {e}")).await,

@@ -7,9 +7,13 @@
 
 mod api;
 mod auth;
+mod csrf;
 mod error;
+mod export;
+mod headers;
 mod html;
 mod jobs;
+mod markdown;
 mod pages;
 mod query;
 mod upload_body;
@@ -56,6 +60,8 @@ pub(crate) struct AppState {
     imports: Semaphore,
     shutting_down: AtomicBool,
     uploads_dir: PathBuf,
+    /// Key of the page forms' CSRF tokens.
+    csrf: csrf::CsrfKey,
 }
 
 impl AppState {
@@ -107,6 +113,7 @@ impl Server {
             imports: Semaphore::new(1),
             shutting_down: AtomicBool::new(false),
             uploads_dir,
+            csrf: csrf::CsrfKey::random(),
         };
         Ok(Server { state: Arc::new(state), _lock: lock })
     }
@@ -148,13 +155,21 @@ fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{c}/api/jobs/{{id}}"), get(api::job))
         .route(&format!("{c}/api/activity"), get(api::activity))
         .route(&format!("{c}/"), get(pages::index))
+        .route(&format!("{c}/local-time.js"), get(headers::local_time_js))
+        // Each page answers with and without a trailing slash (people and tools add one).
         .route(&format!("{c}/projects/{{id}}"), get(pages::project))
-        .route(&format!("{c}/findings/{{id}}"), get(pages::finding).post(pages::triage));
+        .route(&format!("{c}/projects/{{id}}/"), get(pages::project))
+        .route(&format!("{c}/projects/{{id}}/triage"), post(pages::bulk_triage))
+        .route(&format!("{c}/projects/{{id}}/source"), get(pages::source_file))
+        .route(&format!("{c}/projects/{{id}}/export.csv"), get(export::csv_export))
+        .route(&format!("{c}/projects/{{id}}/export.sarif"), get(export::sarif_export))
+        .route(&format!("{c}/findings/{{id}}"), get(pages::finding).post(pages::triage))
+        .route(&format!("{c}/findings/{{id}}/"), get(pages::finding));
     if !c.is_empty() {
         let to = format!("{c}/");
         r = r.route(&c, get(move || async move { Redirect::permanent(&to) }));
     }
-    r.fallback(api::not_found).with_state(state)
+    r.fallback(api::not_found).layer(axum::middleware::map_response(headers::secure)).with_state(state)
 }
 
 /// Resolves on SIGTERM or SIGINT.

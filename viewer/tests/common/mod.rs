@@ -123,13 +123,22 @@ impl Server {
         list
     }
 
+    /// The CSRF token in the form of the page at `path`, as `user` sees it.
+    pub async fn csrf(&self, path: &str, user: &str) -> String {
+        let html = self.page(path, user).send().await.unwrap().text().await.unwrap();
+        let mark = "name=\"csrf\" value=\"";
+        let at = html.find(mark).unwrap_or_else(|| panic!("no form token in {path}")) + mark.len();
+        html[at..].split('"').next().unwrap().to_owned()
+    }
+
     /// Sets triage through the page form, as a browser would.
     pub async fn triage(&self, finding: i64, status: &str, comment: &str) {
+        let token = self.csrf(&format!("/findings/{finding}"), "alice").await;
         let r = self
             .client
             .post(format!("{}/findings/{finding}", self.base))
             .header("X-Vrun-Proof", proof("alice"))
-            .form(&[("status", status), ("comment", comment)])
+            .form(&[("status", status), ("comment", comment), ("csrf", &token)])
             .send()
             .await
             .unwrap();
@@ -151,4 +160,49 @@ pub fn result(rule: &str, file: &str, line: u32, msg: &str) -> String {
     format!(
         r#"{{"ruleId":"{rule}","level":"warning","message":{{"text":"{msg}"}},"locations":[{{"physicalLocation":{{"artifactLocation":{{"uri":"{file}"}},"region":{{"startLine":{line}}}}}}}]}}"#
     )
+}
+
+/// A zip archive of `files` (deflated; CRCs left 0, which the viewer does not check), as
+/// launchviewer uploads the source archive.
+pub fn zip(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let (mut out, mut dir) = (Vec::new(), Vec::new());
+    for (name, data) in files {
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        let packed = enc.finish().unwrap();
+        let offset = out.len() as u32;
+        let common = |v: &mut Vec<u8>| {
+            v.extend_from_slice(&20u16.to_le_bytes()); // version needed
+            v.extend_from_slice(&0u16.to_le_bytes()); // flags
+            v.extend_from_slice(&8u16.to_le_bytes()); // deflate
+            v.extend_from_slice(&[0; 4]); // time, date
+            v.extend_from_slice(&0u32.to_le_bytes()); // crc
+            v.extend_from_slice(&(packed.len() as u32).to_le_bytes());
+            v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            v.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            v.extend_from_slice(&0u16.to_le_bytes()); // extra
+        };
+        out.extend_from_slice(b"PK\x03\x04");
+        common(&mut out);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&packed);
+        dir.extend_from_slice(b"PK\x01\x02");
+        dir.extend_from_slice(&20u16.to_le_bytes()); // made by
+        common(&mut dir);
+        dir.extend_from_slice(&[0; 6]); // comment len, disk, internal attrs
+        dir.extend_from_slice(&[0; 4]); // external attrs
+        dir.extend_from_slice(&offset.to_le_bytes());
+        dir.extend_from_slice(name.as_bytes());
+    }
+    let cd_offset = out.len() as u32;
+    out.extend_from_slice(&dir);
+    out.extend_from_slice(b"PK\x05\x06");
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(files.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(files.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(dir.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
 }

@@ -417,7 +417,8 @@ impl Viewer {
         v["findings"].as_array().cloned().unwrap_or_else(|| panic!("no findings array: {v}"))
     }
 
-    /// The triage form, posted as `user` with the proof agent-monitor's front door adds.
+    /// The triage form, posted as `user` with the proof agent-monitor's front door adds, and
+    /// with the form's CSRF token from the finding page, as a browser would.
     pub async fn triage(&self, user: &str, finding: i64, status: &str, comment: &str) -> u16 {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
         let proof = vrun_proto::frontdoor::make_proof(&self.apikey, user, now);
@@ -429,8 +430,22 @@ impl Viewer {
         self.triage_with(("Authorization", &format!("SWAMP {user}")), finding, status, comment).await
     }
 
+    /// Reads the finding page with `header` for its form token (a refused caller gets none and
+    /// posts without one), then posts the form with the same header.
     async fn triage_with(&self, header: (&str, &str), finding: i64, status: &str, comment: &str) -> u16 {
-        let body = format!("status={status}&comment={}", comment.replace(' ', "+"));
+        let page = self
+            .http
+            .get(format!("{}/findings/{finding}", self.base))
+            .header(header.0, header.1)
+            .send()
+            .await
+            .expect("viewer answers")
+            .text()
+            .await
+            .unwrap_or_default();
+        let mark = "name=\"csrf\" value=\"";
+        let token = page.find(mark).map(|at| page[at + mark.len()..].split('"').next().unwrap_or("")).unwrap_or("");
+        let body = format!("status={status}&comment={}&csrf={token}", comment.replace(' ', "+"));
         self.http
             .post(format!("{}/findings/{finding}", self.base))
             .header(header.0, header.1)
