@@ -1,7 +1,8 @@
 //! Who may call what.
 //!
-//! Three roles. `admin` may call everything. `launcher` (what a click runs) may launch, ask
-//! and push. A job may report only for its own pair and generation: its token is an HMAC of
+//! Four roles. `admin` may call everything. `launcher` (what a click runs) may launch, ask
+//! and push. `metrics` (a scraper) may read `/metrics` and nothing else. A job may report
+//! only for its own pair and generation: its token is an HMAC of
 //! `project.viewer.generation` under a key only agent-monitor knows, so it needs no storage
 //! and cannot be forged or reused for another pair.
 //!
@@ -27,12 +28,14 @@ use crate::private::{random_hex, write_private_atomic};
 pub enum Caller {
     Admin,
     Launcher,
+    Metrics,
     Job { pair: Pair, generation: i64 },
 }
 
 pub struct Secrets {
     admin: String,
     launcher: String,
+    metrics: String,
     job_key: Vec<u8>,
     /// The exact `Authorization` values the admin and launcher clients send, so that the
     /// usual case is one constant-time comparison, not a base64 decode per call.
@@ -97,11 +100,13 @@ impl Secrets {
         let key_path = dir.join("jobs.key");
         let key = hex::decode(load_or_create(&key_path)?)
             .map_err(|_| SecretError::Invalid { path: key_path, why: "not hexadecimal" })?;
-        Ok(Secrets::new(
+        let mut s = Secrets::new(
             load_or_create(&secret_path(state_dir, "admin"))?,
             load_or_create(&secret_path(state_dir, "launcher"))?,
             key,
-        ))
+        );
+        s.metrics = load_or_create(&secret_path(state_dir, "metrics"))?;
+        Ok(s)
     }
 
     fn new(admin: String, launcher: String, job_key: Vec<u8>) -> Secrets {
@@ -110,6 +115,8 @@ impl Secrets {
             launcher_basic: basic("launcher", &launcher),
             admin,
             launcher,
+            // Until loaded: a value no caller can present (secrets are at least 32 characters).
+            metrics: String::new(),
             job_key,
         }
     }
@@ -141,6 +148,8 @@ impl Secrets {
             Some(Caller::Admin)
         } else if bool::from(self.launcher.as_bytes().ct_eq(secret.as_bytes())) {
             Some(Caller::Launcher)
+        } else if !self.metrics.is_empty() && bool::from(self.metrics.as_bytes().ct_eq(secret.as_bytes())) {
+            Some(Caller::Metrics)
         } else {
             None
         }
@@ -163,9 +172,12 @@ impl Secrets {
             let (user, secret) = raw.split_once(':').ok_or_else(|| denied("malformed Basic credentials"))?;
             match user {
                 "job" => self.check_job_token(secret),
-                "admin" | "launcher" => self
-                    .check_secret(secret)
-                    .filter(|c| matches!((user, c), ("admin", Caller::Admin) | ("launcher", Caller::Launcher))),
+                "admin" | "launcher" | "metrics" => self.check_secret(secret).filter(|c| {
+                    matches!(
+                        (user, c),
+                        ("admin", Caller::Admin) | ("launcher", Caller::Launcher) | ("metrics", Caller::Metrics)
+                    )
+                }),
                 _ => None,
             }
         } else if let Some(token) = header.strip_prefix("Bearer ") {
@@ -196,6 +208,10 @@ pub fn authorize(caller: &Caller, method: &str, params: &[Value]) -> Result<(), 
             | m::LIST_METHODS
             | m::SERVER_VERSION => Ok(()),
             _ => Err(denied(format!("the launcher role may not call {method}"))),
+        },
+        Caller::Metrics => match method {
+            m::LIST_METHODS | m::SERVER_VERSION => Ok(()),
+            _ => Err(denied(format!("the metrics role may not call {method}"))),
         },
         Caller::Job { pair, generation } => match method {
             m::SET_VIEWER_STATE | m::HEARTBEAT | m::STORE_VIEWER | m::FETCH_JOB | m::FETCH_VIEWER_DB => {

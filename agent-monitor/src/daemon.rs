@@ -62,6 +62,7 @@ impl Daemon {
             let me = Arc::clone(self);
             match effect {
                 Effect::StartJob(_) => {
+                    crate::metrics::global().launches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let handle = tokio::runtime::Handle::current();
                     let job = Box::new(move || {
                         let _rt = handle.enter();
@@ -122,6 +123,11 @@ impl Daemon {
                     Err(e) => Err(format!("cannot read the instance: {}", e.message)),
                 };
                 let me = Arc::clone(self);
+                let counter = match &started {
+                    Ok(_) => &crate::metrics::global().job_starts,
+                    Err(_) => &crate::metrics::global().job_start_failures,
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match started {
                     Ok(job_id) => {
                         // Not awaited by anyone: losing it in a crash only means a restart

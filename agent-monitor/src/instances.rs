@@ -385,6 +385,15 @@ pub fn set_relaunch(conn: &Connection, generation: i64, user: Option<&str>) -> D
     Ok(())
 }
 
+/// Drops a launch queued behind a stopping instance (an admin's kill means no relaunch).
+pub fn clear_relaunch(conn: &Connection, inst: &mut Instance) -> Db<()> {
+    conn.prepare_cached("UPDATE instances SET relaunch_pending = 0, relaunch_user = NULL WHERE generation = ?1")?
+        .execute(params![inst.generation])?;
+    inst.relaunch_pending = false;
+    inst.relaunch_user = None;
+    Ok(())
+}
+
 /// Ends a live instance (stopped or failed) and, when a launch was queued behind it,
 /// creates the next one. Returns the effects to carry out after the commit.
 pub fn finish(

@@ -19,7 +19,8 @@
 //! - [`cmd`]: one file per XML-RPC method.
 //! - [`edge`]: connections: deadlines, caps, accept back-off, shutdown deadline.
 //! - [`rpc`]: the HTTP endpoint and its edge checks (XML-RPC text via `vrun_proto::wire`).
-//!   [`auth`]: roles and credentials.
+//!   [`auth`]: roles and credentials. [`rest`]: the JSON REST API, `/healthz` and
+//!   `/metrics`, on the same listener; [`metrics`]: the counters behind `/metrics`.
 //! - [`reaper`]: lease expiry. [`startup`]: start-up repair.
 //! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
 //!   [`events`] wakes it on libvirt lifecycle events. [`salvage`]: powering off, keeping
@@ -38,9 +39,11 @@ pub mod hypervisor;
 pub mod idle;
 pub mod instances;
 pub mod launcher;
+pub mod metrics;
 pub mod modes;
 pub mod private;
 pub mod reaper;
+pub mod rest;
 pub mod rpc;
 pub mod salvage;
 pub mod startup;
@@ -164,8 +167,15 @@ pub async fn run_with(
     }
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&daemon), wake, stop_rx.clone()));
     let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx));
-    let app = rpc::router(cmd::Methods::new(Arc::clone(&daemon)), secrets, cfg.body.clone());
-    tracing::info!(%addr, state_dir = %cfg.state_dir.display(), %monitor_id, "agent-monitor serving XML-RPC at /RPC2");
+    // Flips when shutdown begins, so that long answers (event streams) end at once.
+    let (going_tx, going_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = going_tx.send(true);
+    };
+    let app = rpc::router(cmd::Methods::new(Arc::clone(&daemon)), Arc::clone(&secrets), cfg.body.clone())
+        .merge(rest::router(Arc::clone(&daemon), secrets, going_rx));
+    tracing::info!(%addr, state_dir = %cfg.state_dir.display(), %monitor_id, "agent-monitor serving XML-RPC at /RPC2 and REST at /api/v1");
     edge::serve(listener, app, cfg.edge.clone(), shutdown).await;
     daemon.salvage.stop();
     let _ = stop_tx.send(true);

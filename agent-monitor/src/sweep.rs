@@ -47,7 +47,9 @@ pub async fn run(m: Arc<Daemon>, wake: Arc<tokio::sync::Notify>, mut shutdown: t
             }
             _ = shutdown.changed() => return,
         }
+        let began = std::time::Instant::now();
         sweep_once(&m, &st).await;
+        crate::metrics::global().sweep_duration.observe(began.elapsed());
         crate::unstored::store_all(&m).await;
     }
 }

@@ -25,6 +25,8 @@ pub const PUSH_DONE: &str = "agentMonitor.pushDone";
 pub const HOST_INFO: &str = "agentMonitor.hostInfo";
 pub const FETCH_JOB: &str = "agentMonitor.fetchJob";
 pub const FETCH_VIEWER_DB: &str = "agentMonitor.fetchViewerDb";
+pub const KILL_VIEWER: &str = "agentMonitor.killViewer";
+pub const DELETE_VIEWER_DBS: &str = "agentMonitor.deleteViewerDbs";
 pub const LIST_METHODS: &str = "system.listMethods";
 pub const SERVER_VERSION: &str = "server.version";
 
@@ -281,6 +283,32 @@ impl PairRef {
 
     pub fn to_params(&self) -> Vec<Value> {
         vec![pair_struct(&self.pair).build()]
+    }
+}
+
+/// `agentMonitor.deleteViewerDbs(struct{project, viewer, confirm})`: `confirm` must repeat
+/// the pair as `project.viewer`, so that a slip of the pair names nothing it did not mean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteViewerDbs {
+    pub pair: Pair,
+}
+
+impl DeleteViewerDbs {
+    pub fn from_params(params: &[Value]) -> Result<DeleteViewerDbs, RpcError> {
+        let mut r = StructReader::single(params)?;
+        let pair = read_pair(&mut r)?;
+        let confirm = r.req_str("confirm")?;
+        r.finish()?;
+        if confirm != pair.to_string() {
+            return Err(RpcError::invalid_params(format!(
+                "confirm must repeat the pair exactly ({pair}); nothing was deleted"
+            )));
+        }
+        Ok(DeleteViewerDbs { pair })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![pair_struct(&self.pair).str("confirm", self.pair.to_string()).build()]
     }
 }
 

@@ -2,11 +2,13 @@
 //! edge) into a store transaction and, after the commit, effects.
 
 mod abort_viewer;
+mod delete_viewer_dbs;
 mod fetch_job;
 mod fetch_viewer_db;
 mod heartbeat;
 mod host_info;
 mod is_viewer_available;
+mod kill_viewer;
 mod launch_viewer;
 mod list_viewers;
 mod push;
@@ -45,7 +47,7 @@ pub struct Methods {
 
 /// Every method and how it runs. `system.listMethods` answers from this table too, so a
 /// method is added in one place.
-const TABLE: [(&str, RunFn); 15] = [
+const TABLE: [(&str, RunFn); 17] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
     (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -59,6 +61,8 @@ const TABLE: [(&str, RunFn); 15] = [
     (m::FETCH_JOB, |mo, p| Box::pin(value(fetch_job::run(mo, p)))),
     (m::FETCH_VIEWER_DB, |mo, p| Box::pin(value(fetch_viewer_db::run(mo, p)))),
     (m::HOST_INFO, |mo, p| Box::pin(value(host_info::run(mo, p)))),
+    (m::KILL_VIEWER, |mo, p| Box::pin(value(kill_viewer::run(mo, p)))),
+    (m::DELETE_VIEWER_DBS, |mo, p| Box::pin(value(delete_viewer_dbs::run(mo, p)))),
     (m::LIST_METHODS, |_, p| Box::pin(std::future::ready(list_methods(p).map(Answer::Value)))),
     (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
 ];
@@ -70,17 +74,23 @@ impl Methods {
 
     /// Method `name`, if there is one.
     pub fn find(&self, name: &str) -> Option<Method<'_>> {
-        self.table.get(name).map(|&run| Method { daemon: &self.daemon, run })
+        self.table.get_key_value(name).map(|(&name, &run)| Method { daemon: &self.daemon, name, run })
     }
 }
 
 /// One method, ready to be called.
 pub struct Method<'a> {
     daemon: &'a Arc<Daemon>,
+    name: &'static str,
     run: RunFn,
 }
 
 impl Method<'_> {
+    /// Its name, from the table (a bounded set, fit for a metrics label).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     pub fn call(self, params: Vec<Value>) -> impl Future<Output = Result<Answer, RpcError>> {
         (self.run)(Arc::clone(self.daemon), params)
     }

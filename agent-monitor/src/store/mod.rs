@@ -210,7 +210,10 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, live: &LiveMap, touched
             touched.take();
             false
         } else {
-            commit_batch(&conn, live, touched)
+            let began = std::time::Instant::now();
+            let ok = commit_batch(&conn, live, touched);
+            crate::metrics::global().store_commit.observe(began.elapsed());
+            ok
         };
         // Callers hear back only now, so a caller reads its own write from the map too.
         for done in completions {
