@@ -128,6 +128,12 @@ pub struct Settings {
     #[arg(skip)]
     #[serde(default)]
     pub viewer: std::collections::BTreeMap<String, ViewerLimits>,
+    /// Live viewers in all; a View beyond it waits for room (not refused). [default: no limit]
+    #[arg(long, env = "AGENT_MONITOR_MAX_VIEWERS")]
+    pub max_viewers: Option<usize>,
+    /// Viewers starting (job started, not yet ready) at once; more wait. [default: no limit]
+    #[arg(long, env = "AGENT_MONITOR_MAX_STARTS")]
+    pub max_starts: Option<usize>,
     /// Stored viewer database versions kept per pair. [default: 3]
     #[arg(long, env = "AGENT_MONITOR_ARCHIVES_KEEP")]
     pub archives_keep: Option<usize>,
@@ -139,6 +145,8 @@ pub struct Settings {
 pub struct ViewerLimits {
     pub idle_timeout_secs: Option<u64>,
     pub max_lifetime_secs: Option<u64>,
+    /// Live viewers of this type; a View beyond it waits for room.
+    pub max_viewers: Option<usize>,
 }
 
 /// Limits with defaults applied.
@@ -189,6 +197,7 @@ pub struct Resolved {
     pub launch_deadline: Duration,
     pub stop_deadline: Duration,
     pub limits: Limits,
+    pub capacity: crate::capacity::Capacity,
 }
 
 impl Settings {
@@ -237,7 +246,9 @@ impl Settings {
                 launch_deadline_secs,
                 stop_deadline_secs,
                 idle_timeout_secs,
-                max_lifetime_secs
+                max_lifetime_secs,
+                max_viewers,
+                max_starts
             );
             if self.viewer.is_empty() {
                 self.viewer = file.viewer.clone();
@@ -318,6 +329,11 @@ impl Settings {
             salvage_timeout: Duration::from_secs(self.salvage_timeout_secs.unwrap_or(60)),
             launch_deadline: Duration::from_secs(self.launch_deadline_secs.unwrap_or(600)),
             stop_deadline: Duration::from_secs(self.stop_deadline_secs.unwrap_or(300)),
+            capacity: crate::capacity::Capacity {
+                max_viewers: self.max_viewers,
+                per_type: self.viewer.iter().filter_map(|(k, v)| Some((k.clone(), v.max_viewers?))).collect(),
+                max_starts: self.max_starts.map(|n| n.max(1)),
+            },
             limits: {
                 let idle = Duration::from_secs(self.idle_timeout_secs.unwrap_or(3600));
                 let life = Duration::from_secs(self.max_lifetime_secs.unwrap_or(8 * 3600));

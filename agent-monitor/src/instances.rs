@@ -40,6 +40,8 @@ pub struct JobContext {
     pub start_grace_ms: i64,
     /// Mints each job's token.
     pub secrets: std::sync::Arc<crate::auth::Secrets>,
+    /// Limits that make a launch wait for room before its job starts.
+    pub capacity: std::sync::Arc<crate::capacity::Capacity>,
 }
 
 /// What [`finish`] does about the job of the instance it ends.
@@ -76,11 +78,14 @@ pub struct Instance {
     pub job_id: Option<String>,
     /// Where the job runs, as the job system last said.
     pub node: Option<String>,
+    /// Waiting for room under a capacity limit; its job has not been started
+    /// ([`crate::capacity`]).
+    pub waiting: bool,
 }
 
 const COLUMNS: &str = "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
      user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
-     relaunch_pending, relaunch_user, job_id, node";
+     relaunch_pending, relaunch_user, job_id, node, waiting";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let (pair, state) = pair_and_state(r)?;
@@ -105,6 +110,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         relaunch_user: r.get(18)?,
         job_id: r.get(19)?,
         node: r.get(20)?,
+        waiting: r.get(21)?,
     })
 }
 
@@ -228,7 +234,8 @@ pub fn create(
     ctx: &JobContext,
     now_ms: i64,
     reason: &str,
-) -> Db<(Instance, Effect)> {
+) -> Db<(Instance, Option<Effect>)> {
+    let full = crate::capacity::must_wait(conn, pair.viewer(), &ctx.capacity)?;
     let apikey = random_hex(32).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
     let urluuid = format!("proxy-{}", uuid::Uuid::new_v4());
     // An explicit version (an admin rolling back) wins; otherwise restore what the last run saved.
@@ -256,9 +263,16 @@ pub fn create(
     ])?;
     let generation = conn.last_insert_rowid();
     record_history(conn, generation, "", ViewerState::Launching, reason, now_ms)?;
+    if let Some(why) = full {
+        crate::capacity::wait(conn, generation)?;
+        let place = crate::capacity::place_in_line(conn, generation)?;
+        let waiting = crate::capacity::waiting_reason(place, &why);
+        conn.prepare_cached("UPDATE instances SET reason = ?2 WHERE generation = ?1")?
+            .execute(params![generation, waiting])?;
+    }
     let inst = by_generation(conn, generation)?
         .ok_or_else(|| RpcError::new(vrun_proto::FaultCode::Internal, "inserted row vanished"))?;
-    let start = Effect::StartJob(inst.generation);
+    let start = (!inst.waiting).then_some(Effect::StartJob(inst.generation));
     Ok((inst, start))
 }
 
@@ -318,6 +332,15 @@ pub fn transition(conn: &Connection, inst: &mut Instance, to: ViewerState, reaso
     inst.reason = reason.into();
     inst.updated_ms = now_ms;
     Ok(())
+}
+
+/// A new reason for an instance that stays in its state, recorded in its history.
+pub fn set_reason(conn: &Connection, inst: &mut Instance, reason: &str, now_ms: i64) -> Db<()> {
+    conn.prepare_cached("UPDATE instances SET reason = ?2, updated_ms = ?3 WHERE generation = ?1")?
+        .execute(params![inst.generation, reason, now_ms])?;
+    inst.reason = reason.into();
+    inst.updated_ms = now_ms;
+    note(conn, inst, reason, now_ms)
 }
 
 /// Records a decision about an instance that does not change its state (e.g. the sweep
@@ -407,6 +430,12 @@ pub fn finish(
 ) -> Db<Vec<Effect>> {
     debug_assert!(to.is_terminal());
     transition(conn, inst, to, reason, now_ms)?;
+    if inst.waiting {
+        // Ended before its turn came (stopped or killed while waiting): out of the line.
+        conn.prepare_cached("UPDATE instances SET waiting = 0 WHERE generation = ?1")?
+            .execute(params![inst.generation])?;
+        inst.waiting = false;
+    }
     let mut effects = Vec::new();
     if job == ItsJob::Cancel {
         effects.push(Effect::CancelJob(inst.generation));
@@ -420,8 +449,10 @@ pub fn finish(
         };
         let why = format!("launch requested while generation {} was stopping", inst.generation);
         let (_, start) = create(conn, &inst.pair, &p, ctx, now_ms, &why)?;
-        effects.push(start);
+        effects.extend(start);
     }
+    // Room may have freed for launches waiting under a capacity limit.
+    effects.extend(crate::capacity::admit(conn, ctx, now_ms)?);
     Ok(effects)
 }
 
@@ -453,6 +484,7 @@ impl Instance {
             domain_exists: "unknown".into(),
             job_id: self.job_id.clone().unwrap_or_default(),
             node: self.node.clone().unwrap_or_default(),
+            waiting: 0,
             history: Vec::new(),
         }
     }

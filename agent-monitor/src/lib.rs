@@ -11,6 +11,7 @@
 //! - [`store`]: SQLite (WAL, fsync per commit) with group commit; migrations from `sql/`;
 //!   the in-memory map of live instances the writer keeps for the hottest reads.
 //! - [`instances`]: the instance rows that are the locks; returns effects, never acts.
+//!   [`capacity`]: limits that make a launch wait for room, and admission when it frees.
 //! - [`archives`]: stored viewer database versions.
 //! - [`launcher`]: the `Launcher` trait and the local process launcher. [`private`]: random
 //!   tokens and the 0600 files that hold them.
@@ -30,6 +31,7 @@
 
 pub mod archives;
 pub mod auth;
+pub mod capacity;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
@@ -122,6 +124,7 @@ pub async fn run_with(
         heartbeat_secs: cfg.heartbeat.as_secs(),
         start_grace_ms: cfg.start_grace.as_millis() as i64,
         secrets: Arc::clone(&secrets),
+        capacity: Arc::new(cfg.capacity.clone()),
     };
     let archives = ArchiveSettings { dir: cfg.sub("archives"), keep: cfg.archives_keep };
     let salvage =

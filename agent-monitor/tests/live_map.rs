@@ -20,7 +20,7 @@ async fn truth(store: &Store) -> BTreeMap<Pair, LiveView> {
     store
         .read(|c| {
             let mut stmt = c.prepare(
-                "SELECT generation, project, viewer, state, address, apikey, urluuid FROM instances
+                "SELECT generation, project, viewer, state, address, apikey, urluuid, waiting FROM instances
                  WHERE state NOT IN ('stopped', 'failed')",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -35,6 +35,7 @@ async fn truth(store: &Store) -> BTreeMap<Pair, LiveView> {
                         address: r.get(4)?,
                         apikey: if ready { r.get(5)? } else { String::new() },
                         urluuid: if ready { r.get(6)? } else { String::new() },
+                        waiting: r.get(7)?,
                     },
                 ))
             })?;

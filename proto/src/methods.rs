@@ -165,6 +165,9 @@ pub struct Availability {
     pub urluuid: String,
     pub state: String,
     pub generation: i64,
+    /// The place in line of a launch waiting for room under a capacity limit (1 = next);
+    /// 0 when not waiting. Apart from `launchViewer`'s `queued` (a click kept during a stop).
+    pub waiting: i64,
 }
 
 impl Availability {
@@ -175,6 +178,7 @@ impl Availability {
             .str("urluuid", &self.urluuid)
             .str("state", &self.state)
             .int("generation", self.generation)
+            .int("waiting", self.waiting)
     }
 
     pub fn to_value(&self) -> Value {
@@ -195,6 +199,7 @@ impl Availability {
             urluuid: r.opt_str("urluuid")?.unwrap_or_default(),
             state: r.opt_str("state")?.unwrap_or_default(),
             generation: r.opt_int("generation")?.unwrap_or(0),
+            waiting: r.opt_int("waiting")?.unwrap_or(0),
         })
     }
 }
@@ -446,6 +451,8 @@ pub struct InstanceRecord {
     pub job_id: String,
     /// The node the job runs on, or empty (one host).
     pub node: String,
+    /// Its place in line while it waits for room under a capacity limit (1 = next), else 0.
+    pub waiting: i64,
     pub history: Vec<Transition>,
 }
 
@@ -479,6 +486,7 @@ impl InstanceRecord {
             .str("domain_exists", self.domain_exists.clone())
             .str("job_id", self.job_id.clone())
             .str("node", self.node.clone())
+            .int("waiting", self.waiting)
             .value("history", Value::Array(history))
             .build()
     }
@@ -519,6 +527,10 @@ impl InstanceRecord {
             domain_exists: s("domain_exists"),
             job_id: s("job_id"),
             node: s("node"),
+            waiting: match m.get("waiting") {
+                Some(Value::Integer(i)) => i64::from(*i),
+                _ => 0,
+            },
             history,
         })
     }

@@ -54,7 +54,7 @@ fn decide(c: &Connection, req: &LaunchViewer, ctx: &JobContext) -> Db<(LaunchRep
             };
             let (inst, start) = instances::create(c, &req.pair, &p, ctx, now_ms(), &reason)?;
             let reply = LaunchReply { state: inst.state, generation: inst.generation, launched: true, queued: false };
-            Ok((reply, vec![start]))
+            Ok((reply, start.into_iter().collect()))
         }
     }
 }

@@ -58,7 +58,7 @@ pub async fn metrics(State(r): State<Arc<Rest>>, headers: HeaderMap) -> Result<R
                 *failures.entry(failure_class(&reason?)).or_default() += 1;
             }
             let waiting: i64 = c.query_row(
-                "SELECT count(*) FROM instances WHERE state = 'launching' AND reason LIKE 'waiting for %'",
+                "SELECT count(*) FROM instances WHERE state = 'launching' AND (waiting = 1 OR reason LIKE 'waiting for %')",
                 [],
                 |r| r.get(0),
             )?;

@@ -11,6 +11,7 @@ const SCHEMA: Schema = Schema {
         include_str!("../../../sql/agent-monitor/0001_init.sql"),
         include_str!("../../../sql/agent-monitor/0002_pushes.sql"),
         include_str!("../../../sql/agent-monitor/0003_job_ids.sql"),
+        include_str!("../../../sql/agent-monitor/0004_waiting.sql"),
     ],
     application_id: None,
 };
