@@ -149,6 +149,7 @@ pub fn admit(conn: &Connection, ctx: &JobContext, now_ms: i64) -> Db<Vec<Effect>
         )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    let capacity = ctx.capacity.get();
     let mut effects = Vec::new();
     let mut place = 0;
     // Set once someone waits on a shared limit; names it for everyone behind.
@@ -158,7 +159,7 @@ pub fn admit(conn: &Connection, ctx: &JobContext, now_ms: i64) -> Db<Vec<Effect>
         let why = match &all_blocked {
             Some(why) => Some(why.clone()),
             None if types_blocked.contains(&viewer) => Some(format!("earlier {viewer} Views")),
-            None => match no_room(conn, &viewer, &ctx.capacity)? {
+            None => match no_room(conn, &viewer, &capacity)? {
                 Some(full) => {
                     if full.blocks_all() {
                         all_blocked = Some(full.to_string());

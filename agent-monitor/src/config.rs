@@ -134,6 +134,12 @@ pub struct Settings {
     /// Viewers starting (job started, not yet ready) at once; more wait. [default: no limit]
     #[arg(long, env = "AGENT_MONITOR_MAX_STARTS")]
     pub max_starts: Option<usize>,
+    /// Seconds a rotated-out job key is still accepted: running jobs hold its tokens. [default: 32400 (9 h)]
+    #[arg(long, env = "AGENT_MONITOR_JOB_KEY_GRACE_SECS")]
+    pub job_key_grace_secs: Option<u64>,
+    /// Seconds an ended instance's job files, log and history are kept. [default: 2592000 (30 days)]
+    #[arg(long, env = "AGENT_MONITOR_RETENTION_SECS")]
+    pub retention_secs: Option<u64>,
     /// Stored viewer database versions kept per pair. [default: 3]
     #[arg(long, env = "AGENT_MONITOR_ARCHIVES_KEEP")]
     pub archives_keep: Option<usize>,
@@ -198,11 +204,17 @@ pub struct Resolved {
     pub stop_deadline: Duration,
     pub limits: Limits,
     pub capacity: crate::capacity::Capacity,
+    pub retention: Duration,
+    pub job_key_grace: Duration,
+    /// The settings as given (flags and environment, before the file): SIGHUP resolves them
+    /// again, re-reading the file.
+    pub source: Settings,
 }
 
 impl Settings {
     /// Layers the config file (if any) under flags and environment, then fills defaults.
     pub fn resolve(mut self) -> anyhow::Result<Resolved> {
+        let source = self.clone();
         if let Some(path) = self.config.clone() {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
@@ -248,7 +260,9 @@ impl Settings {
                 idle_timeout_secs,
                 max_lifetime_secs,
                 max_viewers,
-                max_starts
+                max_starts,
+                retention_secs,
+                job_key_grace_secs
             );
             if self.viewer.is_empty() {
                 self.viewer = file.viewer.clone();
@@ -329,6 +343,9 @@ impl Settings {
             salvage_timeout: Duration::from_secs(self.salvage_timeout_secs.unwrap_or(60)),
             launch_deadline: Duration::from_secs(self.launch_deadline_secs.unwrap_or(600)),
             stop_deadline: Duration::from_secs(self.stop_deadline_secs.unwrap_or(300)),
+            source,
+            job_key_grace: Duration::from_secs(self.job_key_grace_secs.unwrap_or(9 * 3600)),
+            retention: Duration::from_secs(self.retention_secs.unwrap_or(30 * 24 * 3600).max(1)),
             capacity: crate::capacity::Capacity {
                 max_viewers: self.max_viewers,
                 per_type: self.viewer.iter().filter_map(|(k, v)| Some((k.clone(), v.max_viewers?))).collect(),

@@ -41,7 +41,7 @@ pub struct JobContext {
     /// Mints each job's token.
     pub secrets: std::sync::Arc<crate::auth::Secrets>,
     /// Limits that make a launch wait for room before its job starts.
-    pub capacity: std::sync::Arc<crate::capacity::Capacity>,
+    pub capacity: std::sync::Arc<crate::reload::Shared<crate::capacity::Capacity>>,
 }
 
 /// What [`finish`] does about the job of the instance it ends.
@@ -235,7 +235,7 @@ pub fn create(
     now_ms: i64,
     reason: &str,
 ) -> Db<(Instance, Option<Effect>)> {
-    let full = crate::capacity::must_wait(conn, pair.viewer(), &ctx.capacity)?;
+    let full = crate::capacity::must_wait(conn, pair.viewer(), &ctx.capacity.get())?;
     let apikey = random_hex(32).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
     let urluuid = format!("proxy-{}", uuid::Uuid::new_v4());
     // An explicit version (an admin rolling back) wins; otherwise restore what the last run saved.

@@ -6,7 +6,7 @@
 //! port 0.
 //!
 //! # Layout
-//! - [`config`]: flags, environment and TOML settings.
+//! - [`config`]: flags, environment and TOML settings; [`reload`]: what SIGHUP changes live.
 //! - [`statedir`]: one daemon per state directory (fd-lock). [`modes`]: owner-only modes.
 //! - [`store`]: SQLite (WAL, fsync per commit) with group commit; migrations from `sql/`;
 //!   the in-memory map of live instances the writer keeps for the hottest reads.
@@ -26,8 +26,9 @@
 //! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
 //!   [`events`] wakes it on libvirt lifecycle events. [`salvage`]: powering off, keeping
 //!   and removing a domain no live instance holds; [`unstored`]: databases jobs could not
-//!   store. [`idle`]: idle and lifetime shutdown.
-//! - [`status`]: the `agent-monitor status` admin command.
+//!   store. [`idle`]: idle and lifetime shutdown. [`upkeep`]: pruning what ended instances
+//!   leave behind.
+//! - [`status`]: the `agent-monitor status` admin command; [`rotate`]: `rotate-secrets`.
 
 pub mod archives;
 pub mod auth;
@@ -45,7 +46,9 @@ pub mod metrics;
 pub mod modes;
 pub mod private;
 pub mod reaper;
+pub mod reload;
 pub mod rest;
+pub mod rotate;
 pub mod rpc;
 pub mod salvage;
 pub mod startup;
@@ -54,6 +57,7 @@ pub mod status;
 pub mod store;
 pub mod sweep;
 pub mod unstored;
+pub mod upkeep;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -124,7 +128,7 @@ pub async fn run_with(
         heartbeat_secs: cfg.heartbeat.as_secs(),
         start_grace_ms: cfg.start_grace.as_millis() as i64,
         secrets: Arc::clone(&secrets),
-        capacity: Arc::new(cfg.capacity.clone()),
+        capacity: Arc::new(reload::Shared::new(cfg.capacity.clone())),
     };
     let archives = ArchiveSettings { dir: cfg.sub("archives"), keep: cfg.archives_keep };
     let salvage =
@@ -145,7 +149,9 @@ pub async fn run_with(
             orphan_grace: cfg.orphan_grace,
             launch_deadline: cfg.launch_deadline,
             stop_deadline: cfg.stop_deadline,
-            limits: cfg.limits.clone(),
+            limits: Arc::new(reload::Shared::new(cfg.limits.clone())),
+            retention: Arc::new(reload::Shared::new(cfg.retention)),
+            job_key_grace: cfg.job_key_grace,
         },
         archives,
         salvage,
@@ -169,7 +175,9 @@ pub async fn run_with(
         events::spawn(cfg.libvirt_uri.clone(), Arc::clone(&wake));
     }
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&daemon), wake, stop_rx.clone()));
-    let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx));
+    let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx.clone()));
+    let upkeeper = tokio::spawn(upkeep::run(Arc::clone(&daemon), stop_rx.clone()));
+    let reloader = tokio::spawn(reload::run(Arc::clone(&daemon), cfg.clone(), stop_rx));
     // Flips when shutdown begins, so that long answers (event streams) end at once.
     let (going_tx, going_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
@@ -185,7 +193,7 @@ pub async fn run_with(
     // Each of these ends at its next await once told to; start-up repair may be long, and
     // whatever it has not done is done again at the next start.
     let grace = cfg.edge.shutdown_grace;
-    for task in [repairer, reaper, sweeper, idler] {
+    for task in [repairer, reaper, sweeper, idler, upkeeper, reloader] {
         if tokio::time::timeout(grace, task).await.is_err() {
             tracing::warn!(
                 "a background task did not stop within the shutdown deadline; the next start redoes its work"

@@ -27,6 +27,7 @@ pub const FETCH_JOB: &str = "agentMonitor.fetchJob";
 pub const FETCH_VIEWER_DB: &str = "agentMonitor.fetchViewerDb";
 pub const KILL_VIEWER: &str = "agentMonitor.killViewer";
 pub const DELETE_VIEWER_DBS: &str = "agentMonitor.deleteViewerDbs";
+pub const ROTATE_SECRETS: &str = "agentMonitor.rotateSecrets";
 pub const LIST_METHODS: &str = "system.listMethods";
 pub const SERVER_VERSION: &str = "server.version";
 

@@ -12,6 +12,7 @@ mod kill_viewer;
 mod launch_viewer;
 mod list_viewers;
 mod push;
+mod rotate_secrets;
 mod set_viewer_state;
 mod store_viewer;
 mod viewer_status;
@@ -47,7 +48,7 @@ pub struct Methods {
 
 /// Every method and how it runs. `system.listMethods` answers from this table too, so a
 /// method is added in one place.
-const TABLE: [(&str, RunFn); 17] = [
+const TABLE: [(&str, RunFn); 18] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
     (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -63,6 +64,7 @@ const TABLE: [(&str, RunFn); 17] = [
     (m::HOST_INFO, |mo, p| Box::pin(value(host_info::run(mo, p)))),
     (m::KILL_VIEWER, |mo, p| Box::pin(value(kill_viewer::run(mo, p)))),
     (m::DELETE_VIEWER_DBS, |mo, p| Box::pin(value(delete_viewer_dbs::run(mo, p)))),
+    (m::ROTATE_SECRETS, |mo, p| Box::pin(value(rotate_secrets::run(mo, p)))),
     (m::LIST_METHODS, |_, p| Box::pin(std::future::ready(list_methods(p).map(Answer::Value)))),
     (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
 ];
