@@ -134,6 +134,12 @@ pub struct Settings {
     /// Viewers starting (job started, not yet ready) at once; more wait. [default: no limit]
     #[arg(long, env = "AGENT_MONITOR_MAX_STARTS")]
     pub max_starts: Option<usize>,
+    /// launchviewer, which platform checks run a sample View with. [default: next to this executable]
+    #[arg(long, env = "AGENT_MONITOR_LAUNCHVIEWER_COMMAND")]
+    pub launchviewer_command: Option<PathBuf>,
+    /// Seconds a platform check's sample View may take. [default: 900]
+    #[arg(long, env = "AGENT_MONITOR_PLATFORM_CHECK_TIMEOUT_SECS")]
+    pub platform_check_timeout_secs: Option<u64>,
     /// Seconds a rotated-out job key is still accepted: running jobs hold its tokens. [default: 32400 (9 h)]
     #[arg(long, env = "AGENT_MONITOR_JOB_KEY_GRACE_SECS")]
     pub job_key_grace_secs: Option<u64>,
@@ -206,6 +212,9 @@ pub struct Resolved {
     pub capacity: crate::capacity::Capacity,
     pub retention: Duration,
     pub job_key_grace: Duration,
+    /// launchviewer for platform checks, if there is one.
+    pub launchviewer: Option<PathBuf>,
+    pub platform_check_timeout: Duration,
     /// The settings as given (flags and environment, before the file): SIGHUP resolves them
     /// again, re-reading the file.
     pub source: Settings,
@@ -262,7 +271,9 @@ impl Settings {
                 max_viewers,
                 max_starts,
                 retention_secs,
-                job_key_grace_secs
+                job_key_grace_secs,
+                launchviewer_command,
+                platform_check_timeout_secs
             );
             if self.viewer.is_empty() {
                 self.viewer = file.viewer.clone();
@@ -343,6 +354,8 @@ impl Settings {
             salvage_timeout: Duration::from_secs(self.salvage_timeout_secs.unwrap_or(60)),
             launch_deadline: Duration::from_secs(self.launch_deadline_secs.unwrap_or(600)),
             stop_deadline: Duration::from_secs(self.stop_deadline_secs.unwrap_or(300)),
+            launchviewer: self.launchviewer_command.clone().or_else(|| sibling("launchviewer")),
+            platform_check_timeout: Duration::from_secs(self.platform_check_timeout_secs.unwrap_or(900).max(1)),
             source,
             job_key_grace: Duration::from_secs(self.job_key_grace_secs.unwrap_or(9 * 3600)),
             retention: Duration::from_secs(self.retention_secs.unwrap_or(30 * 24 * 3600).max(1)),
@@ -379,6 +392,12 @@ fn descriptor_budget() -> usize {
         return 1024;
     }
     (lim.rlim_cur as usize).saturating_sub(128) / 2
+}
+
+/// A program next to this executable, if it is there.
+fn sibling(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.join(name)).filter(|p| p.exists())
 }
 
 /// `vruntask` next to this executable (a cargo build or an install puts them together),

@@ -50,6 +50,8 @@ pub struct Daemon {
     pub salvage: Salvage,
     /// `<state>/jobs`: job files, and output disks jobs could not store ([`crate::unstored`]).
     pub jobs_dir: std::path::PathBuf,
+    /// How platform checks run ([`crate::platforms`]); `None` without a launchviewer.
+    pub platform_check: Option<crate::platforms::CheckSettings>,
 }
 
 impl Daemon {

@@ -81,11 +81,13 @@ pub struct Instance {
     /// Waiting for room under a capacity limit; its job has not been started
     /// ([`crate::capacity`]).
     pub waiting: bool,
+    /// The platform (image path and checksum) it runs; `None`: the configured one.
+    pub platform: Option<(String, String)>,
 }
 
 const COLUMNS: &str = "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
      user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
-     relaunch_pending, relaunch_user, job_id, node, waiting";
+     relaunch_pending, relaunch_user, job_id, node, waiting, platform_path, platform_sha256";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let (pair, state) = pair_and_state(r)?;
@@ -111,6 +113,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         job_id: r.get(19)?,
         node: r.get(20)?,
         waiting: r.get(21)?,
+        platform: match (r.get::<_, Option<String>>(22)?, r.get::<_, Option<String>>(23)?) {
+            (Some(path), Some(sum)) => Some((path, sum)),
+            _ => None,
+        },
     })
 }
 
@@ -223,6 +229,9 @@ pub struct LaunchParams {
     pub resultsfolder: Option<String>,
     pub db_path: Option<String>,
     pub user: Option<String>,
+    /// A platform to run instead of the current one (path, checksum): a platform check's
+    /// scratch VM. Never from a caller.
+    pub platform: Option<(String, String)>,
 }
 
 /// Creates a new live instance for a pair that has none, and the job that will run it.
@@ -263,6 +272,15 @@ pub fn create(
     ])?;
     let generation = conn.last_insert_rowid();
     record_history(conn, generation, "", ViewerState::Launching, reason, now_ms)?;
+    // Users get only approved platforms: the newest one, or with none the configured one.
+    let platform = match &p.platform {
+        Some(chosen) => Some(chosen.clone()),
+        None => crate::platforms::current(conn)?,
+    };
+    if let Some((path, sum)) = platform {
+        conn.prepare_cached("UPDATE instances SET platform_path = ?2, platform_sha256 = ?3 WHERE generation = ?1")?
+            .execute(params![generation, path, sum])?;
+    }
     if let Some(why) = full {
         crate::capacity::wait(conn, generation)?;
         let place = crate::capacity::place_in_line(conn, generation)?;
@@ -277,6 +295,10 @@ pub fn create(
 }
 
 pub fn job_spec(inst: &Instance, d: &JobContext) -> JobSpec {
+    let (platform, platform_sha256) = match &inst.platform {
+        Some((path, sum)) => (path.clone(), Some(sum.clone())),
+        None => (d.platform.clone(), d.platform_sha256.clone()),
+    };
     JobSpec {
         version: vrun_proto::job::JOB_VERSION,
         execrunid: inst.pair.execrunid(),
@@ -292,9 +314,9 @@ pub fn job_spec(inst: &Instance, d: &JobContext) -> JobSpec {
         users: inst.user.iter().cloned().collect(),
         apikey: inst.apikey.clone(),
         urluuid: inst.urluuid.clone(),
-        platform: d.platform.clone(),
-        platform_name: std::path::Path::new(&d.platform).file_name().and_then(|n| n.to_str()).map(String::from),
-        platform_sha256: d.platform_sha256.clone(),
+        platform: platform.clone(),
+        platform_name: std::path::Path::new(&platform).file_name().and_then(|n| n.to_str()).map(String::from),
+        platform_sha256,
         // Filled by `fetchJob`, which reads the archive; a job reading `db_path` needs neither.
         db_sha256: None,
         db_size: None,
@@ -446,6 +468,7 @@ pub fn finish(
             resultsfolder: inst.resultsfolder.clone(),
             db_path: None,
             user: inst.relaunch_user.clone().or_else(|| inst.user.clone()),
+            platform: None,
         };
         let why = format!("launch requested while generation {} was stopping", inst.generation);
         let (_, start) = create(conn, &inst.pair, &p, ctx, now_ms, &why)?;

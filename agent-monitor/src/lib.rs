@@ -12,6 +12,7 @@
 //!   the in-memory map of live instances the writer keeps for the hottest reads.
 //! - [`instances`]: the instance rows that are the locks; returns effects, never acts.
 //!   [`capacity`]: limits that make a launch wait for room, and admission when it frees.
+//!   [`platforms`]: images validated in a scratch VM before launches use them.
 //! - [`archives`]: stored viewer database versions.
 //! - [`launcher`]: the `Launcher` trait and the local process launcher. [`private`]: random
 //!   tokens and the 0600 files that hold them.
@@ -28,7 +29,8 @@
 //!   and removing a domain no live instance holds; [`unstored`]: databases jobs could not
 //!   store. [`idle`]: idle and lifetime shutdown. [`upkeep`]: pruning what ended instances
 //!   leave behind.
-//! - [`status`]: the `agent-monitor status` admin command; [`rotate`]: `rotate-secrets`.
+//! - [`status`]: the `agent-monitor status` admin command; [`rotate`]: `rotate-secrets`;
+//!   [`platform_cli`]: `platform add|list|remove`.
 
 pub mod archives;
 pub mod auth;
@@ -44,6 +46,8 @@ pub mod instances;
 pub mod launcher;
 pub mod metrics;
 pub mod modes;
+pub mod platform_cli;
+pub mod platforms;
 pub mod private;
 pub mod reaper;
 pub mod reload;
@@ -156,9 +160,16 @@ pub async fn run_with(
         archives,
         salvage,
         jobs_dir: cfg.sub("jobs"),
+        platform_check: cfg.launchviewer.clone().map(|launchviewer| platforms::CheckSettings {
+            launchviewer,
+            agent_monitor_url: cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}/RPC2")),
+            launcher_secret: auth::secret_path(&cfg.state_dir, "launcher"),
+            timeout: cfg.platform_check_timeout,
+        }),
     });
     daemon.launcher.prepare_hosts(&cfg.platform);
     startup::renew_leases(&daemon).await?;
+    platforms::resume(&daemon).await;
     let repairer = {
         let m = Arc::clone(&daemon);
         tokio::spawn(async move {

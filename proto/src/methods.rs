@@ -28,6 +28,9 @@ pub const FETCH_VIEWER_DB: &str = "agentMonitor.fetchViewerDb";
 pub const KILL_VIEWER: &str = "agentMonitor.killViewer";
 pub const DELETE_VIEWER_DBS: &str = "agentMonitor.deleteViewerDbs";
 pub const ROTATE_SECRETS: &str = "agentMonitor.rotateSecrets";
+pub const ADD_PLATFORM: &str = "agentMonitor.addPlatform";
+pub const LIST_PLATFORMS: &str = "agentMonitor.listPlatforms";
+pub const REMOVE_PLATFORM: &str = "agentMonitor.removePlatform";
 pub const LIST_METHODS: &str = "system.listMethods";
 pub const SERVER_VERSION: &str = "server.version";
 

@@ -47,6 +47,7 @@ fn decide(c: &Connection, req: &LaunchViewer, ctx: &JobContext) -> Db<(LaunchRep
                 resultsfolder: req.resultsfolder.clone(),
                 db_path: req.db_path.clone(),
                 user: req.user.clone(),
+                platform: None,
             };
             let reason = match &req.user {
                 Some(u) => format!("launch requested by {u}"),

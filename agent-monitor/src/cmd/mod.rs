@@ -11,6 +11,7 @@ mod is_viewer_available;
 mod kill_viewer;
 mod launch_viewer;
 mod list_viewers;
+mod platform;
 mod push;
 mod rotate_secrets;
 mod set_viewer_state;
@@ -48,7 +49,7 @@ pub struct Methods {
 
 /// Every method and how it runs. `system.listMethods` answers from this table too, so a
 /// method is added in one place.
-const TABLE: [(&str, RunFn); 18] = [
+const TABLE: [(&str, RunFn); 21] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
     (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -65,6 +66,9 @@ const TABLE: [(&str, RunFn); 18] = [
     (m::KILL_VIEWER, |mo, p| Box::pin(value(kill_viewer::run(mo, p)))),
     (m::DELETE_VIEWER_DBS, |mo, p| Box::pin(value(delete_viewer_dbs::run(mo, p)))),
     (m::ROTATE_SECRETS, |mo, p| Box::pin(value(rotate_secrets::run(mo, p)))),
+    (m::ADD_PLATFORM, |mo, p| Box::pin(value(platform::add(mo, p)))),
+    (m::LIST_PLATFORMS, |mo, p| Box::pin(value(platform::list(mo, p)))),
+    (m::REMOVE_PLATFORM, |mo, p| Box::pin(value(platform::remove(mo, p)))),
     (m::LIST_METHODS, |_, p| Box::pin(std::future::ready(list_methods(p).map(Answer::Value)))),
     (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
 ];
