@@ -178,25 +178,12 @@ async fn run_check(m: &Arc<Daemon>, name: &str, generation: i64) -> Result<(), S
     let pair = check_pair(name).map_err(|e| e.message)?;
     let sample = m.jobs_dir.join(format!("platform-check-{generation}.sarif"));
     std::fs::write(&sample, SAMPLE).map_err(|e| format!("cannot write the sample: {e}"))?;
-    let run = tokio::process::Command::new(&s.launchviewer)
-        .args(["--project", pair.project(), "--viewer", pair.viewer(), "--user", "platformcheck"])
-        .args(["--package", "platform-check", "--wait", &s.timeout.as_secs().to_string(), "--results"])
-        .arg(&sample)
-        .env("AGENT_MONITOR_URL", &s.agent_monitor_url)
-        .env("AGENT_MONITOR_SECRET_FILE", &s.launcher_secret)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(s.timeout + Duration::from_secs(30), run).await;
+    let outcome = sample_view(&s, &pair, &sample).await;
     let _ = std::fs::remove_file(&sample);
-    let out = match out {
-        Err(_) => return Err(format!("no answer within {} s", s.timeout.as_secs())),
-        Ok(Err(e)) => return Err(format!("cannot run {}: {e}", s.launchviewer.display())),
-        Ok(Ok(o)) => o,
-    };
-    if !out.status.success() {
-        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let err = String::from_utf8_lossy(&out.stderr);
+    let (out, err) = outcome?;
+    // launchviewer's one line: `READY <url>` after the import, anything else is why not.
+    if !out.lines().any(|l| l.starts_with("READY ")) {
+        let said = out.trim().to_string();
         let line = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
         return Err(format!("the sample View failed: {}", if said.is_empty() { line } else { said }));
     }
@@ -238,6 +225,34 @@ async fn run_check(m: &Arc<Daemon>, name: &str, generation: i64) -> Result<(), S
     } else {
         Err("it powered off without saving its database".into())
     }
+}
+
+/// Runs `launchviewer --wait` on the sample; its (stdout, stderr). Read to their end rather
+/// than judged by the exit status: the launcher's one waiter thread reaps every child of
+/// agent-monitor (`launcher::child_waiter`), this one included, so its status may be gone.
+async fn sample_view(s: &CheckSettings, pair: &Pair, sample: &std::path::Path) -> Result<(String, String), String> {
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new(&s.launchviewer)
+        .args(["--project", pair.project(), "--viewer", pair.viewer(), "--user", "platformcheck"])
+        .args(["--package", "platform-check", "--wait", &s.timeout.as_secs().to_string(), "--results"])
+        .arg(sample)
+        .env("AGENT_MONITOR_URL", &s.agent_monitor_url)
+        .env("AGENT_MONITOR_SECRET_FILE", &s.launcher_secret)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", s.launchviewer.display()))?;
+    let (mut so, mut se) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let (mut out, mut err) = (String::new(), String::new());
+    let read = async { tokio::join!(so.read_to_string(&mut out), se.read_to_string(&mut err)) };
+    if tokio::time::timeout(s.timeout + Duration::from_secs(30), read).await.is_err() {
+        return Err(format!("no answer within {} s", s.timeout.as_secs()));
+    }
+    // Reaped here or by the job waiter (then ECHILD): either way it has ended.
+    let _ = child.wait().await;
+    Ok((out, err))
 }
 
 /// At start: checks that were under way continue if their scratch VM still runs; the
