@@ -1,12 +1,14 @@
 //! Who may call what.
 //!
 //! Four roles. `admin` may call everything. `launcher` (what a click runs) may launch, ask
-//! and push. `metrics` (a scraper) may read `/metrics` and nothing else. A job may report
-//! only for its own pair and generation: its token is an HMAC of
+//! and push. `metrics` (a scraper) may read `/metrics` and nothing else. `node` (each
+//! hypervisor node's DomainMonitor) may report its node's domains and hand over what it
+//! salvaged, nothing else. A job may report only for its own pair and generation: its token is an HMAC of
 //! `project.viewer.generation` under a key only agent-monitor knows, so it needs no storage
 //! and cannot be forged or reused for another pair.
 //!
-//! Credentials come as HTTP Basic (`admin:<secret>`, `launcher:<secret>`, `job:<token>`; what
+//! Credentials come as HTTP Basic (`admin:<secret>`, `launcher:<secret>`, `node:<secret>`,
+//! `job:<token>`; what
 //! Python's and Perl's XML-RPC clients send for `http://user:secret@host/RPC2`) or as
 //! `Authorization: Bearer <secret or token>`. The secrets are created at first start from
 //! the OS CSPRNG in `<state>/secrets/` (directory 0700, files 0600) and are never logged.
@@ -29,7 +31,12 @@ pub enum Caller {
     Admin,
     Launcher,
     Metrics,
-    Job { pair: Pair, generation: i64 },
+    /// A hypervisor node's DomainMonitor (which node is in each call, and checked there).
+    Node,
+    Job {
+        pair: Pair,
+        generation: i64,
+    },
 }
 
 /// The roles' secrets and the job key, replaceable while the daemon runs
@@ -44,6 +51,7 @@ struct Keys {
     admin: String,
     launcher: String,
     metrics: String,
+    node: String,
     job_key: Vec<u8>,
     /// The job key before the last rotation and when it stops being accepted (ms): running
     /// jobs hold tokens minted under it.
@@ -55,8 +63,9 @@ struct Keys {
 }
 
 impl Keys {
-    fn new(admin: String, launcher: String, metrics: String, job_key: Vec<u8>) -> Keys {
+    fn new(admin: String, launcher: String, metrics: String, node: String, job_key: Vec<u8>) -> Keys {
         Keys {
+            node,
             admin_basic: basic("admin", &admin),
             launcher_basic: basic("launcher", &launcher),
             admin,
@@ -119,7 +128,7 @@ pub fn secret_path(state_dir: &Path, role: &str) -> PathBuf {
 }
 
 /// The roles whose secrets [`Secrets::rotate`] replaces; `jobs` is the job key.
-pub const ROLES: [&str; 4] = ["admin", "launcher", "metrics", "jobs"];
+pub const ROLES: [&str; 5] = ["admin", "launcher", "metrics", "node", "jobs"];
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -131,7 +140,7 @@ fn read_keys(dir: &Path) -> Result<Keys, SecretError> {
     let key = hex::decode(load_or_create(&key_path)?)
         .map_err(|_| SecretError::Invalid { path: key_path, why: "not hexadecimal" })?;
     let role = |r: &str| load_or_create(&dir.join(format!("{r}.secret")));
-    let mut keys = Keys::new(role("admin")?, role("launcher")?, role("metrics")?, key);
+    let mut keys = Keys::new(role("admin")?, role("launcher")?, role("metrics")?, role("node")?, key);
     keys.previous_job_key = read_previous(dir);
     Ok(keys)
 }
@@ -153,9 +162,10 @@ impl Secrets {
     }
 
     #[cfg(test)]
-    fn new(admin: String, launcher: String, job_key: Vec<u8>) -> Secrets {
+    fn new(admin: String, launcher: String, node: String, job_key: Vec<u8>) -> Secrets {
         // Metrics: a value no caller can present (secrets are at least 32 characters).
-        Secrets { dir: None, keys: std::sync::RwLock::new(Keys::new(admin, launcher, String::new(), job_key)) }
+        let keys = Keys::new(admin, launcher, String::new(), node, job_key);
+        Secrets { dir: None, keys: std::sync::RwLock::new(keys) }
     }
 
     fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
@@ -185,6 +195,7 @@ impl Secrets {
                 "admin" => (keys.admin_basic, keys.admin) = (basic("admin", &fresh), fresh),
                 "launcher" => (keys.launcher_basic, keys.launcher) = (basic("launcher", &fresh), fresh),
                 "metrics" => keys.metrics = fresh,
+                "node" => keys.node = fresh,
                 other => return Err(std::io::Error::other(format!("no role {other:?}"))),
             }
         }
@@ -240,6 +251,8 @@ impl Secrets {
             Some(Caller::Launcher)
         } else if !keys.metrics.is_empty() && bool::from(keys.metrics.as_bytes().ct_eq(secret.as_bytes())) {
             Some(Caller::Metrics)
+        } else if !keys.node.is_empty() && bool::from(keys.node.as_bytes().ct_eq(secret.as_bytes())) {
+            Some(Caller::Node)
         } else {
             None
         }
@@ -265,10 +278,13 @@ impl Secrets {
             let (user, secret) = raw.split_once(':').ok_or_else(|| denied("malformed Basic credentials"))?;
             match user {
                 "job" => self.check_job_token(secret),
-                "admin" | "launcher" | "metrics" => self.check_secret(secret).filter(|c| {
+                "admin" | "launcher" | "metrics" | "node" => self.check_secret(secret).filter(|c| {
                     matches!(
                         (user, c),
-                        ("admin", Caller::Admin) | ("launcher", Caller::Launcher) | ("metrics", Caller::Metrics)
+                        ("admin", Caller::Admin)
+                            | ("launcher", Caller::Launcher)
+                            | ("metrics", Caller::Metrics)
+                            | ("node", Caller::Node)
                     )
                 }),
                 _ => None,
@@ -306,6 +322,10 @@ pub fn authorize(caller: &Caller, method: &str, params: &[Value]) -> Result<(), 
             m::LIST_METHODS | m::SERVER_VERSION => Ok(()),
             _ => Err(denied(format!("the metrics role may not call {method}"))),
         },
+        Caller::Node => match method {
+            m::NODE_INVENTORY | m::NODE_SALVAGED | m::LIST_METHODS | m::SERVER_VERSION => Ok(()),
+            _ => Err(denied(format!("the node role may not call {method}"))),
+        },
         Caller::Job { pair, generation } => match method {
             m::SET_VIEWER_STATE | m::HEARTBEAT | m::STORE_VIEWER | m::FETCH_JOB | m::FETCH_VIEWER_DB => {
                 let Some(Value::Struct(members)) = params.first() else {
@@ -342,7 +362,7 @@ mod tests {
     use super::*;
 
     fn secrets() -> Secrets {
-        Secrets::new("a".repeat(64), "l".repeat(64), vec![7; 32])
+        Secrets::new("a".repeat(64), "l".repeat(64), "n".repeat(64), vec![7; 32])
     }
 
     #[test]
@@ -360,6 +380,8 @@ mod tests {
             s.authenticate(Some(&basic("launcher", &"a".repeat(64)))).is_err(),
             "admin's secret under the launcher's name"
         );
+        assert_eq!(s.authenticate(Some(&basic("node", &"n".repeat(64)))).unwrap(), Caller::Node);
+        assert!(s.authenticate(Some(&basic("admin", &"n".repeat(64)))).is_err(), "the node secret is not admin's");
         // The launcher's secret does not make anyone admin.
         assert!(s.authenticate(Some(&basic("admin", &"l".repeat(64)))).is_err());
         assert!(s.authenticate(None).is_err());
@@ -395,5 +417,12 @@ mod tests {
         assert!(authorize(&Caller::Launcher, m::ABORT_VIEWER, &[]).is_err());
         assert!(authorize(&Caller::Launcher, m::LAUNCH_VIEWER, &[]).is_ok());
         assert!(authorize(&Caller::Admin, m::ABORT_VIEWER, &[]).is_ok());
+        assert!(authorize(&Caller::Node, m::NODE_INVENTORY, &[]).is_ok());
+        assert!(authorize(&Caller::Node, m::NODE_SALVAGED, &[]).is_ok());
+        for other in [m::LAUNCH_VIEWER, m::ABORT_VIEWER, m::STORE_VIEWER, m::FETCH_JOB, m::LIST_VIEWERS] {
+            assert!(authorize(&Caller::Node, other, &[]).is_err(), "{other}");
+        }
+        assert!(authorize(&Caller::Launcher, m::NODE_INVENTORY, &[]).is_err());
+        assert!(authorize(&job, m::NODE_SALVAGED, &params("p", 3)).is_err());
     }
 }

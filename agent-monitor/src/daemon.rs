@@ -48,6 +48,8 @@ pub struct Daemon {
     pub timing: Timing,
     pub archives: crate::archives::ArchiveSettings,
     pub salvage: Salvage,
+    /// What each hypervisor node's DomainMonitor last reported.
+    pub nodes: crate::nodes::NodeReports,
     /// `<state>/jobs`: job files, and output disks jobs could not store ([`crate::unstored`]).
     pub jobs_dir: std::path::PathBuf,
     /// How platform checks run ([`crate::platforms`]); `None` without a launchviewer.

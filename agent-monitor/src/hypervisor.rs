@@ -37,6 +37,11 @@ pub trait Hypervisor: Send + Sync {
     fn is_running(&self, name: &str) -> Option<bool>;
     /// The domain's output disk (vruntask names it `output.img`), where a guest saves its database.
     fn output_disk(&self, name: &str) -> Option<std::path::PathBuf>;
+    /// Whether there is a hypervisor to ask at all (`false`: `--libvirt-uri none`, where the
+    /// nodes' DomainMonitors look after the domains).
+    fn configured(&self) -> bool {
+        true
+    }
 }
 
 /// How long an inventory may take before the caller treats the hypervisor as unreachable:
@@ -168,5 +173,9 @@ impl Hypervisor for NoHypervisor {
 
     fn output_disk(&self, _name: &str) -> Option<std::path::PathBuf> {
         None
+    }
+
+    fn configured(&self) -> bool {
+        false
     }
 }

@@ -16,7 +16,8 @@
 //! - [`archives`]: stored viewer database versions.
 //! - [`launcher`]: the `Launcher` trait and the local process launcher. [`private`]: random
 //!   tokens and the 0600 files that hold them.
-//! - [`hypervisor`]: the `Hypervisor` inventory trait and its libvirt implementation.
+//! - [`hypervisor`]: the `Hypervisor` inventory trait and its libvirt implementation;
+//!   [`nodes`]: what the hypervisor nodes' DomainMonitors last reported.
 //! - [`daemon`]: the state every handler shares; carries out effects after commits.
 //! - [`cmd`]: one file per XML-RPC method.
 //! - [`edge`]: connections: deadlines, caps, accept back-off, shutdown deadline.
@@ -46,6 +47,7 @@ pub mod instances;
 pub mod launcher;
 pub mod metrics;
 pub mod modes;
+pub mod nodes;
 pub mod platform_cli;
 pub mod platforms;
 pub mod private;
@@ -159,6 +161,7 @@ pub async fn run_with(
         },
         archives,
         salvage,
+        nodes: Default::default(),
         jobs_dir: cfg.sub("jobs"),
         platform_check: cfg.launchviewer.clone().map(|launchviewer| platforms::CheckSettings {
             launchviewer,

@@ -38,8 +38,12 @@ pub struct BodyLimits {
     pub timeout: Duration,
 }
 
-/// The only method whose body may exceed `max_call`.
-const LARGE_METHOD: &str = "agentMonitor.storeviewer";
+/// The only methods whose body may exceed `max_call`: they carry a viewer database.
+const LARGE_METHODS: [&str; 2] = [vrun_proto::methods::STORE_VIEWER, vrun_proto::methods::NODE_SALVAGED];
+
+fn is_large(method: Option<&str>) -> bool {
+    method.is_some_and(|m| LARGE_METHODS.contains(&m))
+}
 
 pub struct Rpc {
     methods: Methods,
@@ -104,7 +108,7 @@ async fn endpoint(State(rpc): State<Arc<Rpc>>, request: Request) -> Response {
         Err(e) => return fault(RpcError::new(FaultCode::MalformedRequest, format!("not an XML-RPC call: {e}"))),
     };
     // The authoritative check; the peek in `read_body` only decided whether to read on.
-    if bytes.len() > rpc.limits.max_call && call.name != LARGE_METHOD {
+    if bytes.len() > rpc.limits.max_call && !is_large(Some(call.name.as_str())) {
         return fault(too_large(rpc.limits.max_call));
     }
     let Some(method) = rpc.methods.find(&call.name) else {
@@ -158,7 +162,7 @@ async fn read_body<'r>(
         if len > limits.max_call && permit.is_none() {
             let mut head = buf[..buf.len().min(1024)].to_vec();
             head.extend_from_slice(&data[..data.len().min(1024)]);
-            if matches!(caller, Caller::Launcher | Caller::Metrics) || method_in_head(&head) != Some(LARGE_METHOD) {
+            if matches!(caller, Caller::Launcher | Caller::Metrics) || !is_large(method_in_head(&head)) {
                 return Err(too_large(limits.max_call));
             }
             permit = Some(rpc.large.acquire().await.map_err(|_| too_large(limits.max_call))?);

@@ -57,6 +57,10 @@ impl Salvage {
     /// Salvages the domains of a generation that just lost its pair (its lease ran out, its
     /// job died), without waiting for the orphan grace: nothing will ever claim them.
     pub async fn generation(&self, generation: i64) {
+        if !self.hypervisor.configured() {
+            // No libvirt of our own: the node's DomainMonitor salvages what the job left.
+            return;
+        }
         let domains = match crate::hypervisor::inventory_within(&self.hypervisor).await {
             Ok(d) => d,
             Err(e) => {

@@ -41,9 +41,19 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// This daemon's id and the other agent-monitors' domains on its hypervisor: shown so an
-/// admin knows they are there and why this daemon leaves them alone.
+/// This daemon's id and the other agent-monitors' domains on its hypervisor (shown so an
+/// admin knows they are there and why this daemon leaves them alone), and the nodes whose
+/// DomainMonitors report.
 pub fn host_lines(host: &HostInfo) -> String {
+    let nodes = if host.nodes.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = host.nodes.iter().map(|(n, d)| format!("{n} ({d} domain(s))")).collect();
+        format!("nodes reporting (DomainMonitors): {}\n", list.join(", "))
+    };
+    if !host.hypervisor_reachable && !host.nodes.is_empty() {
+        return format!("agent-monitor {}; no hypervisor of its own\n{nodes}", host.monitor_id);
+    }
     if !host.hypervisor_reachable {
         return format!("agent-monitor {}; hypervisor unreachable: domains unknown\n", host.monitor_id);
     }
@@ -67,6 +77,7 @@ pub fn host_lines(host: &HostInfo) -> String {
             ));
         }
     }
+    out.push_str(&nodes);
     out
 }
 
@@ -109,7 +120,10 @@ pub fn table(records: &[InstanceRecord], now: f64) -> String {
             r.reason.chars().take(60).collect(),
         ]);
     }
-    let widths: Vec<usize> = (0..9).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    // Every column, REASON last (a fixed count here once dropped CHANGED and REASON when
+    // JOB and NODE were added).
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for r in rows {
         let line: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();

@@ -6,61 +6,18 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::{eventually, pair, runtime};
 use vrun_proto::methods::{InstanceRecord, LaunchViewer};
+use vrun_test_support::slurm::Cluster;
 use vrun_test_support::Spawn;
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/lib/slurm.sh");
-
-/// The cluster; stopped (exactly its PIDs) when dropped.
-struct Cluster {
-    dir: PathBuf,
-}
-
-impl Cluster {
-    fn start(dir: &Path, nodes: u32) -> Cluster {
-        let ok = Command::new("bash")
-            .arg("-c")
-            .arg(format!("source {SCRIPT} && vrun_slurm_start {} {nodes} 1 1024", dir.display()))
-            .status()
-            .unwrap()
-            .success();
-        let c = Cluster { dir: dir.to_path_buf() };
-        assert!(ok, "the test cluster did not start");
-        c
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.join("slurm.conf")
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(args[0]).args(&args[1..]).env("SLURM_CONF", self.conf()).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // Its jobs first: a stopped slurmd leaves its jobs' slurmstepd running.
-        self.run(&["scancel", "--partition=viewers"]);
-        std::thread::sleep(Duration::from_secs(2));
-        let _ = Command::new("bash")
-            .arg("-c")
-            .arg(format!("source {SCRIPT} && vrun_slurm_stop {}", self.dir.display()))
-            .status();
-    }
-}
 
 #[test]
 fn viewers_spread_over_nodes_queue_when_full_and_end_when_cancelled() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cluster = Cluster::start(&tmp.path().join("slurm"), 3);
+    let cluster = Cluster::start(&tmp.path().join("slurm"), 3, 1, 1024, Duration::from_secs(30));
     // Stands in for vruntask: notes that the token arrived (not what it is), holds the node.
     let job = tmp.path().join("fake-vruntask");
     let marks = tmp.path().join("marks");

@@ -30,7 +30,9 @@ fn define(dir: &std::path::Path, name: &str, meta: Option<(&vrun_proto::Pair, i6
     let out = work.join("output.img");
     std::fs::File::create(&out).unwrap().set_len(1 << 20).unwrap();
     let metadata = meta
-        .map(|(p, g, owner)| format!("<metadata>{}</metadata>", vrun_proto::domain::metadata_element(p, g, owner)))
+        .map(|(p, g, owner)| {
+            format!("<metadata>{}</metadata>", vrun_proto::domain::metadata_element(p, g, owner, "n1"))
+        })
         .unwrap_or_default();
     let xml = format!(
         "<domain type='qemu'><name>{name}</name>{metadata}<memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os>\

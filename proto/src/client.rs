@@ -175,6 +175,26 @@ impl AgentMonitorClient {
     }
 }
 
+impl AgentMonitorClient {
+    /// A DomainMonitor's report of its node's domains (role `node`).
+    pub async fn node_inventory(
+        &self,
+        req: &crate::node::NodeInventory,
+    ) -> Result<crate::node::InventoryReply, ClientError> {
+        let v = self.call(NODE_INVENTORY, req.to_params()).await?;
+        crate::node::InventoryReply::from_value(&v).map_err(bad)
+    }
+
+    /// A DomainMonitor hands over what a domain whose job was gone saved (role `node`).
+    pub async fn node_salvaged(
+        &self,
+        req: &crate::node::NodeSalvaged,
+    ) -> Result<crate::node::SalvagedReply, ClientError> {
+        let v = self.call(NODE_SALVAGED, req.to_params()).await?;
+        crate::node::SalvagedReply::from_value(&v).map_err(bad)
+    }
+}
+
 fn bad(e: RpcError) -> ClientError {
     ClientError::BadReply(e.message)
 }

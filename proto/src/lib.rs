@@ -8,7 +8,8 @@
 //! - [`state`]: the viewer instance lifecycle and its legal transitions.
 //! - [`fault`]: every XML-RPC fault code and its meaning.
 //! - [`value`]: lenient decoding of XML-RPC structs (optional members may be absent).
-//! - [`methods`]: method names and typed requests and replies.
+//! - [`methods`]: method names and typed requests and replies; [`node`]: those of a
+//!   node's DomainMonitor.
 //! - [`wire`]: XML-RPC text ↔ values for the server (parse calls, write answers).
 //! - [`job`]: the job description agent-monitor hands to `vruntask run`.
 //! - [`domain`]: the libvirt metadata that marks a domain as vrun's.
@@ -21,6 +22,7 @@ pub mod fault;
 pub mod job;
 pub mod methods;
 pub mod names;
+pub mod node;
 pub mod outdisk;
 pub mod platform;
 pub mod state;

@@ -25,6 +25,10 @@ pub const PUSH_DONE: &str = "agentMonitor.pushDone";
 pub const HOST_INFO: &str = "agentMonitor.hostInfo";
 pub const FETCH_JOB: &str = "agentMonitor.fetchJob";
 pub const FETCH_VIEWER_DB: &str = "agentMonitor.fetchViewerDb";
+/// A node's DomainMonitor reports its domains (see [`crate::node`]).
+pub const NODE_INVENTORY: &str = "agentMonitor.nodeInventory";
+/// A node's DomainMonitor salvaged a domain whose job was gone (see [`crate::node`]).
+pub const NODE_SALVAGED: &str = "agentMonitor.nodeSalvaged";
 pub const KILL_VIEWER: &str = "agentMonitor.killViewer";
 pub const DELETE_VIEWER_DBS: &str = "agentMonitor.deleteViewerDbs";
 pub const ROTATE_SECRETS: &str = "agentMonitor.rotateSecrets";
@@ -677,6 +681,9 @@ pub struct HostInfo {
     pub own_domains: i64,
     /// vrun domains of other agent-monitors (or of no known owner): listed, never touched.
     pub foreign_domains: Vec<DomainEntry>,
+    /// Hypervisor nodes whose DomainMonitor reported lately, with how many of this
+    /// agent-monitor's domains each runs (empty on one host).
+    pub nodes: Vec<(String, i64)>,
 }
 
 impl HostInfo {
@@ -700,6 +707,15 @@ impl HostInfo {
             .bool("hypervisor_reachable", self.hypervisor_reachable)
             .int("own_domains", self.own_domains)
             .value("foreign_domains", Value::Array(foreign))
+            .value(
+                "nodes",
+                Value::Array(
+                    self.nodes
+                        .iter()
+                        .map(|(n, d)| StructBuilder::new().str("node", n.clone()).int("domains", *d).build())
+                        .collect(),
+                ),
+            )
             .build()
     }
 
@@ -733,11 +749,22 @@ impl HostInfo {
                 .collect(),
             _ => Vec::new(),
         };
+        let nodes = match m.get("nodes") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Struct(n) => Some((s(n, "node"), i(n, "domains"))),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(HostInfo {
             monitor_id: s(m, "monitor_id"),
             hypervisor_reachable: b(m, "hypervisor_reachable"),
             own_domains: i(m, "own_domains"),
             foreign_domains: foreign,
+            nodes,
         })
     }
 }

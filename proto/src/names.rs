@@ -50,6 +50,20 @@ pub fn is_monitor_id(s: &str) -> bool {
     s.len() == MONITOR_ID_LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Longest accepted hypervisor node name.
+pub const MAX_NODE_LEN: usize = 64;
+
+/// Whether `s` is a hypervisor node's name (a Slurm node name or a short host name): 1 to
+/// 64 characters from `[A-Za-z0-9._-]`, starting with a letter or digit. Node names go into
+/// domain metadata and log lines, never into a shell or a path.
+pub fn is_node_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_NODE_LEN
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
 /// A validated (project, viewer) pair: the unit of locking.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pair {
@@ -122,6 +136,12 @@ mod tests {
         assert!(is_monitor_id("0123456789ab"));
         for bad in ["", "0123456789a", "0123456789abc", "0123456789AB", "../../etc/x"] {
             assert!(!is_monitor_id(bad), "{bad}");
+        }
+        for good in ["n1", "hv-03.example", "node_7"] {
+            assert!(is_node_name(good), "{good}");
+        }
+        for bad in ["", "-n1", ".n1", "n 1", "n1/..", "n'1", &"n".repeat(65)] {
+            assert!(!is_node_name(bad), "{bad}");
         }
     }
 }

@@ -75,6 +75,14 @@ impl<'a> StructReader<'a> {
         self.opt_bytes(key)?.ok_or_else(|| missing(key))
     }
 
+    pub fn opt_array(&mut self, key: &'static str) -> Result<Option<&'a [Value]>, RpcError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(items.as_slice())),
+            Some(_) => Err(RpcError::invalid_params(format!("member {key} must be an array"))),
+        }
+    }
+
     /// Members that older SWAMP callers send but that this protocol no longer uses.
     pub fn tolerate(&mut self, keys: &[&'static str]) {
         self.seen.extend(keys.iter().copied());

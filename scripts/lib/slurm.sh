@@ -7,6 +7,8 @@
 #   vrun_slurm_stop DIR
 #       stops exactly the PIDs in DIR/pids (TERM, then KILL after 10 s).
 #   vrun_slurm_node_stop DIR NODE   stops one node's slurmd (a lost hypervisor).
+#   vrun_slurm_node_start DIR NODE  starts it again (it then kills the steps it lost).
+# VRUN_SLURMD_TIMEOUT (default 30): seconds before a silent slurmd's node is declared down.
 # Client commands need SLURM_CONF=DIR/slurm.conf. Facts behind the settings:
 # ../shared/reference/slurm-on-one-host.md (no cgroups, no accounting; MailProg must exist).
 
@@ -57,7 +59,7 @@ vrun_slurm_start() {
     echo "ReturnToService=2"
     echo "MpiDefault=none"
     echo "MailProg=/bin/true"
-    echo "SlurmdTimeout=30"
+    echo "SlurmdTimeout=${VRUN_SLURMD_TIMEOUT:-30}"
     # vruntask's teardown after SIGTERM (power button, up to its 60 s stop timeout, then the
     # database stored) must end before Slurm's SIGKILL.
     echo "KillWait=90"
@@ -106,4 +108,11 @@ vrun_slurm_stop() {
 vrun_slurm_node_stop() {
   local dir=$1 node=$2
   kill -KILL "$(cat "$dir/slurmd.$node.ownpid")" 2>/dev/null
+}
+
+vrun_slurm_node_start() {
+  local dir=$1 node=$2
+  SLURM_CONF="$dir/slurm.conf" /usr/sbin/slurmd -D -N "$node" -f "$dir/slurm.conf" >>"$dir/log/slurmd.$node.out" 2>&1 &
+  echo $! >"$dir/slurmd.$node.ownpid"
+  echo $! >>"$dir/pids"
 }

@@ -6,9 +6,11 @@
 //! # Layout
 //! - [`agent_monitor`]: starting agent-monitor and talking to it.
 //! - [`viewer`]: GETs against a viewer, and taking its URLs apart.
+//! - [`slurm`]: a throwaway Slurm cluster on this host.
 //! - here: binaries, ports, launch records and waits.
 
 pub mod agent_monitor;
+pub mod slurm;
 pub mod viewer;
 
 use std::net::TcpListener;

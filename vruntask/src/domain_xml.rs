@@ -29,6 +29,18 @@ pub enum Net {
     Bridge { network: String },
 }
 
+impl Net {
+    /// The address the job reports for the viewer, the one the front end dials: in forward
+    /// mode the node's advertise address and the forwarded port (the guest's own address is
+    /// QEMU's private one), in bridge mode what the guest's `VIEWERUP` line says.
+    pub fn reported_address(&self, guest_addr: &str) -> String {
+        match self {
+            Net::Loopback { bind, host_port, .. } => format!("{bind}:{host_port}"),
+            Net::Bridge { .. } => guest_addr.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DomainSpec {
     pub name: String,
@@ -36,6 +48,8 @@ pub struct DomainSpec {
     pub generation: i64,
     /// The launching agent-monitor's id, recorded in the metadata.
     pub monitor_id: String,
+    /// The node it runs on, recorded in the metadata (its DomainMonitor acts on it).
+    pub node: String,
     pub memory_mib: u32,
     pub vcpus: u32,
     pub accel: Accel,
@@ -99,10 +113,23 @@ impl DomainSpec {
             "<domain type='{accel}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n  <name>{name}</name>\n  <metadata>\n    {meta}\n  </metadata>\n  <memory unit='MiB'>{mem}</memory>\n  <vcpu>{vcpus}</vcpu>\n  <os>\n{os}  </os>\n  <features><acpi/></features>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n{disks}{iface}    <serial type='file'>\n      <source path='{serial}'/>\n      <target port='0'/>\n    </serial>\n    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  </devices>\n{qemu_args}</domain>\n",
             accel = self.accel.domain_type(),
             name = escape(&self.name),
-            meta = metadata_element(&self.pair, self.generation, &self.monitor_id),
+            meta = metadata_element(&self.pair, self.generation, &self.monitor_id, &self.node),
             mem = self.memory_mib,
             vcpus = self.vcpus,
             serial = escape(&self.serial_log.to_string_lossy()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reported_address_is_what_the_front_end_dials() {
+        let fwd = Net::Loopback { bind: "10.20.30.40".parse().unwrap(), host_port: 40123, guest_port: 8080 };
+        assert_eq!(fwd.reported_address("10.0.2.15:8080"), "10.20.30.40:40123", "not QEMU's private address");
+        let bridge = Net::Bridge { network: "vrun".into() };
+        assert_eq!(bridge.reported_address("192.168.122.7:8080"), "192.168.122.7:8080");
     }
 }

@@ -18,15 +18,21 @@
 //!   their own, from the job's start to its final report.
 //! - [`runner`]: the start of a run, to the VM running; [`watch`]: watching it and the
 //!   teardown every run ends in.
+//! - [`joblock`]: the run's lock on its node (how a DomainMonitor knows the job lives) and
+//!   the node's name.
+//! - [`domain_monitor`]: `vruntask domain-monitor`, one per hypervisor node: salvages the
+//!   domains whose job is gone and reports the node's domains to agent-monitor.
 
 pub mod accel;
 pub mod disks;
+pub mod domain_monitor;
 pub mod domain_xml;
 pub mod fetch;
 pub mod heartbeat;
 pub mod hvcall;
 pub mod hypervisor;
 pub mod jobfile;
+pub mod joblock;
 pub mod report;
 pub mod runner;
 pub mod serial;
@@ -87,6 +93,8 @@ pub struct Options {
     /// The address the forward binds and the job reports in loopback-forward mode
     /// (`--advertise-address`, default 127.0.0.1).
     pub advertise: std::net::Ipv4Addr,
+    /// This node's name, written into the domain's metadata ([`joblock::node_name`]).
+    pub node: String,
 }
 
 /// Where the job description comes from.

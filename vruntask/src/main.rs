@@ -1,5 +1,5 @@
-//! `vruntask run <job file>` and `vruntask probe-accel`: parses arguments and hands over to
-//! the library.
+//! `vruntask run <job file>`, `vruntask probe-accel` and `vruntask domain-monitor`: parses
+//! arguments and hands over to the library.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +29,43 @@ enum Command {
         #[arg(long, env = "VRUN_RUNTIME_DIR", default_value = "/run/vrun")]
         runtime_dir: PathBuf,
     },
+    /// Watch this node's vrun domains: salvage those whose job is gone, report them all to
+    /// agent-monitor (one per hypervisor node, long-running; stops on SIGTERM).
+    DomainMonitor(MonitorArgs),
+}
+
+#[derive(clap::Args)]
+struct MonitorArgs {
+    /// This node's name (as `vruntask run` resolves it: SLURMD_NODENAME, else the host name).
+    #[arg(long, env = "VRUN_NODE_NAME")]
+    node_name: Option<String>,
+    /// agent-monitor's XML-RPC URL.
+    #[arg(long, env = "VRUN_AGENT_MONITOR_URL")]
+    agent_monitor_url: String,
+    /// The node credential: a copy of agent-monitor's `secrets/node.secret`, owner-only.
+    #[arg(long, env = "VRUN_NODE_SECRET_FILE", default_value = "/etc/vrun/node.secret")]
+    secret_file: PathBuf,
+    /// libvirt connection URI.
+    #[arg(long, env = "VRUN_LIBVIRT_URI", default_value = "qemu:///system")]
+    uri: String,
+    /// Where the node's runs hold their locks (as `vruntask run`).
+    #[arg(long, env = "VRUN_RUNTIME_DIR", default_value = "/run/vrun")]
+    runtime_dir: PathBuf,
+    /// Where the node's runs make their work directories (as `vruntask run`).
+    #[arg(long, env = "VRUN_WORK_ROOT", default_value = "/var/lib/vrun/work")]
+    work_root: PathBuf,
+    /// Seconds between sweeps (libvirt events also start one).
+    #[arg(long, env = "VRUN_MONITOR_EVERY", default_value_t = 10.0)]
+    every: f64,
+    /// Seconds a guest gets to save its database after the power button.
+    #[arg(long, env = "VRUN_STOP_TIMEOUT", default_value_t = 60)]
+    stop_timeout: u64,
+    /// Seconds a live job may keep a domain whose instance ended before it is salvaged.
+    #[arg(long, default_value_t = 120)]
+    grace: u64,
+    /// Seconds each libvirt step may take.
+    #[arg(long, env = "VRUN_LIBVIRT_TIMEOUT", default_value_t = 30)]
+    libvirt_timeout: u64,
 }
 
 #[derive(clap::Args)]
@@ -49,6 +86,10 @@ struct RunArgs {
     /// libvirt connection URI.
     #[arg(long, env = "VRUN_LIBVIRT_URI", default_value = "qemu:///system")]
     uri: String,
+    /// This node's name, written into the domain's metadata (default: SLURMD_NODENAME, else
+    /// the host name).
+    #[arg(long, env = "VRUN_NODE_NAME")]
+    node_name: Option<String>,
     /// Where per-run work directories are created.
     #[arg(long, env = "VRUN_WORK_ROOT", default_value = "/var/lib/vrun/work")]
     work_root: PathBuf,
@@ -105,7 +146,15 @@ fn main() {
             vruntask::probe_accel(accel, &runtime_dir, &kernel);
             return;
         }
+        Command::DomainMonitor(a) => domain_monitor(a),
         Command::Run(a) => a,
+    };
+    let node = match vruntask::joblock::node_name(a.node_name.as_deref()) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("vruntask: {e}");
+            std::process::exit(vruntask::Exit::BadJob as i32);
+        }
     };
     let network = match a.network.as_str() {
         "loopback" => NetMode::Loopback,
@@ -128,6 +177,7 @@ fn main() {
         cleanup_patience: Duration::from_secs(a.cleanup_patience),
         image_dir: a.image_dir,
         advertise: a.advertise_address,
+        node,
     };
     let source = match (a.job_file, a.from_agent_monitor, token) {
         (Some(f), _, _) => vruntask::JobSource::File(f),
@@ -141,4 +191,43 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     let exit = rt.block_on(vruntask::run(&source, opts));
     std::process::exit(exit as i32);
+}
+
+/// `vruntask domain-monitor`: runs until SIGTERM or SIGINT; exits 0 then, 2 when it cannot
+/// start (bad node name, unreadable or world-readable credential).
+fn domain_monitor(a: MonitorArgs) -> ! {
+    let node = vruntask::joblock::node_name(a.node_name.as_deref()).unwrap_or_else(|e| {
+        eprintln!("vruntask domain-monitor: {e}");
+        std::process::exit(2)
+    });
+    let settings = vruntask::domain_monitor::Settings {
+        node,
+        uri: a.uri,
+        agent_monitor_url: a.agent_monitor_url,
+        secret_file: a.secret_file,
+        runtime_dir: a.runtime_dir,
+        work_root: a.work_root,
+        every: Duration::from_secs_f64(a.every.clamp(0.1, 3600.0)),
+        stop_timeout: Duration::from_secs(a.stop_timeout),
+        grace: Duration::from_secs(a.grace),
+        libvirt_timeout: Duration::from_secs(a.libvirt_timeout.max(1)),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let result = rt.block_on(vruntask::domain_monitor::run(settings, async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+    }));
+    // A libvirt call still blocked past its deadline must not hold the exit up.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("vruntask domain-monitor: {e}");
+            std::process::exit(2)
+        }
+    }
 }

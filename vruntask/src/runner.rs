@@ -30,6 +30,21 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 
 pub async fn run(job: JobSpec, pair: Pair, opts: &Options, hv: Hv, rep: Arc<Reporter>, stop: Stop) -> Exit {
     let name = pair.domain_name(&job.monitor_id, job.generation);
+    // Held from before the domain exists to after it is gone: the node's DomainMonitor
+    // takes a domain whose lock is free for one whose job died.
+    let (dir, n) = (opts.runtime_dir.clone(), name.clone());
+    let _run_lock = match blocking(move || crate::joblock::RunLock::take(&dir, &n)).await {
+        Ok(l) => l,
+        Err(e @ crate::joblock::LockError::Held(_)) => {
+            // That job reports for this generation; a report from here would confuse it.
+            tracing::error!(error = %e, "not running");
+            return Exit::Failed;
+        }
+        Err(e) => {
+            let start = Start { job: &job, pair: &pair, name: &name, opts, hv: &hv, rep: &rep };
+            return start.end_early(Early::Failure(e.to_string()), Domain::Never).await;
+        }
+    };
     let (root, n) = (opts.work_root.clone(), name.clone());
     let work = match blocking(move || WorkDir::create(&root, &n)).await {
         Ok(w) => Arc::new(w),
@@ -154,6 +169,7 @@ impl Start<'_> {
             pair: self.pair.clone(),
             generation: job.generation,
             monitor_id: job.monitor_id.clone(),
+            node: opts.node.clone(),
             memory_mib: job.memory_mib,
             vcpus: job.vcpus,
             accel,

@@ -83,11 +83,7 @@ impl Vm<'_> {
                 tracing::info!(?ev, "guest event");
                 match ev {
                     Event::ViewerUp(guest_addr) if !*ready => {
-                        let address = match &self.net {
-                            // What the front end dials: the node's advertise address.
-                            Net::Loopback { bind, host_port, .. } => format!("{bind}:{host_port}"),
-                            Net::Bridge { .. } => guest_addr,
-                        };
+                        let address = self.net.reported_address(&guest_addr);
                         let report = self.rep.state(
                             ViewerState::Ready,
                             Some(address.clone()),

@@ -36,6 +36,7 @@ fn spec(pair: &Pair, generation: i64, net: Net) -> DomainSpec {
         pair: pair.clone(),
         generation,
         monitor_id: OWNER.into(),
+        node: "n1".into(),
         memory_mib: 512,
         vcpus: 1,
         accel: Accel::Tcg,

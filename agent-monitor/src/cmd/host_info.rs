@@ -1,5 +1,6 @@
 //! `agentMonitor.hostInfo` (admin): this daemon's id and the hypervisor's vrun domains that
-//! belong to other agent-monitors, which it lists and never touches.
+//! belong to other agent-monitors, which it lists and never touches; and the hypervisor
+//! nodes whose DomainMonitors report to it.
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
                 running: d.running,
             })
             .collect(),
+        nodes: m.nodes.summary(me).into_iter().map(|(n, d)| (n, d as i64)).collect(),
     };
     Ok(info.to_value())
 }

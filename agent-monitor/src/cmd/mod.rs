@@ -11,6 +11,8 @@ mod is_viewer_available;
 mod kill_viewer;
 mod launch_viewer;
 mod list_viewers;
+mod node_inventory;
+mod node_salvaged;
 mod platform;
 mod push;
 mod rotate_secrets;
@@ -49,7 +51,7 @@ pub struct Methods {
 
 /// Every method and how it runs. `system.listMethods` answers from this table too, so a
 /// method is added in one place.
-const TABLE: [(&str, RunFn); 21] = [
+const TABLE: [(&str, RunFn); 23] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
     (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -63,6 +65,8 @@ const TABLE: [(&str, RunFn); 21] = [
     (m::FETCH_JOB, |mo, p| Box::pin(value(fetch_job::run(mo, p)))),
     (m::FETCH_VIEWER_DB, |mo, p| Box::pin(value(fetch_viewer_db::run(mo, p)))),
     (m::HOST_INFO, |mo, p| Box::pin(value(host_info::run(mo, p)))),
+    (m::NODE_INVENTORY, |mo, p| Box::pin(value(node_inventory::run(mo, p)))),
+    (m::NODE_SALVAGED, |mo, p| Box::pin(value(node_salvaged::run(mo, p)))),
     (m::KILL_VIEWER, |mo, p| Box::pin(value(kill_viewer::run(mo, p)))),
     (m::DELETE_VIEWER_DBS, |mo, p| Box::pin(value(delete_viewer_dbs::run(mo, p)))),
     (m::ROTATE_SECRETS, |mo, p| Box::pin(value(rotate_secrets::run(mo, p)))),

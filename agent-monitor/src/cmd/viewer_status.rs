@@ -11,7 +11,7 @@ use crate::instances;
 
 pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = PairRef::from_params(&params)?;
-    let record = m
+    let mut record = m
         .store
         .read(move |c| {
             let inst = instances::latest(c, &req.pair)?
@@ -22,5 +22,10 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
             Ok(rec)
         })
         .await?;
+    // Where a node reports its domains, say whether this one exists (a cheap in-memory
+    // look-up; the local libvirt is asked only by listViewers).
+    if let Some(exists) = m.nodes.domain_exists(&record.node, record.generation, &m.job_ctx.monitor_id) {
+        record.domain_exists = if exists { "yes" } else { "no" }.into();
+    }
     Ok(record.to_value())
 }
