@@ -27,7 +27,8 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
         .write(move |c| match instances::live(c, &pair)? {
             Some(mut inst) => {
                 instances::clear_relaunch(c, &mut inst)?;
-                // `Leave`: the job is cancelled below, and this call waits for it.
+                // `Leave`: the job is cancelled below, and this call waits for it. The effects
+                // are the starts of launches that were waiting for the room this frees.
                 let effects = instances::finish(
                     c,
                     &mut inst,
@@ -37,16 +38,16 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
                     now_ms(),
                     ItsJob::Leave,
                 )?;
-                debug_assert!(effects.is_empty());
-                Ok(Some(inst.generation))
+                Ok(Some((inst.generation, effects)))
             }
             None if instances::latest(c, &pair)?.is_some() => Ok(None),
             None => Err(RpcError::new(FaultCode::UnknownInstance, format!("no viewer {pair}")).into()),
         })
         .await?;
-    let Some(generation) = killed else {
+    let Some((generation, admitted)) = killed else {
         return Ok(Value::Integer(0));
     };
+    m.apply(admitted);
     tracing::info!(pair = %req.pair, generation, "killed by an admin");
     let (launcher, grace) = (Arc::clone(&m.launcher), m.timing.cancel_grace);
     tokio::task::spawn_blocking(move || launcher.cancel(generation, grace))
