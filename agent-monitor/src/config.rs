@@ -128,6 +128,39 @@ pub struct Settings {
     #[arg(skip)]
     #[serde(default)]
     pub viewer: std::collections::BTreeMap<String, ViewerLimits>,
+    /// Address of the front door, the HTTP listener people's browsers use (docs/frontdoor.md). [default: none, no front door]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_LISTEN")]
+    pub front_door_listen: Option<SocketAddr>,
+    /// The front door's URL as browsers reach it (scheme://host[:port]). [default: http://<front_door_listen>]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_URL")]
+    pub front_door_url: Option<String>,
+    /// Certificate chain (PEM) for the front door to speak TLS itself. [default: plain HTTP]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_TLS_CERT")]
+    pub front_door_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of that certificate; keep it 0600.
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_TLS_KEY")]
+    pub front_door_tls_key: Option<PathBuf>,
+    /// Peers (a TLS proxy or portal, comma-separated IPs) whose user header is trusted. [default: none]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_TRUSTED_PEERS", value_delimiter = ',')]
+    pub front_door_trusted_peers: Option<Vec<std::net::IpAddr>>,
+    /// The header naming the user, from trusted peers only. [default: X-Vrun-User]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_USER_HEADER")]
+    pub front_door_user_header: Option<String>,
+    /// Mark the session cookie Secure (set when the front door URL is https). [default: by URL]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_SECURE_COOKIE")]
+    pub front_door_secure_cookie: Option<bool>,
+    /// Seconds a printed login link stays valid. [default: 300]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_LOGIN_TTL_SECS")]
+    pub front_door_login_ttl_secs: Option<u64>,
+    /// Seconds a session cookie stays valid. [default: 28800]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_SESSION_TTL_SECS")]
+    pub front_door_session_ttl_secs: Option<u64>,
+    /// Seconds a forwarded request may take until the viewer's answer starts. [default: 300]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_REQUEST_TIMEOUT_SECS")]
+    pub front_door_request_timeout_secs: Option<u64>,
+    /// Open front door connections at most (also per peer: half of it). [default: 256]
+    #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_MAX_CONNECTIONS")]
+    pub front_door_max_connections: Option<usize>,
     /// Live viewers in all; a View beyond it waits for room (not refused). [default: no limit]
     #[arg(long, env = "AGENT_MONITOR_MAX_VIEWERS")]
     pub max_viewers: Option<usize>,
@@ -209,6 +242,8 @@ pub struct Resolved {
     pub launch_deadline: Duration,
     pub stop_deadline: Duration,
     pub limits: Limits,
+    /// The front door's settings, when `front_door_listen` is set.
+    pub front_door: Option<crate::frontdoor::Settings>,
     pub capacity: crate::capacity::Capacity,
     pub retention: Duration,
     pub job_key_grace: Duration,
@@ -268,6 +303,17 @@ impl Settings {
                 stop_deadline_secs,
                 idle_timeout_secs,
                 max_lifetime_secs,
+                front_door_listen,
+                front_door_url,
+                front_door_tls_cert,
+                front_door_tls_key,
+                front_door_trusted_peers,
+                front_door_user_header,
+                front_door_secure_cookie,
+                front_door_login_ttl_secs,
+                front_door_session_ttl_secs,
+                front_door_request_timeout_secs,
+                front_door_max_connections,
                 max_viewers,
                 max_starts,
                 retention_secs,
@@ -316,7 +362,9 @@ impl Settings {
             other => anyhow::bail!("launcher must be process or slurm, not {other:?}"),
         };
         let reap_default = (lease / 4).min(Duration::from_secs(5));
+        let front_door = crate::frontdoor::Settings::resolve(&self, self.shutdown_grace_secs.unwrap_or(10))?;
         Ok(Resolved {
+            front_door,
             state_dir: self.state_dir.unwrap_or_else(|| PathBuf::from("var/agent-monitor")),
             listen: self.listen.unwrap_or_else(|| "127.0.0.1:8085".parse().expect("valid default")),
             public_url: self.public_url,
@@ -385,7 +433,7 @@ impl Settings {
 /// Connections the descriptor limit leaves room for: half of what remains after 128 kept
 /// for SQLite, job starts and `/proc` scans. 300 sockets on a 256-descriptor daemon made
 /// `accept`, job starts and cancels fail with EMFILE (issue 13).
-fn descriptor_budget() -> usize {
+pub(crate) fn descriptor_budget() -> usize {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct it is given.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {

@@ -52,6 +52,8 @@ pub struct Daemon {
     pub nodes: crate::nodes::NodeReports,
     /// `<state>/jobs`: job files, and output disks jobs could not store ([`crate::unstored`]).
     pub jobs_dir: std::path::PathBuf,
+    /// The front door, when one is configured (it mints logins for `viewerLogin`).
+    pub front_door: Option<Arc<crate::frontdoor::FrontDoor>>,
     /// How platform checks run ([`crate::platforms`]); `None` without a launchviewer.
     pub platform_check: Option<crate::platforms::CheckSettings>,
 }

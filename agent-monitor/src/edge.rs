@@ -16,6 +16,8 @@
 //!   launcher's call, which sends its request at once, gets through.
 //! - **Accept errors** (`EMFILE`, `ENFILE`, `ENOBUFS`) back off from 10 ms to 1 s instead of
 //!   spinning, and are logged at most once a second.
+//! - **TLS** (the front door's option): the handshake runs under the header deadline; a
+//!   connection in its handshake is idle for the caps.
 //! - **Shutdown.** New connections stop at once; idle ones close; requests in progress get
 //!   `shutdown_grace` to finish, then their connections are dropped (a half-sent request
 //!   held shutdown for 20 s and more). A handler dropped there is never cut in the middle of
@@ -186,6 +188,18 @@ impl Throttle {
 /// Serves `app` on `listener` until `shutdown` completes, then for at most
 /// `limits.shutdown_grace` while requests in progress finish.
 pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits, shutdown: impl Future<Output = ()>) {
+    serve_tls(listener, app, limits, None, shutdown).await
+}
+
+/// [`serve`], speaking TLS on every connection when `tls` is given (the front door's
+/// option). The handshake is under the header deadline and counts as idle for the caps.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: EdgeLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let grace = limits.shutdown_grace;
     let registry =
         Arc::new(Registry { limits, table: Mutex::default(), ended: Notify::new(), shutting_down: Default::default() });
@@ -219,7 +233,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits, shutd
             }
             continue;
         };
-        tasks.spawn(connection(stream, peer, app.clone(), slot));
+        tasks.spawn(accept_one(stream, peer, app.clone(), slot, tls.clone()));
     }
     drop(listener);
     registry.close_all();
@@ -241,8 +255,35 @@ pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits, shutd
     }
 }
 
-async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: Router, slot: Slot) {
+async fn accept_one(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    slot: Slot,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let _ = stream.set_nodelay(true);
+    let Some(acceptor) = tls else {
+        return connection(stream, peer, app, slot).await;
+    };
+    let deadline = slot.registry.limits.header_timeout;
+    let close = Arc::clone(&slot.close);
+    let handshake = tokio::select! {
+        h = tokio::time::timeout(deadline, acceptor.accept(stream)) => h,
+        // Closed to make room or at shutdown: a handshake is not a request in progress.
+        _ = close.notified() => return,
+    };
+    match handshake {
+        Ok(Ok(s)) => connection(s, peer, app, slot).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake did not finish within the header deadline"),
+    }
+}
+
+async fn connection<S>(stream: S, peer: SocketAddr, app: Router, slot: Slot)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let slot = Arc::new(slot);
     let close = Arc::clone(&slot.close);
     let conn_slot = Arc::clone(&slot);

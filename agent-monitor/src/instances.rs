@@ -137,6 +137,11 @@ pub fn live(conn: &Connection, pair: &Pair) -> Db<Option<Instance>> {
     query_one(conn, &format!("project = ?1 AND viewer = ?2 AND {LIVE}"), params![pair.project(), pair.viewer()])
 }
 
+/// The newest instance behind a front door path (the urluuid is stable per pair).
+pub fn by_urluuid(conn: &Connection, urluuid: &str) -> Db<Option<Instance>> {
+    query_one(conn, "urluuid = ?1 ORDER BY generation DESC LIMIT 1", params![urluuid])
+}
+
 pub fn by_generation(conn: &Connection, generation: i64) -> Db<Option<Instance>> {
     query_one(conn, "generation = ?1", params![generation])
 }
@@ -246,7 +251,11 @@ pub fn create(
 ) -> Db<(Instance, Option<Effect>)> {
     let full = crate::capacity::must_wait(conn, pair.viewer(), &ctx.capacity.get())?;
     let apikey = random_hex(32).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
-    let urluuid = format!("proxy-{}", uuid::Uuid::new_v4());
+    // Stable per pair: a bookmarked or stored front door URL survives relaunches.
+    let urluuid = match latest(conn, pair)? {
+        Some(prev) => prev.urluuid,
+        None => format!("proxy-{}", uuid::Uuid::new_v4()),
+    };
     // An explicit version (an admin rolling back) wins; otherwise restore what the last run saved.
     let db_path = match &p.db_path {
         Some(d) => Some(archive_by_version(conn, pair, d)?),

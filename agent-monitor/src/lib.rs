@@ -30,6 +30,7 @@
 //!   and removing a domain no live instance holds; [`unstored`]: databases jobs could not
 //!   store. [`idle`]: idle and lifetime shutdown. [`upkeep`]: pruning what ended instances
 //!   leave behind.
+//! - [`frontdoor`]: the listener browsers use: sign-in, proxy to each viewer, its pages.
 //! - [`status`]: the `agent-monitor status` admin command; [`rotate`]: `rotate-secrets`;
 //!   [`platform_cli`]: `platform add|list|remove`.
 
@@ -41,6 +42,7 @@ pub mod config;
 pub mod daemon;
 pub mod edge;
 pub mod events;
+pub mod frontdoor;
 pub mod hypervisor;
 pub mod idle;
 pub mod instances;
@@ -139,7 +141,12 @@ pub async fn run_with(
     let archives = ArchiveSettings { dir: cfg.sub("archives"), keep: cfg.archives_keep };
     let salvage =
         Salvage::new(store.clone(), Arc::clone(&hypervisor), archives.clone(), cfg.salvage_timeout, monitor_id.clone());
+    let front_door = match cfg.front_door.clone() {
+        Some(s) => Some(Arc::new(frontdoor::FrontDoor::new(s, &cfg.state_dir, store.clone())?)),
+        None => None,
+    };
     let daemon = Arc::new(Daemon {
+        front_door: front_door.clone(),
         starter: Default::default(),
         renewals: Default::default(),
         store,
@@ -192,16 +199,41 @@ pub async fn run_with(
     let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx.clone()));
     let upkeeper = tokio::spawn(upkeep::run(Arc::clone(&daemon), stop_rx.clone()));
     let reloader = tokio::spawn(reload::run(Arc::clone(&daemon), cfg.clone(), stop_rx));
-    // Flips when shutdown begins, so that long answers (event streams) end at once.
-    let (going_tx, going_rx) = tokio::sync::watch::channel(false);
-    let shutdown = async move {
-        shutdown.await;
-        let _ = going_tx.send(true);
-    };
+    // One shutdown for both listeners; it also ends long answers (event streams) at once.
+    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
     let app = rpc::router(cmd::Methods::new(Arc::clone(&daemon)), Arc::clone(&secrets), cfg.body.clone())
-        .merge(rest::router(Arc::clone(&daemon), secrets, going_rx));
+        .merge(rest::router(Arc::clone(&daemon), secrets, down_rx.clone()));
     tracing::info!(%addr, state_dir = %cfg.state_dir.display(), %monitor_id, "agent-monitor serving XML-RPC at /RPC2 and REST at /api/v1");
-    edge::serve(listener, app, cfg.edge.clone(), shutdown).await;
+    let front = match &front_door {
+        Some(fd) => {
+            let listener = TcpListener::bind(fd.settings.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on front_door_listen {}: {e}", fd.settings.listen))?;
+            tracing::info!(addr = %listener.local_addr()?, url = %fd.settings.url, "front door serving");
+            let mut rx = down_rx.clone();
+            let (router, limits, tls) = (fd.router(), fd.settings.edge.clone(), fd.tls.clone());
+            Some(tokio::spawn(edge::serve_tls(listener, router, limits, tls, async move {
+                let _ = rx.wait_for(|d| *d).await;
+            })))
+        }
+        None => None,
+    };
+    let mut rx = down_rx;
+    let rpc = edge::serve(listener, app, cfg.edge.clone(), async move {
+        let _ = rx.wait_for(|d| *d).await;
+    });
+    tokio::pin!(rpc);
+    tokio::select! {
+        _ = &mut rpc => {}
+        _ = shutdown => {
+            let _ = down_tx.send(true);
+            rpc.await;
+        }
+    }
+    let _ = down_tx.send(true);
+    if let Some(f) = front {
+        let _ = f.await;
+    }
     daemon.salvage.stop();
     let _ = stop_tx.send(true);
     // Each of these ends at its next await once told to; start-up repair may be long, and

@@ -150,9 +150,13 @@ impl CodeDx {
     pub async fn start_import(&self, project: i64, input: &Input) -> Result<String, CallError> {
         let part =
             |bytes: &[u8], name: &str| reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_owned());
-        let mut form = reqwest::multipart::Form::new().part("file1", part(&input.results, &input.results_name));
+        // One analysis: the results as file1…fileN, then the source archive.
+        let mut form = reqwest::multipart::Form::new();
+        for (i, r) in input.results.iter().enumerate() {
+            form = form.part(format!("file{}", i + 1), part(&r.bytes, &r.name));
+        }
         if let Some(src) = &input.source {
-            form = form.part("file2", part(src, "source.zip"));
+            form = form.part(format!("file{}", input.results.len() + 1), part(src, "source.zip"));
         }
         let resp = self.request(Method::POST, &format!("projects/{project}/analysis")).multipart(form).send().await;
         Ok(json::<Accepted>(resp).await?.job_id)

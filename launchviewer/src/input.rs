@@ -25,12 +25,28 @@ pub enum InputError {
     Format { path: PathBuf, why: String },
     #[error("source archive {path} is not a zip file")]
     NotZip { path: PathBuf },
+    #[error("no results file (--results FILE or --file_path FILE)")]
+    NoResults,
+    #[error("{0} results files; at most {MAX_RESULTS_FILES} in one View")]
+    TooManyResults(usize),
 }
+
+/// Most results files in one View (SWAMP's are a handful; each is read into memory).
+pub const MAX_RESULTS_FILES: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Sarif,
     Scarf,
+}
+
+/// One checked results file.
+#[derive(Debug)]
+pub struct Results {
+    pub kind: Kind,
+    pub bytes: Vec<u8>,
+    /// File name sent with its part.
+    pub name: String,
 }
 
 /// A checked View request, ready to send.
@@ -40,10 +56,9 @@ pub struct Input {
     pub user: Option<String>,
     /// The Code Dx project the results go into.
     pub package: String,
-    pub kind: Kind,
-    pub results: Vec<u8>,
-    /// File name sent with the results part.
-    pub results_name: String,
+    /// One or more results files (SWAMP views several at once): one analysis, parts
+    /// `file1`…`fileN`.
+    pub results: Vec<Results>,
     pub source: Option<Vec<u8>>,
     /// Identity of this push (see [`checksum`]).
     pub checksum: String,
@@ -54,15 +69,23 @@ pub fn prepare(args: &Args) -> Result<Input, InputError> {
     if let Some(u) = &args.user {
         validate_name("user", u)?;
     }
+    let first = args.results.first().ok_or(InputError::NoResults)?;
+    if args.results.len() > MAX_RESULTS_FILES {
+        return Err(InputError::TooManyResults(args.results.len()));
+    }
     let package = match &args.package {
         Some(p) => check_package(p, "")?,
         None => {
-            let stem = args.results.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = first.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             check_package(&stem, " (taken from the results file name; pass --package NAME)")?
         }
     };
-    let results = read("results file", &args.results)?;
-    let kind = detect(&results).map_err(|why| InputError::Format { path: args.results.clone(), why })?;
+    let mut results = Vec::new();
+    for path in &args.results {
+        let bytes = read("results file", path)?;
+        let kind = detect(&bytes).map_err(|why| InputError::Format { path: path.clone(), why })?;
+        results.push(Results { kind, name: results_name(path, kind), bytes });
+    }
     let source = match &args.source {
         Some(path) => {
             let bytes = read("source archive", path)?;
@@ -73,17 +96,9 @@ pub fn prepare(args: &Args) -> Result<Input, InputError> {
         }
         None => None,
     };
-    let checksum = checksum(&package, &results, source.as_deref());
-    Ok(Input {
-        pair,
-        user: args.user.clone(),
-        package,
-        kind,
-        results_name: results_name(&args.results, kind),
-        results,
-        source,
-        checksum,
-    })
+    let digests: Vec<&[u8]> = results.iter().map(|r| r.bytes.as_slice()).collect();
+    let checksum = checksum(&package, &digests, source.as_deref());
+    Ok(Input { pair, user: args.user.clone(), package, results, source, checksum })
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, InputError> {
@@ -181,12 +196,17 @@ fn xml_root(mut s: &[u8]) -> Option<&str> {
     }
 }
 
-/// SHA-256 over the package name and the digests of the results and the source. The
-/// package is part of it because agent-monitor keys a push by checksum alone: the same
-/// file viewed as another package must still reach that package's project.
-pub fn checksum(package: &str, results: &[u8], source: Option<&[u8]>) -> String {
+/// SHA-256 over the package name and the digests of the results (in order) and the
+/// source. The package is part of it because agent-monitor keys a push by checksum alone:
+/// the same file viewed as another package must still reach that package's project.
+/// One results file hashes as it always did, so pushes recorded before several files
+/// were possible keep matching.
+pub fn checksum(package: &str, results: &[&[u8]], source: Option<&[u8]>) -> String {
     let mut h = Sha256::new();
-    h.update(format!("launchviewer push v1\npackage {package}\nresults {}\n", hex::encode(Sha256::digest(results))));
+    h.update(format!("launchviewer push v1\npackage {package}\n"));
+    for r in results {
+        h.update(format!("results {}\n", hex::encode(Sha256::digest(r))));
+    }
     if let Some(src) = source {
         h.update(format!("source {}\n", hex::encode(Sha256::digest(src))));
     }
@@ -228,11 +248,13 @@ mod tests {
 
     #[test]
     fn checksum_depends_on_every_part() {
-        let a = checksum("p", b"r", None);
+        let a = checksum("p", &[b"r"], None);
         assert_eq!(a.len(), 64);
-        assert_ne!(a, checksum("q", b"r", None));
-        assert_ne!(a, checksum("p", b"s", None));
-        assert_ne!(a, checksum("p", b"r", Some(b"")));
+        assert_ne!(a, checksum("q", &[b"r"], None));
+        assert_ne!(a, checksum("p", &[b"s"], None));
+        assert_ne!(a, checksum("p", &[b"r"], Some(b"")));
+        assert_ne!(a, checksum("p", &[b"r", b"s"], None));
+        assert_ne!(checksum("p", &[b"s", b"r"], None), checksum("p", &[b"r", b"s"], None));
     }
 
     #[test]

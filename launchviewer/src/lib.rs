@@ -16,16 +16,23 @@
 //! - [`monitor`]: the agent-monitor side: ask, launch, and wait for `ready`.
 //! - [`codedx`]: the viewer's Code Dx API: find or create the project, upload, follow the
 //!   import job; transient failures are retried with backoff inside the time budget.
+//! - [`link`]: the printed URL: the front door's link that signs the user in.
 //! - [`push`]: the once-only push through agent-monitor's `claimPush`/`pushDone`.
 //! - [`outcome`]: the one stdout line (text or JSON) and the exit codes.
 //! - [`progress`]: elapsed-time state lines on stderr for people at a terminal.
+//! - [`swamp`]: SWAMP's invocation (`--viewer_uuid` …): answer at once, finish in the
+//!   background ([`detach`]), record progress in the `viewer_instance` row ([`dbrow`]).
 
 pub mod codedx;
+pub mod dbrow;
+pub mod detach;
 pub mod input;
+pub mod link;
 pub mod monitor;
 pub mod outcome;
 pub mod progress;
 pub mod push;
+pub mod swamp;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -81,19 +88,19 @@ pub struct Args {
     #[arg(long)]
     pub project: String,
     /// Viewer name, e.g. CodeDX.
-    #[arg(long)]
+    #[arg(long, alias = "viewer_name")]
     pub viewer: String,
-    /// Results to show: SARIF 2.1.0 (JSON) or SCARF (XML).
-    #[arg(long)]
-    pub results: PathBuf,
+    /// Results to show: SARIF 2.1.0 (JSON) or SCARF (XML); repeat for several files in one View.
+    #[arg(long, alias = "file_path", required = true)]
+    pub results: Vec<PathBuf>,
     /// Source archive (zip) uploaded next to the results.
-    #[arg(long)]
+    #[arg(long, alias = "source_archive_path")]
     pub source: Option<PathBuf>,
     /// Code Dx project name the results go into. [default: the results file name without its last extension]
     #[arg(long)]
     pub package: Option<String>,
     /// The user who clicked View (becomes an authorised user of a newly launched viewer).
-    #[arg(long)]
+    #[arg(long, alias = "user_uuid")]
     pub user: Option<String>,
     /// Wait up to this many seconds for the viewer and the import; without it, a viewer that
     /// is not up yet is launched and `LAUNCHING <state>` is printed at once.
@@ -108,11 +115,17 @@ pub struct Args {
     /// Print one JSON object instead of one text line.
     #[arg(long)]
     pub json: bool,
+    /// SWAMP's `launch_viewer` invocation (docs/launchviewer.md).
+    #[command(flatten)]
+    pub swamp: swamp::SwampArgs,
 }
 
 /// Runs one View click to its outcome. Never panics on bad input or unreachable peers:
 /// every failure becomes an [`Outcome::Error`] with a one-line message.
 pub fn run(args: Args) -> Outcome {
+    if args.swamp.is_swamp() {
+        return swamp::run(args);
+    }
     let start = Instant::now();
     let progress = Progress::new(start);
     let input = match input::prepare(&args) {
@@ -133,7 +146,7 @@ pub fn run(args: Args) -> Outcome {
 
 /// Ready the viewer, then push; if the instance ends under the push, start over (a new
 /// generation needs its own push) while the budget lasts.
-async fn flow(
+pub(crate) async fn flow(
     monitor: &Monitor,
     input: &input::Input,
     start: Instant,
@@ -151,7 +164,12 @@ async fn flow(
         };
         let push_deadline = deadline.unwrap_or_else(|| Instant::now() + UPLOAD_BUDGET_WITHOUT_WAIT);
         match push::push(monitor, &avail, input, push_deadline, progress).await {
-            Ok(url) => return Outcome::Ready { url },
+            Ok(url) => {
+                return match link::printed_url(monitor, &input.pair, input.user.as_deref(), url).await {
+                    Ok(url) => Outcome::Ready { url },
+                    Err(e) => Outcome::error(e),
+                }
+            }
             Err(PushError::Gone) => progress.state("viewer instance ended during the upload; starting over"),
             Err(e) => return Outcome::error(e),
         }

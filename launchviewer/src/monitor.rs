@@ -122,6 +122,13 @@ impl Monitor {
         self.call("claimPush", self.client.claim_push(req)).await
     }
 
+    pub async fn viewer_login(
+        &self,
+        req: &vrun_proto::frontdoor::ViewerLogin,
+    ) -> Result<vrun_proto::frontdoor::LoginReply, MonitorError> {
+        self.call("viewerLogin", self.client.viewer_login(req)).await
+    }
+
     pub async fn push_done(&self, req: &PushDone) -> Result<(), MonitorError> {
         self.call("pushDone", self.client.push_done(req)).await
     }

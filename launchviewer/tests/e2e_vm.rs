@@ -106,20 +106,21 @@ fn view_browse_triage_reuse_stop_and_restore() {
     let cold = stack.launchviewer(&args(&p, &sample, &["--wait", "300"]));
     let url = cold.ready_url(&stack);
     log_step(t0, &format!("cold View READY in {:.1} s: {url}", cold.took.as_secs_f64()));
+    assert!(url.starts_with(&stack.front) && url.contains("?vrun_login="), "not the front door's sign-in URL: {url}");
     let avail = stack.availability(&p, V);
     assert!(avail.ready, "{avail:?}");
     let g1 = avail.generation;
     let base = format!("http://{}/{}", avail.address, avail.urluuid);
     assert!(avail.address.starts_with("127.0.0.1:"), "{avail:?}");
-    let (url_base, project_id) = split_url(&url);
-    assert_eq!(url_base, base, "the URL is not the viewer agent-monitor reports");
+    let (url_base, project_id) = split_url(&clean(&url));
+    assert_eq!(url_base, format!("{}/{}", stack.front, avail.urluuid), "the URL is not the pair's front door path");
     assert_eq!(domains_of(&p), [stack.domain(&p, V, g1)], "exactly one domain for the pair");
     assert_eq!(stack.job_files(), [format!("g{g1}.json")]);
     let projects = api_get(&base, &avail.apikey, "projects");
     assert_eq!(projects["projects"], serde_json::json!([{"id": project_id, "name": "sample"}]));
     assert_eq!(findings(&base, &avail.apikey, project_id).len(), sample_n);
 
-    // 2. A user opens the URL (as alice, through the front end's header) and triages.
+    // 2. A user opens the URL exactly as printed (it signs alice in) and triages.
     let shot = screenshot_path("view-triaged.png");
     let fid = browse_and_triage(&url, sample_n, &shot);
     log_step(t0, &format!("browser triaged finding {fid}; screenshot {shot}"));
@@ -127,16 +128,17 @@ fn view_browse_triage_reuse_stop_and_restore() {
     let triaged = by_message(&list, TRIAGED_MESSAGE);
     assert_eq!((triaged["id"].as_i64(), triaged["status"].as_str()), (Some(fid), Some("false_positive")), "{triaged}");
     let fingerprint = triaged["fingerprint"].as_str().unwrap().to_owned();
-    // Pages need an authorised user: no header (or another user) is refused.
+    // Straight at the VM's forward, pages need the front door's proof: a forged user header
+    // is refused.
     assert_eq!(get(&base, &format!("projects/{project_id}"), ("X-Unused", "1")).0, 403);
-    assert_eq!(get(&base, &format!("projects/{project_id}"), ("Authorization", "SWAMP mallory")).0, 403);
+    assert_eq!(get(&base, &format!("projects/{project_id}"), ("Authorization", "SWAMP alice")).0, 403);
 
     // 3. Warm View with other results: the same VM, the same URL, the new results imported.
     let other = stack.file("other.sarif", &other_results(3));
     let warm = stack.launchviewer(&args(&p, &other, &["--package", "sample", "--wait", "300"]));
     let warm_url = warm.ready_url(&stack);
     log_step(t0, &format!("warm View (other results) READY in {:.1} s", warm.took.as_secs_f64()));
-    assert_eq!(warm_url, url, "a warm View must answer with the same viewer and project");
+    assert_eq!(clean(&warm_url), clean(&url), "a warm View must answer with the same viewer and project");
     let rec = stack.status(&p, V);
     assert_eq!((rec.generation, rec.state.as_str()), (g1, "ready"), "{rec:#?}");
     assert_eq!(domains_of(&p), [stack.domain(&p, V, g1)], "the warm View started another VM");
@@ -165,11 +167,11 @@ fn view_browse_triage_reuse_stop_and_restore() {
     let avail2 = stack.availability(&p, V);
     let g2 = avail2.generation;
     assert!(g2 > g1, "no new generation: {avail2:?}");
-    assert_ne!(avail2.urluuid, avail.urluuid, "a new viewer gets a new URL");
+    assert_eq!(avail2.urluuid, avail.urluuid, "the pair's URL is stable across generations");
     assert_eq!(domains_of(&p), [stack.domain(&p, V, g2)]);
     assert_eq!(stack.job_files(), [format!("g{g1}.json"), format!("g{g2}.json")]);
     let base2 = format!("http://{}/{}", avail2.address, avail2.urluuid);
-    let (_, project_id2) = split_url(&url2);
+    let (_, project_id2) = split_url(&clean(&url2));
     let list = findings(&base2, &avail2.apikey, project_id2);
     assert_eq!(list.len(), sample_n + 3, "the restored database lacks findings");
     let restored = by_message(&list, TRIAGED_MESSAGE);
@@ -177,9 +179,9 @@ fn view_browse_triage_reuse_stop_and_restore() {
         (restored["fingerprint"].as_str(), restored["status"].as_str()),
         (Some(fingerprint.as_str()), Some("false_positive"))
     );
-    // The page, as alice, shows the comment.
+    // The page, as alice signed in through the front door, shows the comment.
     let fid2 = restored["id"].as_i64().unwrap();
-    let (code, page) = get(&base2, &format!("findings/{fid2}"), ("Authorization", "SWAMP alice"));
+    let (code, page) = front_door_get(&url2, &format!("findings/{fid2}"));
     assert_eq!(code, 200, "{page}");
     assert!(page.contains(COMMENT) && page.contains("Last triaged by alice"), "{page}");
 
@@ -205,7 +207,8 @@ fn twenty_simultaneous_cold_views_boot_one_vm_and_import_once() {
         .map(|_| stack.launchviewer_cmd(&args(&p, &sample, &["--wait", "300"])).spawn().expect("spawn launchviewer"))
         .collect();
     let runs: Vec<Run> = children.into_iter().map(|c| Run::new(c.wait_with_output().unwrap(), t0.elapsed())).collect();
-    let urls: Vec<String> = runs.iter().map(|r| r.ready_url(&stack)).collect();
+    // Each printed URL has its own sign-in token; without it, they are one URL.
+    let urls: Vec<String> = runs.iter().map(|r| clean(&r.ready_url(&stack))).collect();
     log_step(
         t0,
         &format!("20 Views READY, the last after {:.1} s", runs.iter().map(|r| r.took).max().unwrap().as_secs_f64()),

@@ -154,6 +154,15 @@ impl AgentMonitorClient {
 }
 
 impl AgentMonitorClient {
+    /// A single-use login link's parts for `user` at the pair's viewer (docs/frontdoor.md).
+    pub async fn viewer_login(
+        &self,
+        req: &crate::frontdoor::ViewerLogin,
+    ) -> Result<crate::frontdoor::LoginReply, ClientError> {
+        let v = self.call(crate::frontdoor::VIEWER_LOGIN, req.to_params()).await?;
+        crate::frontdoor::LoginReply::from_value(&v).map_err(bad)
+    }
+
     pub async fn claim_push(&self, req: &ClaimPush) -> Result<PushStatus, ClientError> {
         let v = self.call(CLAIM_PUSH, req.to_params()).await?;
         PushStatus::from_value(&v).map_err(bad)

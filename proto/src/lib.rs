@@ -14,11 +14,13 @@
 //! - [`job`]: the job description agent-monitor hands to `vruntask run`.
 //! - [`domain`]: the libvirt metadata that marks a domain as vrun's.
 //! - [`outdisk`]: the output disk on which a guest hands back its viewer database.
+//! - [`frontdoor`]: the front door's signed login tokens, sessions and viewer proofs.
 //! - [`platform`]: the checksum of a platform image (verified on each node).
 //! - [`client`]: a typed XML-RPC client (feature `client`).
 
 pub mod domain;
 pub mod fault;
+pub mod frontdoor;
 pub mod job;
 pub mod methods;
 pub mod names;

@@ -29,6 +29,7 @@ pub const FETCH_VIEWER_DB: &str = "agentMonitor.fetchViewerDb";
 pub const NODE_INVENTORY: &str = "agentMonitor.nodeInventory";
 /// A node's DomainMonitor salvaged a domain whose job was gone (see [`crate::node`]).
 pub const NODE_SALVAGED: &str = "agentMonitor.nodeSalvaged";
+pub use crate::frontdoor::VIEWER_LOGIN;
 pub const KILL_VIEWER: &str = "agentMonitor.killViewer";
 pub const DELETE_VIEWER_DBS: &str = "agentMonitor.deleteViewerDbs";
 pub const ROTATE_SECRETS: &str = "agentMonitor.rotateSecrets";

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's main job as a newcomer runs it, checked end to end (run by scripts/test right
-# after the fresh-host reset): cold `scripts/view` prints READY, a warm `scripts/view`
-# answers with the same viewer (same domain, same context path), `scripts/view --stop`
+# after the fresh-host reset): cold `scripts/view` prints READY with the front door's URL,
+# which opened as a browser would (cookies, redirects, no extra headers) shows the findings;
+# a warm `scripts/view` answers with the same viewer (same domain, same URL but for its
+# fresh single-use sign-in token), `scripts/view --stop`
 # saves and stops, and nothing of it remains: no domain, no work directory, no process.
 # It uses a state root and port of its own, so a developer's own demo is not touched.
 set -euo pipefail
@@ -28,6 +30,13 @@ cold=$(scripts/view) || fail "cold scripts/view exited non-zero"
 t1=$(date +%s)
 case $cold in "READY http"*) ;; *) fail "cold scripts/view printed: $cold" ;; esac
 say "cold View: $cold ($((t1 - t0)) s with build and setup)"
+url=${cold#READY }
+case $url in "http://127.0.0.1:18086/proxy-"*"?vrun_login="*) ;; *) fail "not the front door's sign-in URL: $url" ;; esac
+jar=$(mktemp)
+page=$(curl -sS --max-time 30 -L -c "$jar" -b "$jar" "$url") || fail "opening $url failed"
+rm -f "$jar"
+grep -q 'id="findings"' <<<"$page" || fail "opening the printed URL did not show the findings: ${page:0:300}"
+say "the printed URL signs in and shows the findings"
 s1=$(status_json)
 domain=$(field domain <<<"$s1")
 id=$(field monitor_id <<<"$s1")
@@ -36,7 +45,7 @@ dstate=$(virsh -c qemu:///system domstate "$domain" 2>&1) || true
 [ "$dstate" = running ] || fail "domain $domain is not running: $dstate"
 
 warm=$(scripts/view) || fail "warm scripts/view exited non-zero"
-[ "$warm" = "$cold" ] || fail "warm View answered $warm, the cold one $cold"
+[ "${warm%%\?vrun_login=*}" = "${cold%%\?vrun_login=*}" ] || fail "warm View answered $warm, the cold one $cold"
 s2=$(status_json)
 [ "$(field domain <<<"$s2")" = "$domain" ] || fail "warm View runs another domain: $s2"
 [ "$(field generation <<<"$s2")" = 1 ] || fail "warm View launched again: $s2"

@@ -82,6 +82,7 @@ fn triage_in_headless_chromium() {
         .arg(&base)
         .arg(format!("/projects/{project}"))
         .arg(&screenshot)
+        .env("VIEWER_APIKEY", KEY)
         .output()
         .unwrap();
     let _ = child.kill();

@@ -128,7 +128,7 @@ async fn serve_with_run_json_and_with_flags() {
     ]);
     let r = reqwest::Client::new()
         .get(format!("http://{addr}/proxy-x/"))
-        .header("Authorization", "SWAMP bob")
+        .header("X-Vrun-Proof", vrun_proto::frontdoor::make_proof(KEY, "bob", viewer::db::now()))
         .send()
         .await
         .unwrap();

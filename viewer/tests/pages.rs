@@ -6,7 +6,7 @@ use common::*;
 use reqwest::StatusCode;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn only_listed_users_see_pages() {
+async fn only_front_door_proofs_see_pages() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(config(dir.path())).await;
     let p = s.create_project("pkg").await;
@@ -15,11 +15,13 @@ async fn only_listed_users_see_pages() {
         let url = format!("{}{path}", s.base);
         let denied = [
             ("no header", s.client.get(&url)),
-            ("unknown user", s.page(path, "mallory")),
-            ("empty user", s.client.get(&url).header("Authorization", "SWAMP ")),
+            ("forged user header", s.client.get(&url).header("Authorization", "SWAMP alice")),
+            ("empty proof", s.client.get(&url).header("X-Vrun-Proof", "")),
+            ("proof under another key", s.client.get(&url).header("X-Vrun-Proof", other_key_proof("alice"))),
+            ("stale proof", s.client.get(&url).header("X-Vrun-Proof", stale_proof("alice"))),
             ("API key", s.client.get(&url).header("API-Key", KEY)),
             ("System-Key", s.client.get(&url).header("Authorization", format!("System-Key {KEY}"))),
-            ("unknown X-Swamp-User", s.client.get(&url).header("X-Swamp-User", "mallory")),
+            ("X-Swamp-User", s.client.get(&url).header("X-Swamp-User", "alice")),
         ];
         for (what, req) in denied {
             let r = req.send().await.unwrap();
@@ -31,7 +33,9 @@ async fn only_listed_users_see_pages() {
     let r = s.page("/", "bob").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.text().await.unwrap().contains("pkg"));
-    let r = s.client.get(format!("{}/projects/{p}", s.base)).header("X-Swamp-User", "alice").send().await.unwrap();
+    // The front door decides who may see the viewer; a proof for a user added since the
+    // VM started (not in its run.json) is honoured.
+    let r = s.page(&format!("/projects/{p}"), "carol").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // The bare context path redirects to the projects page.
     let r = s.page("", "alice").send().await.unwrap();
@@ -105,7 +109,7 @@ async fn triage_form_persists_and_is_validated() {
     let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = no_redirect
         .post(&url)
-        .header("Authorization", "SWAMP bob")
+        .header("X-Vrun-Proof", proof("bob"))
         .form(&[("status", "confirmed"), ("comment", "real bug <b>here</b>")])
         .send()
         .await
@@ -119,13 +123,18 @@ async fn triage_form_persists_and_is_validated() {
     assert_eq!(s.findings(p, "status=confirmed").await.len(), 1);
 
     let refused = [
-        ("mallory", vec![("status", "fixed")], vec![], StatusCode::FORBIDDEN),
+        ("forged", vec![("status", "fixed")], vec![], StatusCode::FORBIDDEN),
         ("alice", vec![("status", "wontfix")], vec![], StatusCode::BAD_REQUEST),
         ("alice", vec![("comment", "no status")], vec![], StatusCode::BAD_REQUEST),
         ("alice", vec![("status", "fixed")], vec![("sec-fetch-site", "cross-site")], StatusCode::FORBIDDEN),
     ];
     for (user, form, headers, expected) in refused {
-        let mut req = s.client.post(&url).header("Authorization", format!("SWAMP {user}")).form(&form);
+        let mut req = if user == "forged" {
+            s.client.post(&url).header("Authorization", "SWAMP alice")
+        } else {
+            s.client.post(&url).header("X-Vrun-Proof", proof(user))
+        }
+        .form(&form);
         for (k, v) in headers {
             req = req.header(k, v);
         }
@@ -134,7 +143,7 @@ async fn triage_form_persists_and_is_validated() {
     let r = s
         .client
         .post(format!("{}/findings/999", s.base))
-        .header("Authorization", "SWAMP alice")
+        .header("X-Vrun-Proof", proof("alice"))
         .form(&[("status", "fixed")])
         .send()
         .await
@@ -142,4 +151,14 @@ async fn triage_form_persists_and_is_validated() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(s.findings(p, "status=confirmed").await.len(), 1, "refused posts changed nothing");
     s.stop().await;
+}
+
+/// A proof made with some other viewer's key.
+fn other_key_proof(user: &str) -> String {
+    vrun_proto::frontdoor::make_proof(&"f".repeat(64), user, viewer::db::now())
+}
+
+/// A proof made well outside the window the viewer accepts.
+fn stale_proof(user: &str) -> String {
+    vrun_proto::frontdoor::make_proof(KEY, user, viewer::db::now() - 2 * vrun_proto::frontdoor::PROOF_WINDOW_SECS)
 }

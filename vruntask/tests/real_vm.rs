@@ -64,8 +64,8 @@ fn viewer_survives_a_stop_and_relaunch_with_its_triage() {
         let target = findings.iter().find(|f| f["rule"] == "-Wformat").expect("the -Wformat finding").clone();
         let fid = target["id"].as_i64().unwrap();
 
-        // Triage through the page, as alice; someone not in the job's users is refused.
-        assert_eq!(v.triage("mallory", fid, "false_positive", "no").await, 403);
+        // Triage through the page, as alice (with the front door's proof); a forged user header is refused.
+        assert_eq!(v.triage_forged("alice", fid, "false_positive", "no").await, 403);
         assert_eq!(v.triage("alice", fid, "confirmed", "real bug").await, 303);
         let status_of = |fs: &[serde_json::Value]| -> Vec<(String, String)> {
             let mut s: Vec<_> = fs

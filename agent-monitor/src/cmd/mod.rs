@@ -18,6 +18,7 @@ mod push;
 mod rotate_secrets;
 mod set_viewer_state;
 mod store_viewer;
+mod viewer_login;
 mod viewer_status;
 
 use std::collections::HashMap;
@@ -51,7 +52,7 @@ pub struct Methods {
 
 /// Every method and how it runs. `system.listMethods` answers from this table too, so a
 /// method is added in one place.
-const TABLE: [(&str, RunFn); 23] = [
+const TABLE: [(&str, RunFn); 24] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
     (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -67,6 +68,7 @@ const TABLE: [(&str, RunFn); 23] = [
     (m::HOST_INFO, |mo, p| Box::pin(value(host_info::run(mo, p)))),
     (m::NODE_INVENTORY, |mo, p| Box::pin(value(node_inventory::run(mo, p)))),
     (m::NODE_SALVAGED, |mo, p| Box::pin(value(node_salvaged::run(mo, p)))),
+    (m::VIEWER_LOGIN, |mo, p| Box::pin(value(viewer_login::run(mo, p)))),
     (m::KILL_VIEWER, |mo, p| Box::pin(value(kill_viewer::run(mo, p)))),
     (m::DELETE_VIEWER_DBS, |mo, p| Box::pin(value(delete_viewer_dbs::run(mo, p)))),
     (m::ROTATE_SECRETS, |mo, p| Box::pin(value(rotate_secrets::run(mo, p)))),

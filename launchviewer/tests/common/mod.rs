@@ -53,13 +53,14 @@ impl Env {
             Mode::BadKey => "badkey",
             Mode::Early => "early",
         };
+        // `vars` last: a test may replace any of these (HOSTJOB_VIEWER, for one).
         let daemon = Spawn::new(&state, &job)
             .args(extra)
-            .envs(vars.iter().copied())
             .env("VRUN_TEST_LAUNCH_LOG", tmp.path().join("launches.log"))
             .env("HOSTJOB_VIEWER", workspace_bin("viewer"))
             .env("HOSTJOB_WORK", &work)
             .env("HOSTJOB_MODE", mode)
+            .envs(vars.iter().copied())
             .start();
         let url = daemon.url.clone();
         Env { tmp, daemon, url }

@@ -6,7 +6,7 @@
 //! kills the daemon and every job it started, destroys and undefines every domain of those
 //! projects and removes the directories, whatever happened. [`Stack::finish`] does the same
 //! and then checks that nothing is left.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -85,11 +85,18 @@ pub struct Stack {
     root: PathBuf,
     daemon: Option<AgentMonitor>,
     pub url: String,
+    /// agent-monitor's front door, `http://127.0.0.1:<port>` (the printed URLs' start).
+    pub front: String,
     projects: Vec<String>,
 }
 
 impl Stack {
     pub fn start() -> Stack {
+        Stack::start_on(&image_dir())
+    }
+
+    /// A stack whose vruntask boots the image in `platform` (a directory).
+    pub fn start_on(platform: &Path) -> Stack {
         // QEMU runs as libvirt-qemu: every directory down to the job's work dir must be
         // traversable by it.
         let parent = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-work");
@@ -100,9 +107,11 @@ impl Stack {
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711)).unwrap();
         std::fs::create_dir(root.join("work")).unwrap();
         std::fs::set_permissions(root.join("work"), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let front = format!("127.0.0.1:{}", vrun_test_support::free_port());
         let daemon = Spawn::new(&root.join("state"), &workspace_bin("vruntask"))
+            .args(["--front-door-listen", &front])
             .args(["--libvirt-uri", URI, "--platform"])
-            .args([image_dir()])
+            .args([platform])
             .env("VRUN_WORK_ROOT", root.join("work"))
             .env("VRUN_RUNTIME_DIR", root.join("run"))
             .env("VRUN_LIBVIRT_URI", URI)
@@ -110,7 +119,14 @@ impl Stack {
             .env("VRUN_ACCEL", std::env::var("VRUN_ACCEL").unwrap_or_else(|_| "tcg".into()))
             .start();
         let url = daemon.url.clone();
-        Stack { dir: Some(dir), root, daemon: Some(daemon), url, projects: Vec::new() }
+        Stack {
+            dir: Some(dir),
+            root,
+            daemon: Some(daemon),
+            url,
+            front: format!("http://{front}"),
+            projects: Vec::new(),
+        }
     }
 
     /// A project name of this stack's own (no other test or earlier run uses it).
@@ -310,6 +326,25 @@ impl Run {
         assert!(ok, "not READY: {self:?}\n{}", stack.diagnostics());
         self.line()["READY ".len()..].to_owned()
     }
+}
+
+/// A printed URL without its single-use sign-in token: the pair's stable findings URL.
+pub fn clean(url: &str) -> String {
+    url.split_once("?vrun_login=").map_or(url, |(u, _)| u).to_owned()
+}
+
+/// Signs in with a printed URL (as a browser would: its token for the session cookie), then
+/// GETs `path` below the viewer's front door base; status and body.
+pub fn front_door_get(printed: &str, path: &str) -> (u16, String) {
+    let (base, _) = split_url(&clean(printed));
+    rt().block_on(async {
+        let c = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let r = c.get(printed).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "signing in with {printed}");
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let r = c.get(format!("{base}/{path}")).header("cookie", cookie).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
 }
 
 /// Every finding of a project (one page of up to 5000).

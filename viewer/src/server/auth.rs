@@ -3,10 +3,13 @@
 //! - API: `API-Key: <key>` (Code Dx's header) or `Authorization: System-Key <key>` (what
 //!   SWAMP's pusher sent). Compared in constant time over SHA-256 digests, so neither the
 //!   key's content nor its length leaks through timing.
-//! - Pages: `Authorization: SWAMP <username>` (what SWAMP's proxy sent) or
-//!   `X-Swamp-User: <username>`; the user must be in the configured list. A missing or
-//!   unknown user gets 403: there is no login this server could offer, so 401 would only
-//!   invite a browser password prompt.
+//! - Pages: `X-Vrun-Proof: v1:<secs>:<user>:<hmac>`, which only agent-monitor's front door
+//!   can make (keyed by a derivation of this viewer's API key; see `vrun_proto::frontdoor`).
+//!   The front door decides who may see this viewer (the job's users and those added since),
+//!   so the proof's user is taken as is. `Authorization: SWAMP <user>` and `X-Swamp-User`
+//!   (what SWAMP's proxy sent) are no longer enough: anyone on the host who reaches the
+//!   VM's forward could send them. A missing or bad proof gets 403: there is no login this
+//!   server could offer, so 401 would only invite a browser password prompt.
 //!
 //! Every accepted request except `GET /api/activity` counts as activity (the idle
 //! shutdown timer inside the VM reads it through that endpoint).
@@ -18,6 +21,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use vrun_proto::frontdoor;
 
 use super::error::{ApiError, PageError};
 use super::AppState;
@@ -76,18 +80,15 @@ impl FromRequestParts<Arc<AppState>> for ApiKeyQuiet {
 impl FromRequestParts<Arc<AppState>> for User {
     type Rejection = PageError;
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, PageError> {
-        let h = &parts.headers;
-        let name = authorization(h, "SWAMP")
-            .or_else(|| h.get("x-swamp-user").and_then(|v| v.to_str().ok()).map(str::trim))
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| {
-                PageError::Forbidden("No user was given. Open this viewer through the SWAMP web site.".into())
-            })?;
-        if !state.config.users.iter().any(|u| u == name) {
-            return Err(PageError::Forbidden(format!("User {name:?} may not view this project.")));
-        }
+        let proof = parts.headers.get(frontdoor::PROOF_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            PageError::Forbidden("Open this viewer through the link the SWAMP web site gives you.".into())
+        })?;
+        let name = frontdoor::check_proof(&state.config.apikey, proof, crate::db::now()).map_err(|e| {
+            tracing::warn!(error = %e, "refused a page request with a bad front door proof");
+            PageError::Forbidden("This request did not come through the viewer's front door.".into())
+        })?;
         state.touch();
-        Ok(User(name.to_owned()))
+        Ok(User(name))
     }
 }
 

@@ -15,6 +15,11 @@ use viewer::config::{Config, Limits};
 pub const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 pub const CTX: &str = "/proxy-0f8b8d7e-3c1a-4e5b-9a6d-2b7c8e9f0a1b";
 
+/// What agent-monitor's front door adds to a page request it forwards for `user`.
+pub fn proof(user: &str) -> String {
+    vrun_proto::frontdoor::make_proof(KEY, user, viewer::db::now())
+}
+
 pub fn fixture(name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -65,9 +70,9 @@ impl Server {
         self.client.request(method, format!("{}/api{path}", self.base)).header("API-Key", KEY)
     }
 
-    /// A page request as `user`.
+    /// A page request as `user`, with the proof the front door adds.
     pub fn page(&self, path: &str, user: &str) -> RequestBuilder {
-        self.client.get(format!("{}{path}", self.base)).header("Authorization", format!("SWAMP {user}"))
+        self.client.get(format!("{}{path}", self.base)).header("X-Vrun-Proof", proof(user))
     }
 
     pub async fn create_project(&self, name: &str) -> i64 {
@@ -123,7 +128,7 @@ impl Server {
         let r = self
             .client
             .post(format!("{}/findings/{finding}", self.base))
-            .header("Authorization", "SWAMP alice")
+            .header("X-Vrun-Proof", proof("alice"))
             .form(&[("status", status), ("comment", comment)])
             .send()
             .await

@@ -417,12 +417,23 @@ impl Viewer {
         v["findings"].as_array().cloned().unwrap_or_else(|| panic!("no findings array: {v}"))
     }
 
-    /// The triage form, posted as `user` (the page authorisation the SWAMP front end adds).
+    /// The triage form, posted as `user` with the proof agent-monitor's front door adds.
     pub async fn triage(&self, user: &str, finding: i64, status: &str, comment: &str) -> u16 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let proof = vrun_proto::frontdoor::make_proof(&self.apikey, user, now);
+        self.triage_with(("X-Vrun-Proof", &proof), finding, status, comment).await
+    }
+
+    /// The triage form with a forged user header, as anyone reaching the VM's forward could send.
+    pub async fn triage_forged(&self, user: &str, finding: i64, status: &str, comment: &str) -> u16 {
+        self.triage_with(("Authorization", &format!("SWAMP {user}")), finding, status, comment).await
+    }
+
+    async fn triage_with(&self, header: (&str, &str), finding: i64, status: &str, comment: &str) -> u16 {
         let body = format!("status={status}&comment={}", comment.replace(' ', "+"));
         self.http
             .post(format!("{}/findings/{finding}", self.base))
-            .header("Authorization", format!("SWAMP {user}"))
+            .header(header.0, header.1)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
