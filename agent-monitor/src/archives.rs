@@ -139,6 +139,14 @@ pub fn list(c: &Connection, pair: &Pair) -> Db<Vec<(i64, i64, String, i64)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Forgets every stored archive of the pair and returns their files, to be removed after
+/// the commit (a file removed first and a rolled-back commit would leave rows naming nothing).
+pub fn delete_all(c: &Connection, pair: &Pair) -> Db<Vec<PathBuf>> {
+    let mut stmt = c.prepare_cached("DELETE FROM archives WHERE project = ?1 AND viewer = ?2 RETURNING path")?;
+    let paths = stmt.query_map(params![pair.project(), pair.viewer()], |r| r.get::<_, String>(0))?;
+    Ok(paths.map(|p| p.map(PathBuf::from)).collect::<rusqlite::Result<_>>()?)
+}
+
 /// Keeps a viewer database for `generation` of `pair`: the file is written durably first, then
 /// recorded and the oldest versions pruned in one transaction. Versions are ordered by
 /// generation, then by arrival, so a database of an older generation (a job that could store

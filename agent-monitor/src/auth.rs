@@ -1,8 +1,9 @@
 //! Who may call what.
 //!
 //! Four roles. `admin` may call everything. `launcher` (what a click runs) may launch, ask
-//! and push. `node` (each hypervisor node's DomainMonitor) may report its node's domains and
-//! hand over what it salvaged, nothing else. A job may report only for its own pair and generation: its token is an HMAC of
+//! and push. `metrics` (a scraper) may read `/metrics` and nothing else. `node` (each
+//! hypervisor node's DomainMonitor) may report its node's domains and hand over what it
+//! salvaged, nothing else. A job may report only for its own pair and generation: its token is an HMAC of
 //! `project.viewer.generation` under a key only agent-monitor knows, so it needs no storage
 //! and cannot be forged or reused for another pair.
 //!
@@ -29,6 +30,7 @@ use crate::private::{random_hex, write_private_atomic};
 pub enum Caller {
     Admin,
     Launcher,
+    Metrics,
     /// A hypervisor node's DomainMonitor (which node is in each call, and checked there).
     Node,
     Job {
@@ -37,15 +39,42 @@ pub enum Caller {
     },
 }
 
+/// The roles' secrets and the job key, replaceable while the daemon runs
+/// ([`Secrets::rotate`], [`Secrets::reload`]); readers take a read lock for one comparison.
 pub struct Secrets {
+    /// `<state>/secrets`; `None` for a set made in memory (unit tests).
+    dir: Option<PathBuf>,
+    keys: std::sync::RwLock<Keys>,
+}
+
+struct Keys {
     admin: String,
     launcher: String,
+    metrics: String,
     node: String,
     job_key: Vec<u8>,
+    /// The job key before the last rotation and when it stops being accepted (ms): running
+    /// jobs hold tokens minted under it.
+    previous_job_key: Option<(Vec<u8>, i64)>,
     /// The exact `Authorization` values the admin and launcher clients send, so that the
     /// usual case is one constant-time comparison, not a base64 decode per call.
     admin_basic: String,
     launcher_basic: String,
+}
+
+impl Keys {
+    fn new(admin: String, launcher: String, metrics: String, node: String, job_key: Vec<u8>) -> Keys {
+        Keys {
+            node,
+            admin_basic: basic("admin", &admin),
+            launcher_basic: basic("launcher", &launcher),
+            admin,
+            launcher,
+            metrics,
+            job_key,
+            previous_job_key: None,
+        }
+    }
 }
 
 fn basic(user: &str, secret: &str) -> String {
@@ -98,38 +127,102 @@ pub fn secret_path(state_dir: &Path, role: &str) -> PathBuf {
     state_dir.join("secrets").join(format!("{role}.secret"))
 }
 
+/// The roles whose secrets [`Secrets::rotate`] replaces; `jobs` is the job key.
+pub const ROLES: [&str; 5] = ["admin", "launcher", "metrics", "node", "jobs"];
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Reads every file of `dir` (creating what is missing) into a key set.
+fn read_keys(dir: &Path) -> Result<Keys, SecretError> {
+    let key_path = dir.join("jobs.key");
+    let key = hex::decode(load_or_create(&key_path)?)
+        .map_err(|_| SecretError::Invalid { path: key_path, why: "not hexadecimal" })?;
+    let role = |r: &str| load_or_create(&dir.join(format!("{r}.secret")));
+    let mut keys = Keys::new(role("admin")?, role("launcher")?, role("metrics")?, role("node")?, key);
+    keys.previous_job_key = read_previous(dir);
+    Ok(keys)
+}
+
+/// `jobs.key.previous`: `<hex key> <accepted until, ms>`, if it is still within its grace.
+fn read_previous(dir: &Path) -> Option<(Vec<u8>, i64)> {
+    let text = std::fs::read_to_string(dir.join("jobs.key.previous")).ok()?;
+    let (key, until) = text.trim().split_once(' ')?;
+    let until: i64 = until.parse().ok()?;
+    (until > now_ms()).then_some((hex::decode(key).ok()?, until))
+}
+
 impl Secrets {
     pub fn load_or_create(state_dir: &Path) -> Result<Secrets, SecretError> {
         let dir = state_dir.join("secrets");
         crate::modes::private_dir(&dir).map_err(|source| SecretError::Create { path: dir.clone(), source })?;
-        let key_path = dir.join("jobs.key");
-        let key = hex::decode(load_or_create(&key_path)?)
-            .map_err(|_| SecretError::Invalid { path: key_path, why: "not hexadecimal" })?;
-        Ok(Secrets::new(
-            load_or_create(&secret_path(state_dir, "admin"))?,
-            load_or_create(&secret_path(state_dir, "launcher"))?,
-            load_or_create(&secret_path(state_dir, "node"))?,
-            key,
-        ))
+        let keys = read_keys(&dir)?;
+        Ok(Secrets { dir: Some(dir), keys: std::sync::RwLock::new(keys) })
     }
 
+    #[cfg(test)]
     fn new(admin: String, launcher: String, node: String, job_key: Vec<u8>) -> Secrets {
-        Secrets {
-            admin_basic: basic("admin", &admin),
-            launcher_basic: basic("launcher", &launcher),
-            admin,
-            launcher,
-            node,
-            job_key,
+        // Metrics: a value no caller can present (secrets are at least 32 characters).
+        let keys = Keys::new(admin, launcher, String::new(), node, job_key);
+        Secrets { dir: None, keys: std::sync::RwLock::new(keys) }
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the secrets of `roles` (names from [`ROLES`]) with fresh ones from the CSPRNG,
+    /// written 0600 before they take effect. A role's old secret is refused at once (its
+    /// clients read the file again); the old job key stays accepted for `grace`, because
+    /// running jobs hold tokens minted under it and cannot be given new ones.
+    pub fn rotate(&self, roles: &[&str], grace: std::time::Duration) -> std::io::Result<()> {
+        let dir = self.dir.as_ref().ok_or_else(|| std::io::Error::other("secrets kept in memory only"))?;
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        for role in roles {
+            let fresh = random_hex(32)?;
+            if *role == "jobs" {
+                let until = now_ms() + grace.as_millis() as i64;
+                let old = hex::encode(&keys.job_key);
+                write_private_atomic(&dir.join("jobs.key.previous"), format!("{old} {until}\n").as_bytes())?;
+                write_private_atomic(&dir.join("jobs.key"), format!("{fresh}\n").as_bytes())?;
+                let old = std::mem::replace(&mut keys.job_key, hex::decode(&fresh).expect("hex"));
+                keys.previous_job_key = Some((old, until));
+                continue;
+            }
+            write_private_atomic(&dir.join(format!("{role}.secret")), format!("{fresh}\n").as_bytes())?;
+            match *role {
+                "admin" => (keys.admin_basic, keys.admin) = (basic("admin", &fresh), fresh),
+                "launcher" => (keys.launcher_basic, keys.launcher) = (basic("launcher", &fresh), fresh),
+                "metrics" => keys.metrics = fresh,
+                "node" => keys.node = fresh,
+                other => return Err(std::io::Error::other(format!("no role {other:?}"))),
+            }
         }
+        Ok(())
+    }
+
+    /// Reads the secret files again (an admin replaced one by hand; SIGHUP). A job key
+    /// changed this way keeps the old one accepted for `grace`, as [`Secrets::rotate`] does.
+    pub fn reload(&self, grace: std::time::Duration) -> Result<(), SecretError> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let mut fresh = read_keys(dir)?;
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if fresh.job_key != keys.job_key {
+            let until = now_ms() + grace.as_millis() as i64;
+            let old = hex::encode(&keys.job_key);
+            let _ = write_private_atomic(&dir.join("jobs.key.previous"), format!("{old} {until}\n").as_bytes());
+            fresh.previous_job_key = Some((std::mem::take(&mut keys.job_key), until));
+        } else if fresh.previous_job_key.is_none() {
+            fresh.previous_job_key = keys.previous_job_key.take();
+        }
+        *keys = fresh;
+        Ok(())
     }
 
     /// The token a job presents: `job.<project>.<viewer>.<generation>.<hmac>`.
     pub fn job_token(&self, pair: &Pair, generation: i64) -> String {
-        let claim = format!("{}.{}.{generation}", pair.project(), pair.viewer());
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.job_key).expect("any key length");
-        mac.update(claim.as_bytes());
-        format!("job.{claim}.{}", hex::encode(mac.finalize().into_bytes()))
+        mint(&self.keys().job_key, pair, generation)
     }
 
     fn check_job_token(&self, token: &str) -> Option<Caller> {
@@ -142,16 +235,23 @@ impl Secrets {
         };
         let pair = Pair::new(p, v).ok()?;
         let generation: i64 = g.parse().ok()?;
-        let expected = self.job_token(&pair, generation);
-        bool::from(expected.as_bytes().ct_eq(token.as_bytes())).then_some(Caller::Job { pair, generation })
+        let keys = self.keys();
+        let matches = |key: &[u8]| bool::from(mint(key, &pair, generation).as_bytes().ct_eq(token.as_bytes()));
+        let ok = matches(&keys.job_key)
+            || keys.previous_job_key.as_ref().is_some_and(|(key, until)| *until > now_ms() && matches(key));
+        drop(keys);
+        ok.then_some(Caller::Job { pair, generation })
     }
 
     fn check_secret(&self, secret: &str) -> Option<Caller> {
-        if bool::from(self.admin.as_bytes().ct_eq(secret.as_bytes())) {
+        let keys = self.keys();
+        if bool::from(keys.admin.as_bytes().ct_eq(secret.as_bytes())) {
             Some(Caller::Admin)
-        } else if bool::from(self.launcher.as_bytes().ct_eq(secret.as_bytes())) {
+        } else if bool::from(keys.launcher.as_bytes().ct_eq(secret.as_bytes())) {
             Some(Caller::Launcher)
-        } else if bool::from(self.node.as_bytes().ct_eq(secret.as_bytes())) {
+        } else if !keys.metrics.is_empty() && bool::from(keys.metrics.as_bytes().ct_eq(secret.as_bytes())) {
+            Some(Caller::Metrics)
+        } else if !keys.node.is_empty() && bool::from(keys.node.as_bytes().ct_eq(secret.as_bytes())) {
             Some(Caller::Node)
         } else {
             None
@@ -162,10 +262,13 @@ impl Secrets {
     pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, RpcError> {
         let denied = |why: &str| RpcError::new(FaultCode::NotAuthorised, format!("not authorised: {why}"));
         let header = header.ok_or_else(|| denied("credentials required (HTTP Basic or Bearer)"))?;
-        if bool::from(header.as_bytes().ct_eq(self.launcher_basic.as_bytes())) {
-            return Ok(Caller::Launcher);
-        } else if bool::from(header.as_bytes().ct_eq(self.admin_basic.as_bytes())) {
-            return Ok(Caller::Admin);
+        {
+            let keys = self.keys();
+            if bool::from(header.as_bytes().ct_eq(keys.launcher_basic.as_bytes())) {
+                return Ok(Caller::Launcher);
+            } else if bool::from(header.as_bytes().ct_eq(keys.admin_basic.as_bytes())) {
+                return Ok(Caller::Admin);
+            }
         }
         let caller = if let Some(b64) = header.strip_prefix("Basic ") {
             let raw = base64::engine::general_purpose::STANDARD
@@ -175,10 +278,13 @@ impl Secrets {
             let (user, secret) = raw.split_once(':').ok_or_else(|| denied("malformed Basic credentials"))?;
             match user {
                 "job" => self.check_job_token(secret),
-                "admin" | "launcher" | "node" => self.check_secret(secret).filter(|c| {
+                "admin" | "launcher" | "metrics" | "node" => self.check_secret(secret).filter(|c| {
                     matches!(
                         (user, c),
-                        ("admin", Caller::Admin) | ("launcher", Caller::Launcher) | ("node", Caller::Node)
+                        ("admin", Caller::Admin)
+                            | ("launcher", Caller::Launcher)
+                            | ("metrics", Caller::Metrics)
+                            | ("node", Caller::Node)
                     )
                 }),
                 _ => None,
@@ -213,6 +319,10 @@ pub fn authorize(caller: &Caller, method: &str, params: &[Value]) -> Result<(), 
             | m::SERVER_VERSION => Ok(()),
             _ => Err(denied(format!("the launcher role may not call {method}"))),
         },
+        Caller::Metrics => match method {
+            m::LIST_METHODS | m::SERVER_VERSION => Ok(()),
+            _ => Err(denied(format!("the metrics role may not call {method}"))),
+        },
         Caller::Node => match method {
             m::NODE_INVENTORY | m::NODE_SALVAGED | m::LIST_METHODS | m::SERVER_VERSION => Ok(()),
             _ => Err(denied(format!("the node role may not call {method}"))),
@@ -238,6 +348,14 @@ pub fn authorize(caller: &Caller, method: &str, params: &[Value]) -> Result<(), 
             _ => Err(denied(format!("a job may not call {method}"))),
         },
     }
+}
+
+/// The HMAC token of `pair`'s `generation` under `key`.
+fn mint(key: &[u8], pair: &Pair, generation: i64) -> String {
+    let claim = format!("{}.{}.{generation}", pair.project(), pair.viewer());
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(claim.as_bytes());
+    format!("job.{claim}.{}", hex::encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]

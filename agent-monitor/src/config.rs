@@ -161,6 +161,24 @@ pub struct Settings {
     /// Open front door connections at most (also per peer: half of it). [default: 256]
     #[arg(long, env = "AGENT_MONITOR_FRONT_DOOR_MAX_CONNECTIONS")]
     pub front_door_max_connections: Option<usize>,
+    /// Live viewers in all; a View beyond it waits for room (not refused). [default: no limit]
+    #[arg(long, env = "AGENT_MONITOR_MAX_VIEWERS")]
+    pub max_viewers: Option<usize>,
+    /// Viewers starting (job started, not yet ready) at once; more wait. [default: no limit]
+    #[arg(long, env = "AGENT_MONITOR_MAX_STARTS")]
+    pub max_starts: Option<usize>,
+    /// launchviewer, which platform checks run a sample View with. [default: next to this executable]
+    #[arg(long, env = "AGENT_MONITOR_LAUNCHVIEWER_COMMAND")]
+    pub launchviewer_command: Option<PathBuf>,
+    /// Seconds a platform check's sample View may take. [default: 900]
+    #[arg(long, env = "AGENT_MONITOR_PLATFORM_CHECK_TIMEOUT_SECS")]
+    pub platform_check_timeout_secs: Option<u64>,
+    /// Seconds a rotated-out job key is still accepted: running jobs hold its tokens. [default: 32400 (9 h)]
+    #[arg(long, env = "AGENT_MONITOR_JOB_KEY_GRACE_SECS")]
+    pub job_key_grace_secs: Option<u64>,
+    /// Seconds an ended instance's job files, log and history are kept. [default: 2592000 (30 days)]
+    #[arg(long, env = "AGENT_MONITOR_RETENTION_SECS")]
+    pub retention_secs: Option<u64>,
     /// Stored viewer database versions kept per pair. [default: 3]
     #[arg(long, env = "AGENT_MONITOR_ARCHIVES_KEEP")]
     pub archives_keep: Option<usize>,
@@ -172,6 +190,8 @@ pub struct Settings {
 pub struct ViewerLimits {
     pub idle_timeout_secs: Option<u64>,
     pub max_lifetime_secs: Option<u64>,
+    /// Live viewers of this type; a View beyond it waits for room.
+    pub max_viewers: Option<usize>,
 }
 
 /// Limits with defaults applied.
@@ -224,11 +244,21 @@ pub struct Resolved {
     pub limits: Limits,
     /// The front door's settings, when `front_door_listen` is set.
     pub front_door: Option<crate::frontdoor::Settings>,
+    pub capacity: crate::capacity::Capacity,
+    pub retention: Duration,
+    pub job_key_grace: Duration,
+    /// launchviewer for platform checks, if there is one.
+    pub launchviewer: Option<PathBuf>,
+    pub platform_check_timeout: Duration,
+    /// The settings as given (flags and environment, before the file): SIGHUP resolves them
+    /// again, re-reading the file.
+    pub source: Settings,
 }
 
 impl Settings {
     /// Layers the config file (if any) under flags and environment, then fills defaults.
     pub fn resolve(mut self) -> anyhow::Result<Resolved> {
+        let source = self.clone();
         if let Some(path) = self.config.clone() {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
@@ -283,7 +313,13 @@ impl Settings {
                 front_door_login_ttl_secs,
                 front_door_session_ttl_secs,
                 front_door_request_timeout_secs,
-                front_door_max_connections
+                front_door_max_connections,
+                max_viewers,
+                max_starts,
+                retention_secs,
+                job_key_grace_secs,
+                launchviewer_command,
+                platform_check_timeout_secs
             );
             if self.viewer.is_empty() {
                 self.viewer = file.viewer.clone();
@@ -366,6 +402,16 @@ impl Settings {
             salvage_timeout: Duration::from_secs(self.salvage_timeout_secs.unwrap_or(60)),
             launch_deadline: Duration::from_secs(self.launch_deadline_secs.unwrap_or(600)),
             stop_deadline: Duration::from_secs(self.stop_deadline_secs.unwrap_or(300)),
+            launchviewer: self.launchviewer_command.clone().or_else(|| sibling("launchviewer")),
+            platform_check_timeout: Duration::from_secs(self.platform_check_timeout_secs.unwrap_or(900).max(1)),
+            source,
+            job_key_grace: Duration::from_secs(self.job_key_grace_secs.unwrap_or(9 * 3600)),
+            retention: Duration::from_secs(self.retention_secs.unwrap_or(30 * 24 * 3600).max(1)),
+            capacity: crate::capacity::Capacity {
+                max_viewers: self.max_viewers,
+                per_type: self.viewer.iter().filter_map(|(k, v)| Some((k.clone(), v.max_viewers?))).collect(),
+                max_starts: self.max_starts.map(|n| n.max(1)),
+            },
             limits: {
                 let idle = Duration::from_secs(self.idle_timeout_secs.unwrap_or(3600));
                 let life = Duration::from_secs(self.max_lifetime_secs.unwrap_or(8 * 3600));
@@ -394,6 +440,12 @@ pub(crate) fn descriptor_budget() -> usize {
         return 1024;
     }
     (lim.rlim_cur as usize).saturating_sub(128) / 2
+}
+
+/// A program next to this executable, if it is there.
+fn sibling(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.join(name)).filter(|p| p.exists())
 }
 
 /// `vruntask` next to this executable (a cargo build or an install puts them together),

@@ -28,7 +28,11 @@ pub struct Timing {
     pub orphan_grace: Duration,
     pub launch_deadline: Duration,
     pub stop_deadline: Duration,
-    pub limits: crate::config::Limits,
+    pub limits: Arc<crate::reload::Shared<crate::config::Limits>>,
+    /// How long an ended instance's job files, log and history are kept ([`crate::upkeep`]).
+    pub retention: Arc<crate::reload::Shared<Duration>>,
+    /// How long a rotated-out job key is still accepted (running jobs hold its tokens).
+    pub job_key_grace: Duration,
 }
 
 pub struct Daemon {
@@ -50,6 +54,8 @@ pub struct Daemon {
     pub jobs_dir: std::path::PathBuf,
     /// The front door, when one is configured (it mints logins for `viewerLogin`).
     pub front_door: Option<Arc<crate::frontdoor::FrontDoor>>,
+    /// How platform checks run ([`crate::platforms`]); `None` without a launchviewer.
+    pub platform_check: Option<crate::platforms::CheckSettings>,
 }
 
 impl Daemon {
@@ -66,6 +72,7 @@ impl Daemon {
             let me = Arc::clone(self);
             match effect {
                 Effect::StartJob(_) => {
+                    crate::metrics::global().launches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let handle = tokio::runtime::Handle::current();
                     let job = Box::new(move || {
                         let _rt = handle.enter();
@@ -126,6 +133,11 @@ impl Daemon {
                     Err(e) => Err(format!("cannot read the instance: {}", e.message)),
                 };
                 let me = Arc::clone(self);
+                let counter = match &started {
+                    Ok(_) => &crate::metrics::global().job_starts,
+                    Err(_) => &crate::metrics::global().job_start_failures,
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match started {
                     Ok(job_id) => {
                         // Not awaited by anyone: losing it in a crash only means a restart

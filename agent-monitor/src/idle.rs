@@ -45,7 +45,7 @@ async fn check_all(m: &Arc<Daemon>, http: &reqwest::Client) {
     let Ok(live) = m.store.read(instances::all_live).await else { return };
     let now_s = now_ms() / 1000;
     for inst in live.into_iter().filter(|i| i.state == ViewerState::Ready && !i.address.is_empty()) {
-        let (idle, lifetime) = m.timing.limits.for_viewer(inst.pair.viewer());
+        let (idle, lifetime) = m.timing.limits.get().for_viewer(inst.pair.viewer());
         let age = now_s - inst.created_ms / 1000;
         let reason = if age > lifetime.as_secs() as i64 {
             Some(format!("alive for {age} s, longer than max_lifetime {} s", lifetime.as_secs()))

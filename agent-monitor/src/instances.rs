@@ -40,6 +40,8 @@ pub struct JobContext {
     pub start_grace_ms: i64,
     /// Mints each job's token.
     pub secrets: std::sync::Arc<crate::auth::Secrets>,
+    /// Limits that make a launch wait for room before its job starts.
+    pub capacity: std::sync::Arc<crate::reload::Shared<crate::capacity::Capacity>>,
 }
 
 /// What [`finish`] does about the job of the instance it ends.
@@ -76,11 +78,16 @@ pub struct Instance {
     pub job_id: Option<String>,
     /// Where the job runs, as the job system last said.
     pub node: Option<String>,
+    /// Waiting for room under a capacity limit; its job has not been started
+    /// ([`crate::capacity`]).
+    pub waiting: bool,
+    /// The platform (image path and checksum) it runs; `None`: the configured one.
+    pub platform: Option<(String, String)>,
 }
 
 const COLUMNS: &str = "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
      user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
-     relaunch_pending, relaunch_user, job_id, node";
+     relaunch_pending, relaunch_user, job_id, node, waiting, platform_path, platform_sha256";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let (pair, state) = pair_and_state(r)?;
@@ -105,6 +112,11 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         relaunch_user: r.get(18)?,
         job_id: r.get(19)?,
         node: r.get(20)?,
+        waiting: r.get(21)?,
+        platform: match (r.get::<_, Option<String>>(22)?, r.get::<_, Option<String>>(23)?) {
+            (Some(path), Some(sum)) => Some((path, sum)),
+            _ => None,
+        },
     })
 }
 
@@ -222,6 +234,9 @@ pub struct LaunchParams {
     pub resultsfolder: Option<String>,
     pub db_path: Option<String>,
     pub user: Option<String>,
+    /// A platform to run instead of the current one (path, checksum): a platform check's
+    /// scratch VM. Never from a caller.
+    pub platform: Option<(String, String)>,
 }
 
 /// Creates a new live instance for a pair that has none, and the job that will run it.
@@ -233,7 +248,8 @@ pub fn create(
     ctx: &JobContext,
     now_ms: i64,
     reason: &str,
-) -> Db<(Instance, Effect)> {
+) -> Db<(Instance, Option<Effect>)> {
+    let full = crate::capacity::must_wait(conn, pair.viewer(), &ctx.capacity.get())?;
     let apikey = random_hex(32).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
     // Stable per pair: a bookmarked or stored front door URL survives relaunches.
     let urluuid = match latest(conn, pair)? {
@@ -265,13 +281,33 @@ pub fn create(
     ])?;
     let generation = conn.last_insert_rowid();
     record_history(conn, generation, "", ViewerState::Launching, reason, now_ms)?;
+    // Users get only approved platforms: the newest one, or with none the configured one.
+    let platform = match &p.platform {
+        Some(chosen) => Some(chosen.clone()),
+        None => crate::platforms::current(conn)?,
+    };
+    if let Some((path, sum)) = platform {
+        conn.prepare_cached("UPDATE instances SET platform_path = ?2, platform_sha256 = ?3 WHERE generation = ?1")?
+            .execute(params![generation, path, sum])?;
+    }
+    if let Some(why) = full {
+        crate::capacity::wait(conn, generation)?;
+        let place = crate::capacity::place_in_line(conn, generation)?;
+        let waiting = crate::capacity::waiting_reason(place, &why);
+        conn.prepare_cached("UPDATE instances SET reason = ?2 WHERE generation = ?1")?
+            .execute(params![generation, waiting])?;
+    }
     let inst = by_generation(conn, generation)?
         .ok_or_else(|| RpcError::new(vrun_proto::FaultCode::Internal, "inserted row vanished"))?;
-    let start = Effect::StartJob(inst.generation);
+    let start = (!inst.waiting).then_some(Effect::StartJob(inst.generation));
     Ok((inst, start))
 }
 
 pub fn job_spec(inst: &Instance, d: &JobContext) -> JobSpec {
+    let (platform, platform_sha256) = match &inst.platform {
+        Some((path, sum)) => (path.clone(), Some(sum.clone())),
+        None => (d.platform.clone(), d.platform_sha256.clone()),
+    };
     JobSpec {
         version: vrun_proto::job::JOB_VERSION,
         execrunid: inst.pair.execrunid(),
@@ -287,9 +323,9 @@ pub fn job_spec(inst: &Instance, d: &JobContext) -> JobSpec {
         users: inst.user.iter().cloned().collect(),
         apikey: inst.apikey.clone(),
         urluuid: inst.urluuid.clone(),
-        platform: d.platform.clone(),
-        platform_name: std::path::Path::new(&d.platform).file_name().and_then(|n| n.to_str()).map(String::from),
-        platform_sha256: d.platform_sha256.clone(),
+        platform: platform.clone(),
+        platform_name: std::path::Path::new(&platform).file_name().and_then(|n| n.to_str()).map(String::from),
+        platform_sha256,
         // Filled by `fetchJob`, which reads the archive; a job reading `db_path` needs neither.
         db_sha256: None,
         db_size: None,
@@ -327,6 +363,15 @@ pub fn transition(conn: &Connection, inst: &mut Instance, to: ViewerState, reaso
     inst.reason = reason.into();
     inst.updated_ms = now_ms;
     Ok(())
+}
+
+/// A new reason for an instance that stays in its state, recorded in its history.
+pub fn set_reason(conn: &Connection, inst: &mut Instance, reason: &str, now_ms: i64) -> Db<()> {
+    conn.prepare_cached("UPDATE instances SET reason = ?2, updated_ms = ?3 WHERE generation = ?1")?
+        .execute(params![inst.generation, reason, now_ms])?;
+    inst.reason = reason.into();
+    inst.updated_ms = now_ms;
+    note(conn, inst, reason, now_ms)
 }
 
 /// Records a decision about an instance that does not change its state (e.g. the sweep
@@ -394,6 +439,15 @@ pub fn set_relaunch(conn: &Connection, generation: i64, user: Option<&str>) -> D
     Ok(())
 }
 
+/// Drops a launch queued behind a stopping instance (an admin's kill means no relaunch).
+pub fn clear_relaunch(conn: &Connection, inst: &mut Instance) -> Db<()> {
+    conn.prepare_cached("UPDATE instances SET relaunch_pending = 0, relaunch_user = NULL WHERE generation = ?1")?
+        .execute(params![inst.generation])?;
+    inst.relaunch_pending = false;
+    inst.relaunch_user = None;
+    Ok(())
+}
+
 /// Ends a live instance (stopped or failed) and, when a launch was queued behind it,
 /// creates the next one. Returns the effects to carry out after the commit.
 pub fn finish(
@@ -407,6 +461,12 @@ pub fn finish(
 ) -> Db<Vec<Effect>> {
     debug_assert!(to.is_terminal());
     transition(conn, inst, to, reason, now_ms)?;
+    if inst.waiting {
+        // Ended before its turn came (stopped or killed while waiting): out of the line.
+        conn.prepare_cached("UPDATE instances SET waiting = 0 WHERE generation = ?1")?
+            .execute(params![inst.generation])?;
+        inst.waiting = false;
+    }
     let mut effects = Vec::new();
     if job == ItsJob::Cancel {
         effects.push(Effect::CancelJob(inst.generation));
@@ -417,11 +477,14 @@ pub fn finish(
             resultsfolder: inst.resultsfolder.clone(),
             db_path: None,
             user: inst.relaunch_user.clone().or_else(|| inst.user.clone()),
+            platform: None,
         };
         let why = format!("launch requested while generation {} was stopping", inst.generation);
         let (_, start) = create(conn, &inst.pair, &p, ctx, now_ms, &why)?;
-        effects.push(start);
+        effects.extend(start);
     }
+    // Room may have freed for launches waiting under a capacity limit.
+    effects.extend(crate::capacity::admit(conn, ctx, now_ms)?);
     Ok(effects)
 }
 
@@ -453,6 +516,7 @@ impl Instance {
             domain_exists: "unknown".into(),
             job_id: self.job_id.clone().unwrap_or_default(),
             node: self.node.clone().unwrap_or_default(),
+            waiting: 0,
             history: Vec::new(),
         }
     }

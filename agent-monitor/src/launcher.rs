@@ -333,8 +333,9 @@ fn set_cloexec(fd: i32, on: bool) -> std::io::Result<()> {
 }
 
 /// One thread waits for (`waitpid`) every job agent-monitor started, so none lingers as a
-/// zombie. Jobs are the daemon's only children, so waiting for any child is waiting for a
-/// job. Not called a reaper: in agent-monitor that is lease expiry (`crate::reaper`).
+/// zombie. It waits for any child: jobs are nearly the daemon's only children, and the one
+/// other (a platform check's launchviewer, [`crate::platforms`]) is judged by its output,
+/// not its exit status, for that reason. Not called a reaper: in agent-monitor that is lease expiry (`crate::reaper`).
 mod child_waiter {
     use std::sync::{Condvar, Mutex, OnceLock};
 

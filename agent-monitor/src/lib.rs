@@ -6,11 +6,13 @@
 //! port 0.
 //!
 //! # Layout
-//! - [`config`]: flags, environment and TOML settings.
+//! - [`config`]: flags, environment and TOML settings; [`reload`]: what SIGHUP changes live.
 //! - [`statedir`]: one daemon per state directory (fd-lock). [`modes`]: owner-only modes.
 //! - [`store`]: SQLite (WAL, fsync per commit) with group commit; migrations from `sql/`;
 //!   the in-memory map of live instances the writer keeps for the hottest reads.
 //! - [`instances`]: the instance rows that are the locks; returns effects, never acts.
+//!   [`capacity`]: limits that make a launch wait for room, and admission when it frees.
+//!   [`platforms`]: images validated in a scratch VM before launches use them.
 //! - [`archives`]: stored viewer database versions.
 //! - [`launcher`]: the `Launcher` trait and the local process launcher. [`private`]: random
 //!   tokens and the 0600 files that hold them.
@@ -20,17 +22,21 @@
 //! - [`cmd`]: one file per XML-RPC method.
 //! - [`edge`]: connections: deadlines, caps, accept back-off, shutdown deadline.
 //! - [`rpc`]: the HTTP endpoint and its edge checks (XML-RPC text via `vrun_proto::wire`).
-//!   [`auth`]: roles and credentials.
+//!   [`auth`]: roles and credentials. [`rest`]: the JSON REST API, `/healthz` and
+//!   `/metrics`, on the same listener; [`metrics`]: the counters behind `/metrics`.
 //! - [`reaper`]: lease expiry. [`startup`]: start-up repair.
 //! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
 //!   [`events`] wakes it on libvirt lifecycle events. [`salvage`]: powering off, keeping
 //!   and removing a domain no live instance holds; [`unstored`]: databases jobs could not
-//!   store. [`idle`]: idle and lifetime shutdown.
+//!   store. [`idle`]: idle and lifetime shutdown. [`upkeep`]: pruning what ended instances
+//!   leave behind.
 //! - [`frontdoor`]: the listener browsers use: sign-in, proxy to each viewer, its pages.
-//! - [`status`]: the `agent-monitor status` admin command.
+//! - [`status`]: the `agent-monitor status` admin command; [`rotate`]: `rotate-secrets`;
+//!   [`platform_cli`]: `platform add|list|remove`.
 
 pub mod archives;
 pub mod auth;
+pub mod capacity;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
@@ -41,10 +47,16 @@ pub mod hypervisor;
 pub mod idle;
 pub mod instances;
 pub mod launcher;
+pub mod metrics;
 pub mod modes;
 pub mod nodes;
+pub mod platform_cli;
+pub mod platforms;
 pub mod private;
 pub mod reaper;
+pub mod reload;
+pub mod rest;
+pub mod rotate;
 pub mod rpc;
 pub mod salvage;
 pub mod startup;
@@ -53,6 +65,7 @@ pub mod status;
 pub mod store;
 pub mod sweep;
 pub mod unstored;
+pub mod upkeep;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -123,6 +136,7 @@ pub async fn run_with(
         heartbeat_secs: cfg.heartbeat.as_secs(),
         start_grace_ms: cfg.start_grace.as_millis() as i64,
         secrets: Arc::clone(&secrets),
+        capacity: Arc::new(reload::Shared::new(cfg.capacity.clone())),
     };
     let archives = ArchiveSettings { dir: cfg.sub("archives"), keep: cfg.archives_keep };
     let salvage =
@@ -148,15 +162,24 @@ pub async fn run_with(
             orphan_grace: cfg.orphan_grace,
             launch_deadline: cfg.launch_deadline,
             stop_deadline: cfg.stop_deadline,
-            limits: cfg.limits.clone(),
+            limits: Arc::new(reload::Shared::new(cfg.limits.clone())),
+            retention: Arc::new(reload::Shared::new(cfg.retention)),
+            job_key_grace: cfg.job_key_grace,
         },
         archives,
         salvage,
         nodes: Default::default(),
         jobs_dir: cfg.sub("jobs"),
+        platform_check: cfg.launchviewer.clone().map(|launchviewer| platforms::CheckSettings {
+            launchviewer,
+            agent_monitor_url: cfg.public_url.clone().unwrap_or_else(|| format!("http://{addr}/RPC2")),
+            launcher_secret: auth::secret_path(&cfg.state_dir, "launcher"),
+            timeout: cfg.platform_check_timeout,
+        }),
     });
     daemon.launcher.prepare_hosts(&cfg.platform);
     startup::renew_leases(&daemon).await?;
+    platforms::resume(&daemon).await;
     let repairer = {
         let m = Arc::clone(&daemon);
         tokio::spawn(async move {
@@ -173,11 +196,14 @@ pub async fn run_with(
         events::spawn(cfg.libvirt_uri.clone(), Arc::clone(&wake));
     }
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&daemon), wake, stop_rx.clone()));
-    let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx));
-    let app = rpc::router(cmd::Methods::new(Arc::clone(&daemon)), secrets, cfg.body.clone());
-    tracing::info!(%addr, state_dir = %cfg.state_dir.display(), %monitor_id, "agent-monitor serving XML-RPC at /RPC2");
-    // One shutdown for both listeners.
+    let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx.clone()));
+    let upkeeper = tokio::spawn(upkeep::run(Arc::clone(&daemon), stop_rx.clone()));
+    let reloader = tokio::spawn(reload::run(Arc::clone(&daemon), cfg.clone(), stop_rx));
+    // One shutdown for both listeners; it also ends long answers (event streams) at once.
     let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+    let app = rpc::router(cmd::Methods::new(Arc::clone(&daemon)), Arc::clone(&secrets), cfg.body.clone())
+        .merge(rest::router(Arc::clone(&daemon), secrets, down_rx.clone()));
+    tracing::info!(%addr, state_dir = %cfg.state_dir.display(), %monitor_id, "agent-monitor serving XML-RPC at /RPC2 and REST at /api/v1");
     let front = match &front_door {
         Some(fd) => {
             let listener = TcpListener::bind(fd.settings.listen)
@@ -213,7 +239,7 @@ pub async fn run_with(
     // Each of these ends at its next await once told to; start-up repair may be long, and
     // whatever it has not done is done again at the next start.
     let grace = cfg.edge.shutdown_grace;
-    for task in [repairer, reaper, sweeper, idler] {
+    for task in [repairer, reaper, sweeper, idler, upkeeper, reloader] {
         if tokio::time::timeout(grace, task).await.is_err() {
             tracing::warn!(
                 "a background task did not stop within the shutdown deadline; the next start redoes its work"

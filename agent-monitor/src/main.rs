@@ -1,4 +1,4 @@
-//! `agent-monitor serve | status`: parses arguments and hands over to the library.
+//! `agent-monitor serve | status | rotate-secrets | platform`: parses arguments and hands over to the library.
 
 use clap::{Parser, Subcommand};
 
@@ -15,6 +15,10 @@ enum Command {
     Serve(Box<agent_monitor::config::Settings>),
     /// Show every viewer instance, read over XML-RPC.
     Status(agent_monitor::status::StatusArgs),
+    /// Replace secrets without stopping anything (old job key accepted for a grace period).
+    RotateSecrets(agent_monitor::rotate::RotateArgs),
+    /// Viewer images checked in a scratch VM before users get them.
+    Platform(agent_monitor::platform_cli::PlatformArgs),
 }
 
 fn main() {
@@ -28,6 +32,8 @@ fn main() {
     let result = match cli.command {
         Command::Serve(settings) => rt.block_on(serve(*settings)),
         Command::Status(args) => rt.block_on(agent_monitor::status::run(args)),
+        Command::RotateSecrets(args) => rt.block_on(agent_monitor::rotate::run(args)),
+        Command::Platform(args) => rt.block_on(agent_monitor::platform_cli::run(args)),
     };
     // Dropping the runtime would wait for every blocking task: a salvage waiting up to 60 s
     // for a guest, a cancel waiting out its grace. The daemon had said "stopped" and then

@@ -115,14 +115,25 @@ async fn endpoint(State(rpc): State<Arc<Rpc>>, request: Request) -> Response {
         let name: String = call.name.chars().take(64).collect();
         return fault(RpcError::new(FaultCode::UnknownMethod, format!("unknown method {name:?}")));
     };
+    let name = method.name();
+    let metrics = crate::metrics::global();
     if let Err(e) = auth::authorize(&caller, &call.name, &call.params) {
         tracing::warn!(peer = %show(peer), ?caller, method = %call.name, reason = %e.message, "refused a call");
+        metrics.request(name, Some(e.code.code()));
         return fault(e);
     }
     match method.call(call.params).await {
-        Ok(Answer::Value(value)) => xml(write_response(&value)),
-        Ok(Answer::Xml(answer)) => xml(answer),
-        Err(e) => fault(e),
+        Ok(answer) => {
+            metrics.request(name, None);
+            match answer {
+                Answer::Value(value) => xml(write_response(&value)),
+                Answer::Xml(answer) => xml(answer),
+            }
+        }
+        Err(e) => {
+            metrics.request(name, Some(e.code.code()));
+            fault(e)
+        }
     }
 }
 
@@ -151,7 +162,7 @@ async fn read_body<'r>(
         if len > limits.max_call && permit.is_none() {
             let mut head = buf[..buf.len().min(1024)].to_vec();
             head.extend_from_slice(&data[..data.len().min(1024)]);
-            if matches!(caller, Caller::Launcher) || !is_large(method_in_head(&head)) {
+            if matches!(caller, Caller::Launcher | Caller::Metrics) || !is_large(method_in_head(&head)) {
                 return Err(too_large(limits.max_call));
             }
             permit = Some(rpc.large.acquire().await.map_err(|_| too_large(limits.max_call))?);

@@ -58,6 +58,10 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
                 let Some(mut inst) = instances::by_generation(c, generation)?.filter(|i| !i.state.is_terminal()) else {
                     continue;
                 };
+                if inst.waiting {
+                    // Never started: it keeps its place in line (admitted below if room).
+                    continue;
+                }
                 match probe {
                     JobProbe::Running { .. } => {
                         instances::set_lease(c, generation, now + lease_ms)?;
@@ -99,6 +103,7 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
                 }
             }
             tracing::info!(adopted, started, failed, "restored live instances");
+            effects.extend(crate::capacity::admit(c, &ctx, now)?);
             Ok(effects)
         })
         .await?;

@@ -47,15 +47,24 @@ pub async fn run(m: Arc<Daemon>, wake: Arc<tokio::sync::Notify>, mut shutdown: t
             }
             _ = shutdown.changed() => return,
         }
+        let began = std::time::Instant::now();
         sweep_once(&m, &st).await;
+        crate::metrics::global().sweep_duration.observe(began.elapsed());
         crate::unstored::store_all(&m).await;
     }
 }
 
 fn deadline_reason(inst: &instances::Instance, t: &crate::daemon::Timing, now: i64) -> Option<String> {
     let since = |ms: i64| Duration::from_millis((now - ms).max(0) as u64);
+    if inst.waiting {
+        // No job yet: waiting for room is not being stuck.
+        return None;
+    }
     match inst.state {
-        ViewerState::Launching | ViewerState::Booting if since(inst.created_ms) > t.launch_deadline => {
+        // From its job's start: a launch that waited for room has its whole deadline after.
+        ViewerState::Launching | ViewerState::Booting
+            if since(inst.job_started_ms.unwrap_or(inst.updated_ms)) > t.launch_deadline =>
+        {
             Some(format!("stuck in {} for more than {} s", inst.state, t.launch_deadline.as_secs()))
         }
         ViewerState::Stopping if since(inst.updated_ms) > t.stop_deadline => {

@@ -197,7 +197,9 @@ impl Monitor {
                 watching = avail.generation;
             }
             // `ready` is reported with its address at the top of the loop.
-            if !avail.state.is_empty() && !avail.ready {
+            if avail.waiting > 0 {
+                progress.state(&format!("waiting for room: number {} in line", avail.waiting));
+            } else if !avail.state.is_empty() && !avail.ready {
                 progress.state(&avail.state);
             }
         }

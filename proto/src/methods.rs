@@ -30,6 +30,12 @@ pub const NODE_INVENTORY: &str = "agentMonitor.nodeInventory";
 /// A node's DomainMonitor salvaged a domain whose job was gone (see [`crate::node`]).
 pub const NODE_SALVAGED: &str = "agentMonitor.nodeSalvaged";
 pub use crate::frontdoor::VIEWER_LOGIN;
+pub const KILL_VIEWER: &str = "agentMonitor.killViewer";
+pub const DELETE_VIEWER_DBS: &str = "agentMonitor.deleteViewerDbs";
+pub const ROTATE_SECRETS: &str = "agentMonitor.rotateSecrets";
+pub const ADD_PLATFORM: &str = "agentMonitor.addPlatform";
+pub const LIST_PLATFORMS: &str = "agentMonitor.listPlatforms";
+pub const REMOVE_PLATFORM: &str = "agentMonitor.removePlatform";
 pub const LIST_METHODS: &str = "system.listMethods";
 pub const SERVER_VERSION: &str = "server.version";
 
@@ -168,6 +174,9 @@ pub struct Availability {
     pub urluuid: String,
     pub state: String,
     pub generation: i64,
+    /// The place in line of a launch waiting for room under a capacity limit (1 = next);
+    /// 0 when not waiting. Apart from `launchViewer`'s `queued` (a click kept during a stop).
+    pub waiting: i64,
 }
 
 impl Availability {
@@ -178,6 +187,7 @@ impl Availability {
             .str("urluuid", &self.urluuid)
             .str("state", &self.state)
             .int("generation", self.generation)
+            .int("waiting", self.waiting)
     }
 
     pub fn to_value(&self) -> Value {
@@ -198,6 +208,7 @@ impl Availability {
             urluuid: r.opt_str("urluuid")?.unwrap_or_default(),
             state: r.opt_str("state")?.unwrap_or_default(),
             generation: r.opt_int("generation")?.unwrap_or(0),
+            waiting: r.opt_int("waiting")?.unwrap_or(0),
         })
     }
 }
@@ -286,6 +297,32 @@ impl PairRef {
 
     pub fn to_params(&self) -> Vec<Value> {
         vec![pair_struct(&self.pair).build()]
+    }
+}
+
+/// `agentMonitor.deleteViewerDbs(struct{project, viewer, confirm})`: `confirm` must repeat
+/// the pair as `project.viewer`, so that a slip of the pair names nothing it did not mean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteViewerDbs {
+    pub pair: Pair,
+}
+
+impl DeleteViewerDbs {
+    pub fn from_params(params: &[Value]) -> Result<DeleteViewerDbs, RpcError> {
+        let mut r = StructReader::single(params)?;
+        let pair = read_pair(&mut r)?;
+        let confirm = r.req_str("confirm")?;
+        r.finish()?;
+        if confirm != pair.to_string() {
+            return Err(RpcError::invalid_params(format!(
+                "confirm must repeat the pair exactly ({pair}); nothing was deleted"
+            )));
+        }
+        Ok(DeleteViewerDbs { pair })
+    }
+
+    pub fn to_params(&self) -> Vec<Value> {
+        vec![pair_struct(&self.pair).str("confirm", self.pair.to_string()).build()]
     }
 }
 
@@ -423,6 +460,8 @@ pub struct InstanceRecord {
     pub job_id: String,
     /// The node the job runs on, or empty (one host).
     pub node: String,
+    /// Its place in line while it waits for room under a capacity limit (1 = next), else 0.
+    pub waiting: i64,
     pub history: Vec<Transition>,
 }
 
@@ -456,6 +495,7 @@ impl InstanceRecord {
             .str("domain_exists", self.domain_exists.clone())
             .str("job_id", self.job_id.clone())
             .str("node", self.node.clone())
+            .int("waiting", self.waiting)
             .value("history", Value::Array(history))
             .build()
     }
@@ -496,6 +536,10 @@ impl InstanceRecord {
             domain_exists: s("domain_exists"),
             job_id: s("job_id"),
             node: s("node"),
+            waiting: match m.get("waiting") {
+                Some(Value::Integer(i)) => i64::from(*i),
+                _ => 0,
+            },
             history,
         })
     }

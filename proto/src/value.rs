@@ -62,6 +62,15 @@ impl<'a> StructReader<'a> {
         }
     }
 
+    /// An array of strings (each read as `opt_str` reads one).
+    pub fn opt_str_array(&mut self, key: &'static str) -> Result<Option<Vec<String>>, RpcError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items.iter().map(|v| value_str(key, v)).collect::<Result<_, _>>().map(Some),
+            Some(_) => Err(RpcError::invalid_params(format!("member {key} must be an array of strings"))),
+        }
+    }
+
     pub fn req_bytes(&mut self, key: &'static str) -> Result<Vec<u8>, RpcError> {
         self.opt_bytes(key)?.ok_or_else(|| missing(key))
     }

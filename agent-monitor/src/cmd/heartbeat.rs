@@ -12,6 +12,7 @@ use crate::store::now_ms;
 
 pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> {
     let req = GenerationRef::from_params(&params)?;
+    crate::metrics::global().heartbeats.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let lease_ms = m.timing.lease.as_millis() as i64;
     let asked = req.clone();
     let cont = m

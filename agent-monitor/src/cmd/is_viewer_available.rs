@@ -12,7 +12,7 @@ use crate::daemon::Daemon;
 pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Answer, RpcError> {
     let req = IsViewerAvailable::from_params(&params)?;
     // From the writer-maintained map: no SQLite on the path every View polls.
-    let reply = match m.store.live(&req.pair)? {
+    let mut reply = match m.store.live(&req.pair)? {
         None => Availability::default(),
         Some(i) => Availability {
             // Only `ready` with an address is usable; the key and path are handed out only
@@ -23,7 +23,13 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Answer, RpcError>
             urluuid: i.urluuid.clone(),
             state: i.state.as_str().into(),
             generation: i.generation,
+            waiting: i64::from(i.waiting),
         },
     };
+    if reply.waiting != 0 {
+        // Rare (only under a capacity limit), so the place in line is worth a read.
+        let g = reply.generation;
+        reply.waiting = m.store.read(move |c| crate::capacity::place_in_line(c, g)).await?;
+    }
     Ok(Answer::Xml(reply.to_answer_xml()))
 }

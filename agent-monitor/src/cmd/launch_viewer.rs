@@ -47,6 +47,7 @@ fn decide(c: &Connection, req: &LaunchViewer, ctx: &JobContext) -> Db<(LaunchRep
                 resultsfolder: req.resultsfolder.clone(),
                 db_path: req.db_path.clone(),
                 user: req.user.clone(),
+                platform: None,
             };
             let reason = match &req.user {
                 Some(u) => format!("launch requested by {u}"),
@@ -54,7 +55,7 @@ fn decide(c: &Connection, req: &LaunchViewer, ctx: &JobContext) -> Db<(LaunchRep
             };
             let (inst, start) = instances::create(c, &req.pair, &p, ctx, now_ms(), &reason)?;
             let reply = LaunchReply { state: inst.state, generation: inst.generation, launched: true, queued: false };
-            Ok((reply, vec![start]))
+            Ok((reply, start.into_iter().collect()))
         }
     }
 }

@@ -12,7 +12,18 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
     if !params.is_empty() {
         return Err(RpcError::invalid_params("listViewers takes no parameters"));
     }
-    let all = m.store.read(instances::latest_per_pair).await?;
+    let all = m
+        .store
+        .read(|c| {
+            let all = instances::latest_per_pair(c)?;
+            let places = all
+                .iter()
+                .map(|i| if i.waiting { crate::capacity::place_in_line(c, i.generation) } else { Ok(0) })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((all, places))
+        })
+        .await?;
+    let (all, places) = all;
     // The hypervisor's word on each instance's domain: yes, no, or unknown (unreachable):
     // its node's DomainMonitor's last report, else this host's own libvirt.
     let domains = crate::hypervisor::inventory_within(&m.hypervisor).await.ok();
@@ -21,8 +32,10 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
         |i: &instances::Instance| i.node.as_deref().and_then(|n| m.nodes.domain_exists(n, i.generation, me));
     Ok(Value::Array(
         all.iter()
-            .map(|i| {
+            .zip(places)
+            .map(|(i, place)| {
                 let mut rec = i.record();
+                rec.waiting = place;
                 rec.domain_exists = match (from_node(i), &domains) {
                     (Some(true), _) => "yes".into(),
                     (Some(false), _) => "no".into(),

@@ -2,16 +2,20 @@
 //! edge) into a store transaction and, after the commit, effects.
 
 mod abort_viewer;
+mod delete_viewer_dbs;
 mod fetch_job;
 mod fetch_viewer_db;
 mod heartbeat;
 mod host_info;
 mod is_viewer_available;
+mod kill_viewer;
 mod launch_viewer;
 mod list_viewers;
 mod node_inventory;
 mod node_salvaged;
+mod platform;
 mod push;
+mod rotate_secrets;
 mod set_viewer_state;
 mod store_viewer;
 mod viewer_login;
@@ -48,7 +52,7 @@ pub struct Methods {
 
 /// Every method and how it runs. `system.listMethods` answers from this table too, so a
 /// method is added in one place.
-const TABLE: [(&str, RunFn); 18] = [
+const TABLE: [(&str, RunFn); 24] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
     (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
@@ -65,6 +69,12 @@ const TABLE: [(&str, RunFn); 18] = [
     (m::NODE_INVENTORY, |mo, p| Box::pin(value(node_inventory::run(mo, p)))),
     (m::NODE_SALVAGED, |mo, p| Box::pin(value(node_salvaged::run(mo, p)))),
     (m::VIEWER_LOGIN, |mo, p| Box::pin(value(viewer_login::run(mo, p)))),
+    (m::KILL_VIEWER, |mo, p| Box::pin(value(kill_viewer::run(mo, p)))),
+    (m::DELETE_VIEWER_DBS, |mo, p| Box::pin(value(delete_viewer_dbs::run(mo, p)))),
+    (m::ROTATE_SECRETS, |mo, p| Box::pin(value(rotate_secrets::run(mo, p)))),
+    (m::ADD_PLATFORM, |mo, p| Box::pin(value(platform::add(mo, p)))),
+    (m::LIST_PLATFORMS, |mo, p| Box::pin(value(platform::list(mo, p)))),
+    (m::REMOVE_PLATFORM, |mo, p| Box::pin(value(platform::remove(mo, p)))),
     (m::LIST_METHODS, |_, p| Box::pin(std::future::ready(list_methods(p).map(Answer::Value)))),
     (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
 ];
@@ -76,17 +86,23 @@ impl Methods {
 
     /// Method `name`, if there is one.
     pub fn find(&self, name: &str) -> Option<Method<'_>> {
-        self.table.get(name).map(|&run| Method { daemon: &self.daemon, run })
+        self.table.get_key_value(name).map(|(&name, &run)| Method { daemon: &self.daemon, name, run })
     }
 }
 
 /// One method, ready to be called.
 pub struct Method<'a> {
     daemon: &'a Arc<Daemon>,
+    name: &'static str,
     run: RunFn,
 }
 
 impl Method<'_> {
+    /// Its name, from the table (a bounded set, fit for a metrics label).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     pub fn call(self, params: Vec<Value>) -> impl Future<Output = Result<Answer, RpcError>> {
         (self.run)(Arc::clone(self.daemon), params)
     }

@@ -18,6 +18,7 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
                 .ok_or_else(|| RpcError::new(FaultCode::UnknownInstance, format!("no viewer {}", req.pair)))?;
             let mut rec = inst.record();
             rec.history = instances::history(c, inst.generation)?;
+            rec.waiting = crate::capacity::place_in_line(c, inst.generation)?;
             Ok(rec)
         })
         .await?;

@@ -33,6 +33,8 @@ pub struct LiveView {
     /// instances that are still booting should not hold them twice.
     pub apikey: String,
     pub urluuid: String,
+    /// Waiting for room under a capacity limit (its place in line is read when asked).
+    pub waiting: bool,
 }
 
 #[derive(Default)]
@@ -54,7 +56,7 @@ pub(super) fn read(conn: &Connection, pair: &Pair) -> rusqlite::Result<Option<Li
 /// Changes to apply once the batch that made them has committed.
 pub(super) struct Pending(Vec<(Pair, i64, Option<LiveView>)>);
 
-const COLUMNS: &str = "generation, project, viewer, state, address, apikey, urluuid";
+const COLUMNS: &str = "generation, project, viewer, state, address, apikey, urluuid, waiting";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(Pair, LiveView)> {
     let (pair, state) = pair_and_state(r)?;
@@ -65,6 +67,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(Pair, LiveView)> {
         address: r.get(4)?,
         apikey: if ready { r.get(5)? } else { String::new() },
         urluuid: if ready { r.get(6)? } else { String::new() },
+        waiting: r.get(7)?,
     };
     Ok((pair, view))
 }

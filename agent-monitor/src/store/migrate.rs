@@ -12,6 +12,8 @@ const SCHEMA: Schema = Schema {
         include_str!("../../../sql/agent-monitor/0002_pushes.sql"),
         include_str!("../../../sql/agent-monitor/0003_job_ids.sql"),
         include_str!("../../../sql/agent-monitor/0004_front_door.sql"),
+        include_str!("../../../sql/agent-monitor/0005_waiting.sql"),
+        include_str!("../../../sql/agent-monitor/0006_platforms.sql"),
     ],
     application_id: None,
 };

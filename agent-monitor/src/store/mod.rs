@@ -163,7 +163,16 @@ impl Store {
 
 fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Db<T>) -> Db<T> {
     conn.execute_batch("SAVEPOINT op")?;
-    let result = f(conn);
+    // A bug that panics inside one change must not stop the writer thread, and with it every
+    // later write of the daemon ("writer stopped" for all, until a restart): it is that
+    // caller's fault 11 instead, and its changes are rolled back like any error's.
+    let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn))) {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!("a change panicked; rolled back, the writer goes on");
+            Err(internal("a defect stopped this change; nothing of it was kept").into())
+        }
+    };
     let end = if result.is_ok() { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
     conn.execute_batch(end)?;
     result
@@ -210,7 +219,10 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, live: &LiveMap, touched
             touched.take();
             false
         } else {
-            commit_batch(&conn, live, touched)
+            let began = std::time::Instant::now();
+            let ok = commit_batch(&conn, live, touched);
+            crate::metrics::global().store_commit.observe(began.elapsed());
+            ok
         };
         // Callers hear back only now, so a caller reads its own write from the map too.
         for done in completions {
@@ -247,4 +259,40 @@ fn op_refused(op: Op, conn: &Connection) -> Completion {
     let done = op(conn);
     let _ = conn.execute_batch("ROLLBACK TO refused; RELEASE refused");
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_change_that_panics_is_refused_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite3")).unwrap();
+        fn put(c: &Connection, v: i64) -> Db<()> {
+            c.execute(
+                "INSERT INTO archives (project, viewer, generation, checksum, size, path, stored_ms)
+                 VALUES ('p', 'v', ?1, '', 0, '', 0)",
+                [v],
+            )?;
+            Ok(())
+        }
+        let panicked = store
+            .write(|c| -> Db<()> {
+                put(c, 1)?;
+                panic!("a defect");
+            })
+            .await;
+        assert_eq!(panicked.unwrap_err().code, FaultCode::Internal);
+        store.write(|c| put(c, 2)).await.expect("the writer still writes");
+        let kept: Vec<i64> = store
+            .read(|c| {
+                Ok(c.prepare("SELECT generation FROM archives")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept, [2], "the panicked change was rolled back");
+    }
 }

@@ -206,6 +206,7 @@ fn hot_answers_read_back_as_their_values() {
         urluuid: "proxy-<&>".into(),
         state: "ready".into(),
         generation: 1 << 40, // clamped the same way on both paths
+        waiting: 3,
     };
     let l = LaunchReply { state: ViewerState::Stopping, generation: 7, launched: false, queued: true };
     for (xml, value) in [(a.to_answer_xml(), a.to_value()), (l.to_answer_xml(), l.to_value())] {
