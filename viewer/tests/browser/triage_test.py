@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -28,7 +29,8 @@ def main():
     profile = tempfile.mkdtemp(prefix="viewer-chromium-")
     driver = browser(profile)
     try:
-        wait = WebDriverWait(driver, 30)
+        # A form post reloads the page: an element found just before can go stale while read.
+        wait = WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException])
         as_user(driver, "alice", os.environ["VIEWER_APIKEY"])
         driver.get(base + findings_path)
         rows = driver.find_elements(By.CSS_SELECTOR, "#findings tr td.msg a")

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -48,7 +49,8 @@ def main():
     profile = tempfile.mkdtemp(prefix="viewer-chromium-")
     driver = browser(profile)
     try:
-        wait = WebDriverWait(driver, 30)
+        # A form post reloads the page: an element found just before can go stale while read.
+        wait = WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException])
         as_user(driver, "alice", os.environ["VIEWER_APIKEY"])
         driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
         driver.get(base + project_path)
