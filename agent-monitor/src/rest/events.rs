@@ -16,9 +16,9 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use vrun_proto::methods::{self as m, PairRef};
+use vrun_proto::methods as m;
 
-use super::viewers::pair;
+use super::viewers::{call_on_pair, pair};
 use super::{to_json, ApiError, Rest};
 use crate::instances;
 
@@ -30,10 +30,9 @@ pub async fn stream(
     Path((project, viewer)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = r.caller(&headers)?;
-    let p = pair(&project, &viewer)?;
     // The role check and the first record, exactly as viewerStatus answers them.
-    let first = r.call(&caller, m::VIEWER_STATUS, PairRef { pair: p.clone() }.to_params()).await?;
+    let first = call_on_pair(&r, &headers, &project, &viewer, m::VIEWER_STATUS).await?;
+    let p = pair(&project, &viewer)?;
     let record = vrun_proto::methods::InstanceRecord::from_value(&first)?;
     let seen = (record.generation, record.history.len());
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);

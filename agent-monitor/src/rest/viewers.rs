@@ -18,8 +18,17 @@ pub fn pair(project: &str, viewer: &str) -> Result<Pair, ApiError> {
     Pair::new(project, viewer).map_err(|e| vrun_proto::RpcError::from(e).into())
 }
 
-fn pair_params(p: &Pair) -> Vec<Value> {
-    PairRef { pair: p.clone() }.to_params()
+/// Calls method `name` with the path's pair (`{project, viewer}`) as its one parameter.
+pub async fn call_on_pair(
+    r: &Rest,
+    headers: &HeaderMap,
+    project: &str,
+    viewer: &str,
+    name: &str,
+) -> Result<Value, ApiError> {
+    let caller = r.caller(headers)?;
+    let p = pair(project, viewer)?;
+    r.call(&caller, name, PairRef { pair: p }.to_params()).await
 }
 
 /// `GET /api/v1/viewers`: the newest instance of every pair (`listViewers`).
@@ -35,9 +44,7 @@ pub async fn show(
     Path((project, viewer)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = r.caller(&headers)?;
-    let p = pair(&project, &viewer)?;
-    let v = r.call(&caller, m::VIEWER_STATUS, pair_params(&p)).await?;
+    let v = call_on_pair(&r, &headers, &project, &viewer, m::VIEWER_STATUS).await?;
     Ok(Json(to_json(&v)).into_response())
 }
 
@@ -86,9 +93,7 @@ pub async fn stop(
     Path((project, viewer)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = r.caller(&headers)?;
-    let p = pair(&project, &viewer)?;
-    r.call(&caller, m::ABORT_VIEWER, pair_params(&p)).await?;
+    call_on_pair(&r, &headers, &project, &viewer, m::ABORT_VIEWER).await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "stopping": true }))).into_response())
 }
 
@@ -98,8 +103,6 @@ pub async fn kill(
     Path((project, viewer)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = r.caller(&headers)?;
-    let p = pair(&project, &viewer)?;
-    let v = r.call(&caller, m::KILL_VIEWER, pair_params(&p)).await?;
+    let v = call_on_pair(&r, &headers, &project, &viewer, m::KILL_VIEWER).await?;
     Ok(Json(serde_json::json!({ "killed": matches!(v, Value::Integer(1)) })).into_response())
 }
