@@ -104,9 +104,22 @@ pub fn run(args: Args) -> Outcome {
                 return out;
             }
         }
+        Outcome::Ready { url } => {
+            let address = rt.block_on(viewer_address(&monitor, &input.pair, url));
+            record(&mut row, Status::Up { url, address: &address }, &progress);
+        }
         other => record_outcome(&mut row, other, &progress),
     }
     out
+}
+
+/// The row's `vm_ip_address`: the viewer's own address, as SWAMP's was the VM's (the URL is
+/// the front door's, when there is one). From the URL when agent-monitor cannot say.
+async fn viewer_address(monitor: &Monitor, pair: &vrun_proto::Pair, url: &str) -> String {
+    match monitor.available(pair).await {
+        Ok(a) if !a.address.is_empty() => a.address,
+        _ => dbrow::address_of(url).to_owned(),
+    }
 }
 
 /// [`finish`], ended early (and recorded) on SIGTERM.
@@ -159,9 +172,20 @@ async fn finish(
         };
         record(row, Status::Uploading, progress);
         match push::push(monitor, &avail, input, deadline, progress).await {
-            Ok(url) => {
-                out = Outcome::Ready { url };
-                break;
+            Ok(direct) => {
+                // The same URL the foreground path records: the front door's (which also
+                // authorises the user there); the address column keeps the viewer's own.
+                return match crate::link::printed_url(monitor, &input.pair, input.user.as_deref(), direct).await {
+                    Ok(url) => {
+                        record(row, Status::Up { url: &url, address: &avail.address }, progress);
+                        Outcome::Ready { url }
+                    }
+                    Err(e) => {
+                        let out = Outcome::error(e);
+                        record_outcome(row, &out, progress);
+                        out
+                    }
+                };
             }
             Err(PushError::Gone) => record(row, Status::Launching, progress),
             Err(e) => {
