@@ -7,15 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{pair, runtime, Env};
-use vrun_proto::methods::{LaunchViewer, SetViewerState};
+use common::{launch, pair, report_stopped, runtime, Env};
+use vrun_proto::methods::SetViewerState;
 use vrun_proto::{Pair, ViewerState};
 use vrun_test_support::AgentMonitor;
-
-fn launch(d: &AgentMonitor, rt: &tokio::runtime::Runtime, p: &Pair) -> (bool, i64) {
-    let r = rt.block_on(d.client_as("launcher").launch_viewer(&LaunchViewer::new(p.clone()))).unwrap();
-    (r.launched, r.generation)
-}
 
 fn waiting(d: &AgentMonitor, rt: &tokio::runtime::Runtime, p: &Pair) -> (i64, i64, String) {
     let c = d.client_as("launcher");
@@ -23,19 +18,6 @@ fn waiting(d: &AgentMonitor, rt: &tokio::runtime::Runtime, p: &Pair) -> (i64, i6
     let rec = rt.block_on(c.viewer_status(p)).unwrap();
     assert_eq!(avail.waiting, rec.waiting, "isViewerAvailable and viewerStatus disagree on {p}");
     (rec.waiting, rec.generation, rec.reason)
-}
-
-/// The job of `generation` reports its end (as vruntask does once the database is saved).
-fn stopped(d: &AgentMonitor, rt: &tokio::runtime::Runtime, p: &Pair, generation: i64) {
-    let report = SetViewerState {
-        pair: p.clone(),
-        generation,
-        state: ViewerState::Stopped,
-        ipaddress: None,
-        domain: None,
-        message: Some("database saved".into()),
-    };
-    rt.block_on(d.client().set_viewer_state(&report)).unwrap();
 }
 
 #[test]
@@ -74,7 +56,7 @@ fn views_beyond_the_limit_wait_in_line_and_start_when_room_frees() {
     assert_eq!(waiting(&d, &rt, &pairs[2]).0, 1);
 
     // Room frees: the first in line starts, the second moves up.
-    stopped(&d, &rt, &pairs[0], gens[0]);
+    report_stopped(&d, &rt, &pairs[0], gens[0]);
     let l = env.wait_launches(3, Duration::from_secs(20));
     assert_eq!(l.len(), 3, "the first in line did not start when room freed");
     assert!(l[2].1.to_string_lossy().contains(&format!("g{}", gens[2])), "{:?} is not p3's job", l[2].1);
@@ -89,7 +71,7 @@ fn views_beyond_the_limit_wait_in_line_and_start_when_room_frees() {
         (rec.state.as_str(), rec.reason.as_str(), rec.waiting),
         ("stopped", "stopped while waiting for room", 0)
     );
-    stopped(&d, &rt, &pairs[1], gens[1]);
+    report_stopped(&d, &rt, &pairs[1], gens[1]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(env.launches().len(), 3, "a stopped waiting View was started");
 }
@@ -113,7 +95,7 @@ fn a_per_type_limit_holds_back_only_its_own_type() {
     let (place, _, reason) = waiting(&d, &rt, &t2);
     assert!(place == 1 && reason.contains("limit of 1 live ThreadFix viewers"), "{place} {reason}");
     assert_eq!(waiting(&d, &rt, &c1).0, 0, "a CodeDX View waited behind the ThreadFix limit");
-    stopped(&d, &rt, &t1, g1);
+    report_stopped(&d, &rt, &t1, g1);
     assert_eq!(env.wait_launches(3, Duration::from_secs(20)).len(), 3);
     assert_eq!(waiting(&d, &rt, &t2).0, 0);
 }

@@ -6,25 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, pair, runtime, Env};
-use vrun_proto::methods::{LaunchViewer, SetViewerState};
-use vrun_proto::{FaultCode, Pair, ViewerState};
+use common::{eventually, pair, report_stopped, runtime, Env};
+use vrun_proto::{FaultCode, Pair};
 use vrun_test_support::AgentMonitor;
 
-fn end(d: &AgentMonitor, rt: &tokio::runtime::Runtime, p: &Pair, generation: i64) {
-    let report = SetViewerState {
-        pair: p.clone(),
-        generation,
-        state: ViewerState::Stopped,
-        ipaddress: None,
-        domain: None,
-        message: Some("database saved".into()),
-    };
-    rt.block_on(d.client().set_viewer_state(&report)).unwrap();
-}
-
 fn launch(d: &AgentMonitor, rt: &tokio::runtime::Runtime, p: &Pair) -> i64 {
-    rt.block_on(d.client().launch_viewer(&LaunchViewer::new(p.clone()))).unwrap().generation
+    common::launch(d, rt, p).1
 }
 
 #[test]
@@ -35,11 +22,11 @@ fn ended_instances_are_pruned_after_the_retention_and_the_newest_record_stays() 
     let (old, live) = (pair("old", "CodeDX"), pair("live", "CodeDX"));
     let g1 = launch(&d, &rt, &old);
     env.wait_launches(1, Duration::from_secs(20));
-    end(&d, &rt, &old, g1);
+    report_stopped(&d, &rt, &old, g1);
     let g2 = launch(&d, &rt, &old);
     let g3 = launch(&d, &rt, &live);
     let jobs_started = env.wait_launches(3, Duration::from_secs(20));
-    end(&d, &rt, &old, g2);
+    report_stopped(&d, &rt, &old, g2);
     // Their jobs exit after reporting, as vruntask does (a job still running keeps its files).
     for (pid, file) in &jobs_started {
         if [g1, g2].iter().any(|g| file.ends_with(format!("g{g}.json"))) {

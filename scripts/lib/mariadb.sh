@@ -14,6 +14,8 @@
 #       in it, and loads the function (CREATE FUNCTION vrun_launchviewer ... SONAME).
 #   vrun_mariadb DIR [ARGS...]   the mariadb client as root on DIR's socket.
 
+source "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
+
 vrun_mariadb_say() { printf 'vrun-mariadb: %s\n' "$*" >&2; }
 
 vrun_mariadb() {
@@ -54,17 +56,8 @@ vrun_mariadb_start() {
 }
 
 vrun_mariadb_stop() {
-  local dir=$1 pid
-  [ -f "$dir/pids" ] || return 0
-  for pid in $(cat "$dir/pids"); do kill -TERM "$pid" 2>/dev/null; done
-  for _ in $(seq 300); do
-    local alive=0
-    for pid in $(cat "$dir/pids"); do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && break
-    sleep 0.1
-  done
-  for pid in $(cat "$dir/pids"); do kill -KILL "$pid" 2>/dev/null; done
-  : >"$dir/pids"
+  # mariadbd may take a while to flush and exit: up to 30 s before KILL.
+  vrun_stop_pids "$1/pids" 300
 }
 
 vrun_mariadb_install_vrun() {

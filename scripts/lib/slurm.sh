@@ -12,6 +12,8 @@
 # Client commands need SLURM_CONF=DIR/slurm.conf. Facts behind the settings:
 # ../shared/reference/slurm-on-one-host.md (no cgroups, no accounting; MailProg must exist).
 
+source "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
+
 vrun_slurm_say() { printf 'vrun-slurm: %s\n' "$*" >&2; }
 
 # A free TCP port on 127.0.0.1.
@@ -92,17 +94,7 @@ vrun_slurm_start() {
 }
 
 vrun_slurm_stop() {
-  local dir=$1 pid
-  [ -f "$dir/pids" ] || return 0
-  for pid in $(cat "$dir/pids"); do kill -TERM "$pid" 2>/dev/null; done
-  for _ in $(seq 100); do
-    local alive=0
-    for pid in $(cat "$dir/pids"); do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && break
-    sleep 0.1
-  done
-  for pid in $(cat "$dir/pids"); do kill -KILL "$pid" 2>/dev/null; done
-  : >"$dir/pids"
+  vrun_stop_pids "$1/pids" 100
 }
 
 vrun_slurm_node_stop() {

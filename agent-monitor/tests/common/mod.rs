@@ -133,3 +133,23 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// `launchViewer` of `p` as the launcher role: (launched, generation).
+pub fn launch(d: &Daemon, rt: &tokio::runtime::Runtime, p: &vrun_proto::Pair) -> (bool, i64) {
+    let req = vrun_proto::methods::LaunchViewer::new(p.clone());
+    let r = rt.block_on(d.client_as("launcher").launch_viewer(&req)).unwrap();
+    (r.launched, r.generation)
+}
+
+/// The job of `generation` reports `stopped` (as vruntask does once the database is saved).
+pub fn report_stopped(d: &Daemon, rt: &tokio::runtime::Runtime, p: &vrun_proto::Pair, generation: i64) {
+    let report = vrun_proto::methods::SetViewerState {
+        pair: p.clone(),
+        generation,
+        state: vrun_proto::ViewerState::Stopped,
+        ipaddress: None,
+        domain: None,
+        message: Some("database saved".into()),
+    };
+    rt.block_on(d.client().set_viewer_state(&report)).unwrap();
+}
