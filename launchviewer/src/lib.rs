@@ -132,16 +132,22 @@ pub fn run(args: Args) -> Outcome {
         Ok(i) => i,
         Err(e) => return Outcome::usage(e),
     };
-    let monitor = match Monitor::new(&args.agent_monitor, &args.secret_file) {
-        Ok(m) => m,
-        Err(e) => return Outcome::usage(e),
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => return Outcome::error(format!("cannot start the async runtime: {e}")),
+    let (monitor, rt) = match connect(&args) {
+        Ok(x) => x,
+        Err(out) => return out,
     };
     let wait = args.wait.map(Duration::from_secs);
     rt.block_on(flow(&monitor, &input, start, wait, &progress))
+}
+
+/// agent-monitor's client and the runtime a View runs on, or the outcome that says why not.
+pub(crate) fn connect(args: &Args) -> Result<(Monitor, tokio::runtime::Runtime), Outcome> {
+    let monitor = Monitor::new(&args.agent_monitor, &args.secret_file).map_err(Outcome::usage)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Outcome::error(format!("cannot start the async runtime: {e}")))?;
+    Ok((monitor, rt))
 }
 
 /// Ready the viewer, then push; if the instance ends under the push, start over (a new

@@ -82,13 +82,9 @@ pub fn run(args: Args) -> Outcome {
         Err(e) if e.is_usage() => return Outcome::usage(e),
         Err(e) => return Outcome::error(e),
     };
-    let monitor = match Monitor::new(&args.agent_monitor, &args.secret_file) {
-        Ok(m) => m,
-        Err(e) => return Outcome::usage(e),
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => return Outcome::error(format!("cannot start the async runtime: {e}")),
+    let (monitor, rt) = match crate::connect(&args) {
+        Ok(x) => x,
+        Err(out) => return out,
     };
     let background = args.swamp.finish_detached.then(|| Duration::from_secs(args.swamp.background_wait));
     if let Some(wait) = background.or(args.wait.map(Duration::from_secs)) {
