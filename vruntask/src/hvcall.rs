@@ -104,6 +104,20 @@ impl Hv {
         tokio::task::spawn_blocking(move || f(hv.as_ref()))
     }
 
+    /// Removes domain `name` (destroyed first if it runs): a call with the usual deadline,
+    /// then, if libvirt is slow, up to `patience` more for the same call to finish.
+    pub async fn remove_domain(&self, name: &str, patience: Duration) -> Result<(), CallError> {
+        let n = name.to_string();
+        match self.start_call("domain undefine", move |h| h.undefine(&n)).await {
+            Ok(()) => Ok(()),
+            Err((e, None)) => Err(e),
+            Err((e, Some(pending))) => {
+                tracing::warn!(error = %e, domain = name, "still waiting for libvirt to remove the domain");
+                self.wait("domain undefine", pending, patience).await
+            }
+        }
+    }
+
     /// Waits up to `patience` for a call that outlived its deadline.
     pub async fn wait<T>(&self, what: &'static str, pending: Pending<T>, patience: Duration) -> Result<T, CallError> {
         match tokio::time::timeout(patience, pending.0).await {

@@ -166,3 +166,8 @@ pub fn probe_accel(choice: accel::Choice, runtime_dir: &Path, kernel: &Path) -> 
     eprintln!("vruntask: accelerator for this host boot: {}", if a == Accel::Kvm { "kvm" } else { "tcg" });
     a
 }
+
+/// Runs `f` on a blocking thread (file and process work must not hold up the runtime).
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking step panicked")
+}

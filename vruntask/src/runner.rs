@@ -21,12 +21,7 @@ use crate::hvcall::{CallError, Hv, Pending, Unfinished};
 use crate::report::Reporter;
 use crate::watch::Vm;
 use crate::workdir::WorkDir;
-use crate::{accel, Exit, NetMode, Options};
-
-/// Runs `f` on a blocking thread (file and process work must not hold up the runtime).
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking step panicked")
-}
+use crate::{accel, blocking, Exit, NetMode, Options};
 
 pub async fn run(job: JobSpec, pair: Pair, opts: &Options, hv: Hv, rep: Arc<Reporter>, stop: Stop) -> Exit {
     let name = pair.domain_name(&job.monitor_id, job.generation);
@@ -268,21 +263,7 @@ impl Start<'_> {
     /// Removes the domain of this run (destroyed first if it runs); waits for a slow libvirt
     /// up to the cleanup patience.
     async fn remove_domain(&self) -> Result<(), CallError> {
-        remove_domain(self.hv, self.name, self.opts).await
-    }
-}
-
-/// Removes domain `name`: a call with the usual deadline, then, if libvirt is slow, up to
-/// `cleanup_patience` more for the same call to finish.
-pub(crate) async fn remove_domain(hv: &Hv, name: &str, opts: &Options) -> Result<(), CallError> {
-    let n = name.to_string();
-    match hv.start_call("domain undefine", move |h| h.undefine(&n)).await {
-        Ok(()) => Ok(()),
-        Err((e, None)) => Err(e),
-        Err((e, Some(pending))) => {
-            tracing::warn!(error = %e, domain = name, "still waiting for libvirt to remove the domain");
-            hv.wait("domain undefine", pending, opts.cleanup_patience).await
-        }
+        self.hv.remove_domain(self.name, self.opts.cleanup_patience).await
     }
 }
 

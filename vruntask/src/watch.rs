@@ -15,9 +15,8 @@ use crate::heartbeat::{stop_for_report_error, Stop, StopReason};
 use crate::hvcall::Hv;
 use crate::hypervisor::{HvError, VmState};
 use crate::report::Reporter;
-use crate::runner::{blocking, remove_domain};
 use crate::serial::{Event, SerialTail};
-use crate::{Exit, Options};
+use crate::{blocking, Exit, Options};
 
 /// Why the run is ending.
 #[derive(Debug, Clone)]
@@ -231,7 +230,7 @@ impl Vm<'_> {
                 failure.get_or_insert_with(|| format!("the saved viewer database is corrupt and was not stored: {e}"));
             }
         }
-        if let Err(e) = remove_domain(self.hv, self.name, self.opts).await {
+        if let Err(e) = self.hv.remove_domain(self.name, self.opts.cleanup_patience).await {
             tracing::error!(error = %e, "cannot undefine the domain");
             failure.get_or_insert_with(|| format!("cannot undefine the domain: {e}"));
         }
