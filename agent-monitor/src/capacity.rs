@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection};
 use vrun_proto::Pair;
 
-use crate::instances::{self, Effect, JobContext};
 use crate::store::Db;
 
 /// A waiting instance's lease: it has no job to heartbeat, so it must never expire.
@@ -137,11 +136,13 @@ pub fn waiting_reason(place: i64, why: &str) -> String {
     format!("waiting for room ({why}): number {place} in line")
 }
 
-/// Starts the waiting instances that fit, oldest first, and refreshes the others' place in
-/// line. First come, first served: once one waits on a limit every type shares (the total,
-/// the starts), nobody behind it starts; one waiting only on its own type's limit is passed
-/// by other types (they do not compete for its room), never by its own.
-pub fn admit(conn: &Connection, ctx: &JobContext, now_ms: i64) -> Db<Vec<Effect>> {
+/// Admits the waiting instances that fit, oldest first (clears `waiting`, gives them a
+/// start lease of `start_grace_ms`), refreshes the others' place in line, and returns the
+/// admitted generations: [`crate::instances::admit`] starts their jobs. First come, first
+/// served: once one waits on a limit every type shares (the total, the starts), nobody
+/// behind it starts; one waiting only on its own type's limit is passed by other types
+/// (they do not compete for its room), never by its own.
+pub fn admit(conn: &Connection, capacity: &Capacity, start_grace_ms: i64, now_ms: i64) -> Db<Vec<(i64, Pair)>> {
     let waiting: Vec<(i64, String, String)> = conn
         .prepare_cached(
             "SELECT generation, project, viewer FROM instances
@@ -149,8 +150,7 @@ pub fn admit(conn: &Connection, ctx: &JobContext, now_ms: i64) -> Db<Vec<Effect>
         )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let capacity = ctx.capacity.get();
-    let mut effects = Vec::new();
+    let mut admitted = Vec::new();
     let mut place = 0;
     // Set once someone waits on a shared limit; names it for everyone behind.
     let mut all_blocked: Option<String> = None;
@@ -159,7 +159,7 @@ pub fn admit(conn: &Connection, ctx: &JobContext, now_ms: i64) -> Db<Vec<Effect>
         let why = match &all_blocked {
             Some(why) => Some(why.clone()),
             None if types_blocked.contains(&viewer) => Some(format!("earlier {viewer} Views")),
-            None => match no_room(conn, &viewer, &capacity)? {
+            None => match no_room(conn, &viewer, capacity)? {
                 Some(full) => {
                     if full.blocks_all() {
                         all_blocked = Some(full.to_string());
@@ -174,12 +174,8 @@ pub fn admit(conn: &Connection, ctx: &JobContext, now_ms: i64) -> Db<Vec<Effect>
         match why {
             None => {
                 conn.prepare_cached("UPDATE instances SET waiting = 0, lease_until_ms = ?2 WHERE generation = ?1")?
-                    .execute(params![generation, now_ms + ctx.start_grace_ms])?;
-                let pair = Pair::new(&project, &viewer).expect("stored names were validated");
-                if let Some(mut inst) = instances::live(conn, &pair)?.filter(|i| i.generation == generation) {
-                    instances::set_reason(conn, &mut inst, "room freed: starting its job", now_ms)?;
-                }
-                effects.push(Effect::StartJob(generation));
+                    .execute(params![generation, now_ms + start_grace_ms])?;
+                admitted.push((generation, Pair::new(&project, &viewer).expect("stored names were validated")));
             }
             Some(why) => {
                 place += 1;
@@ -188,5 +184,5 @@ pub fn admit(conn: &Connection, ctx: &JobContext, now_ms: i64) -> Db<Vec<Effect>
             }
         }
     }
-    Ok(effects)
+    Ok(admitted)
 }

@@ -28,9 +28,9 @@ pub struct Timing {
     pub orphan_grace: Duration,
     pub launch_deadline: Duration,
     pub stop_deadline: Duration,
-    pub limits: Arc<crate::reload::Shared<crate::config::Limits>>,
+    pub limits: Arc<crate::shared::Shared<crate::config::Limits>>,
     /// How long an ended instance's job files, log and history are kept ([`crate::upkeep`]).
-    pub retention: Arc<crate::reload::Shared<Duration>>,
+    pub retention: Arc<crate::shared::Shared<Duration>>,
     /// How long a rotated-out job key is still accepted (running jobs hold its tokens).
     pub job_key_grace: Duration,
 }

@@ -41,7 +41,7 @@ pub struct JobContext {
     /// Mints each job's token.
     pub secrets: std::sync::Arc<crate::auth::Secrets>,
     /// Limits that make a launch wait for room before its job starts.
-    pub capacity: std::sync::Arc<crate::reload::Shared<crate::capacity::Capacity>>,
+    pub capacity: std::sync::Arc<crate::shared::Shared<crate::capacity::Capacity>>,
 }
 
 /// What [`finish`] does about the job of the instance it ends.
@@ -484,7 +484,20 @@ pub fn finish(
         effects.extend(start);
     }
     // Room may have freed for launches waiting under a capacity limit.
-    effects.extend(crate::capacity::admit(conn, ctx, now_ms)?);
+    effects.extend(admit(conn, ctx, now_ms)?);
+    Ok(effects)
+}
+
+/// Starts the waiting instances that now fit under the capacity limits ([`crate::capacity`]
+/// decides which): run wherever room may have freed, in the same transaction.
+pub fn admit(conn: &Connection, ctx: &JobContext, now_ms: i64) -> Db<Vec<Effect>> {
+    let mut effects = Vec::new();
+    for (generation, pair) in crate::capacity::admit(conn, &ctx.capacity.get(), ctx.start_grace_ms, now_ms)? {
+        if let Some(mut inst) = live(conn, &pair)?.filter(|i| i.generation == generation) {
+            set_reason(conn, &mut inst, "room freed: starting its job", now_ms)?;
+        }
+        effects.push(Effect::StartJob(generation));
+    }
     Ok(effects)
 }
 

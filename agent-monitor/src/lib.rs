@@ -26,7 +26,7 @@
 //!   `/metrics`, on the same listener; [`metrics`]: the counters behind `/metrics`.
 //! - [`reaper`]: lease expiry. [`startup`]: start-up repair.
 //! - [`sweep`]: reconciliation with the job system and the hypervisor (DomainMonitor);
-//!   [`events`] wakes it on libvirt lifecycle events. [`salvage`]: powering off, keeping
+//!   `vrun_proto::lifecycle` wakes it on libvirt lifecycle events. [`salvage`]: powering off, keeping
 //!   and removing a domain no live instance holds; [`unstored`]: databases jobs could not
 //!   store. [`idle`]: idle and lifetime shutdown. [`upkeep`]: pruning what ended instances
 //!   leave behind.
@@ -41,7 +41,6 @@ pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod edge;
-pub mod events;
 pub mod frontdoor;
 pub mod hypervisor;
 pub mod idle;
@@ -50,6 +49,7 @@ pub mod launcher;
 pub mod metrics;
 pub mod modes;
 pub mod nodes;
+pub mod platform_check;
 pub mod platform_cli;
 pub mod platforms;
 pub mod private;
@@ -59,6 +59,7 @@ pub mod rest;
 pub mod rotate;
 pub mod rpc;
 pub mod salvage;
+pub mod shared;
 pub mod startup;
 pub mod statedir;
 pub mod status;
@@ -136,7 +137,7 @@ pub async fn run_with(
         heartbeat_secs: cfg.heartbeat.as_secs(),
         start_grace_ms: cfg.start_grace.as_millis() as i64,
         secrets: Arc::clone(&secrets),
-        capacity: Arc::new(reload::Shared::new(cfg.capacity.clone())),
+        capacity: Arc::new(shared::Shared::new(cfg.capacity.clone())),
     };
     let archives = ArchiveSettings { dir: cfg.sub("archives"), keep: cfg.archives_keep };
     let salvage =
@@ -162,8 +163,8 @@ pub async fn run_with(
             orphan_grace: cfg.orphan_grace,
             launch_deadline: cfg.launch_deadline,
             stop_deadline: cfg.stop_deadline,
-            limits: Arc::new(reload::Shared::new(cfg.limits.clone())),
-            retention: Arc::new(reload::Shared::new(cfg.retention)),
+            limits: Arc::new(shared::Shared::new(cfg.limits.clone())),
+            retention: Arc::new(shared::Shared::new(cfg.retention)),
             job_key_grace: cfg.job_key_grace,
         },
         archives,
@@ -179,7 +180,7 @@ pub async fn run_with(
     });
     daemon.launcher.prepare_hosts(&cfg.platform);
     startup::renew_leases(&daemon).await?;
-    platforms::resume(&daemon).await;
+    platform_check::resume(&daemon).await;
     let repairer = {
         let m = Arc::clone(&daemon);
         tokio::spawn(async move {
@@ -193,7 +194,7 @@ pub async fn run_with(
     let reaper = tokio::spawn(reaper::run(Arc::clone(&daemon), stop_rx.clone()));
     let wake = Arc::new(tokio::sync::Notify::new());
     if cfg.libvirt_uri != "none" {
-        events::spawn(cfg.libvirt_uri.clone(), Arc::clone(&wake));
+        vrun_proto::lifecycle::spawn(cfg.libvirt_uri.clone(), Arc::clone(&wake));
     }
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&daemon), wake, stop_rx.clone()));
     let idler = tokio::spawn(idle::run(Arc::clone(&daemon), stop_rx.clone()));

@@ -7,28 +7,10 @@
 //! leases and sweeps) needs a restart, and the log says which of them changed.
 //! A file that does not parse changes nothing.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use crate::config::{Resolved, Settings};
 use crate::daemon::Daemon;
-
-/// A setting that can be replaced while readers hold the old value.
-#[derive(Debug, Default)]
-pub struct Shared<T>(RwLock<Arc<T>>);
-
-impl<T> Shared<T> {
-    pub fn new(v: T) -> Shared<T> {
-        Shared(RwLock::new(Arc::new(v)))
-    }
-
-    pub fn get(&self) -> Arc<T> {
-        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    pub fn set(&self, v: T) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(v);
-    }
-}
 
 /// Applies `source` resolved afresh; returns the names of changed settings that need a restart.
 pub async fn apply(m: &Arc<Daemon>, old: &Resolved, source: &Settings) -> anyhow::Result<Vec<&'static str>> {
@@ -41,7 +23,7 @@ pub async fn apply(m: &Arc<Daemon>, old: &Resolved, source: &Settings) -> anyhow
     tokio::task::spawn_blocking(move || secrets.reload(grace)).await??;
     // Raised limits: whoever now fits starts.
     let ctx = m.job_ctx.clone();
-    let effects = m.store.write(move |c| crate::capacity::admit(c, &ctx, crate::store::now_ms())).await?;
+    let effects = m.store.write(move |c| crate::instances::admit(c, &ctx, crate::store::now_ms())).await?;
     m.apply(effects);
     let mut restart = Vec::new();
     let mut differs = |name, changed: bool| {

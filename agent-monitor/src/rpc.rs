@@ -12,7 +12,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
@@ -24,19 +23,7 @@ use vrun_proto::{FaultCode, RpcError};
 
 use crate::auth::{self, Caller, Secrets};
 use crate::cmd::{Answer, Methods};
-
-/// How much of a request body is read, and for how long.
-#[derive(Debug, Clone)]
-pub struct BodyLimits {
-    /// Largest `storeviewer` body (a viewer database).
-    pub max_body: usize,
-    /// Largest body of every other call: four 63 MiB calls of nothing took 860 MiB (issue 13).
-    pub max_call: usize,
-    /// Bodies larger than `max_call` read at once; more wait (within the body deadline).
-    pub max_large: usize,
-    /// Deadline for the whole body, from the end of the headers.
-    pub timeout: Duration,
-}
+use crate::edge::BodyLimits;
 
 /// The only methods whose body may exceed `max_call`: they carry a viewer database.
 const LARGE_METHODS: [&str; 2] = [vrun_proto::methods::STORE_VIEWER, vrun_proto::methods::NODE_SALVAGED];

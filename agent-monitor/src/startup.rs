@@ -103,7 +103,7 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
                 }
             }
             tracing::info!(adopted, started, failed, "restored live instances");
-            effects.extend(crate::capacity::admit(c, &ctx, now)?);
+            effects.extend(crate::instances::admit(c, &ctx, now)?);
             Ok(effects)
         })
         .await?;

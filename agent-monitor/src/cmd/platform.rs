@@ -8,7 +8,7 @@ use vrun_proto::value::{StructBuilder, StructReader};
 use vrun_proto::{FaultCode, RpcError};
 
 use crate::daemon::Daemon;
-use crate::platforms;
+use crate::{platform_check, platforms};
 
 /// `{name, path}`: `path` is an absolute path to the image (directory or file) on this host,
 /// and on every node in the image directory under the same file name.
@@ -27,9 +27,9 @@ pub async fn add(m: Arc<Daemon>, params: Vec<Value>) -> Result<Value, RpcError> 
         .map_err(|e| RpcError::new(FaultCode::Internal, e.to_string()))?
         .map_err(|e| RpcError::invalid_params(format!("cannot read the image {path}: {e}")))?;
     let (ctx, n, pa) = (m.job_ctx.clone(), name.clone(), path.clone());
-    let (generation, effects) = m.store.write(move |c| platforms::add(c, &n, &pa, &sum, &ctx)).await?;
+    let (generation, effects) = m.store.write(move |c| platform_check::add(c, &n, &pa, &sum, &ctx)).await?;
     m.apply(effects);
-    tokio::spawn(platforms::check(Arc::clone(&m), name.clone(), generation));
+    tokio::spawn(platform_check::check(Arc::clone(&m), name.clone(), generation));
     tracing::info!(platform = %name, %path, generation, "checking a platform in a scratch VM");
     Ok(StructBuilder::new().str("name", name).str("state", "validating").int("generation", generation).build())
 }

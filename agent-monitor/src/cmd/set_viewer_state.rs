@@ -52,6 +52,6 @@ fn decide(c: &Connection, req: &SetViewerState, ctx: &JobContext, lease_ms: i64)
     // A report is as good as a heartbeat.
     instances::set_lease(c, inst.generation, now + lease_ms)?;
     // A viewer that came up is no longer starting: room for a launch waiting on the start limit.
-    let effects = if became_ready.is_some() { crate::capacity::admit(c, ctx, now)? } else { Vec::new() };
+    let effects = if became_ready.is_some() { crate::instances::admit(c, ctx, now)? } else { Vec::new() };
     Ok((effects, became_ready))
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod front_door;
+
 /// Every setting, each optional so that flags, environment and file can be layered.
 /// The same struct is the TOML file's schema (unknown keys are refused).
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
@@ -232,7 +234,7 @@ pub struct Resolved {
     pub platform: String,
     pub memory_mib: u32,
     pub vcpus: u32,
-    pub body: crate::rpc::BodyLimits,
+    pub body: crate::edge::BodyLimits,
     pub edge: crate::edge::EdgeLimits,
     pub archives_keep: usize,
     pub libvirt_uri: String,
@@ -362,7 +364,7 @@ impl Settings {
             other => anyhow::bail!("launcher must be process or slurm, not {other:?}"),
         };
         let reap_default = (lease / 4).min(Duration::from_secs(5));
-        let front_door = crate::frontdoor::Settings::resolve(&self, self.shutdown_grace_secs.unwrap_or(10))?;
+        let front_door = front_door::resolve(&self, self.shutdown_grace_secs.unwrap_or(10))?;
         Ok(Resolved {
             front_door,
             state_dir: self.state_dir.unwrap_or_else(|| PathBuf::from("var/agent-monitor")),
@@ -383,7 +385,7 @@ impl Settings {
             platform: self.platform.unwrap_or_else(|| "/var/lib/vrun/viewer-image".into()),
             memory_mib: self.memory_mib.unwrap_or(512),
             vcpus: self.vcpus.unwrap_or(1),
-            body: crate::rpc::BodyLimits {
+            body: crate::edge::BodyLimits {
                 max_body: self.max_body_bytes.unwrap_or(64 << 20),
                 max_call: self.max_call_bytes.unwrap_or(1 << 20),
                 max_large: self.max_large_requests.unwrap_or(2).max(1),
