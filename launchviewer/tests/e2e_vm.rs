@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::*;
+use vrun_test_support::log_step;
 
 const V: &str = "CodeDX";
 /// The finding the browser triages (in launchviewer/samples/sample.sarif, tool gcc).
@@ -84,10 +85,6 @@ fn by_message<'a>(list: &'a [serde_json::Value], message: &str) -> &'a serde_jso
     let hits: Vec<_> = list.iter().filter(|f| f["message"] == message).collect();
     assert_eq!(hits.len(), 1, "findings with message {message:?}: {hits:?}");
     hits[0]
-}
-
-fn log_step(started: Instant, what: &str) {
-    eprintln!("[{:6.1}s] {what}", started.elapsed().as_secs_f64());
 }
 
 /// Fresh state → cold View → browser triage → warm View with other results (same VM) →

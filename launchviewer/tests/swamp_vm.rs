@@ -12,12 +12,9 @@ use std::time::{Duration, Instant};
 
 use e2e::*;
 use swamp::*;
+use vrun_test_support::log_step;
 
 const V: &str = "CodeDX";
-
-fn log_step(started: Instant, what: &str) {
-    eprintln!("[{:6.1}s] {what}", started.elapsed().as_secs_f64());
-}
 
 /// Twenty concurrent cold CALLs with two SCARF files → each answers at once; one VM, one
 /// import; the row reaches "Viewer is up" with the URL; both files' findings are there; a

@@ -17,6 +17,8 @@
 //! - [`frontdoor`]: the front door's signed login tokens, sessions and viewer proofs.
 //! - [`platform`]: the checksum of a platform image (verified on each node).
 //! - [`client`]: a typed XML-RPC client (feature `client`).
+//! - [`exec`]: a child's signals and descriptors before `exec` (feature `exec`).
+//! - [`lifecycle`]: libvirt lifecycle events that wake a sweep (feature `libvirt`).
 
 pub mod domain;
 pub mod fault;
@@ -33,6 +35,10 @@ pub mod wire;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "exec")]
+pub mod exec;
+#[cfg(feature = "libvirt")]
+pub mod lifecycle;
 
 pub use fault::{FaultCode, RpcError};
 pub use names::{validate_name, Pair};

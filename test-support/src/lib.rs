@@ -60,3 +60,32 @@ pub fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A tmpfs of `size` mounted at a directory for as long as this lives: a small disk that
+/// fills up for real (the suites that use it run as root).
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs at {} (these tests run as root)", dir.display());
+        Tmpfs(dir.into())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a process killed a moment ago may still hold a file open there.
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// One line of a long test's progress on stderr, with the seconds since `started`.
+pub fn log_step(started: Instant, what: &str) {
+    eprintln!("[{:6.1}s] {what}", started.elapsed().as_secs_f64());
+}

@@ -9,28 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A tmpfs of `size` at `dir`, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount a tmpfs at {} (the VM tests run as root)", dir.display());
-        Tmpfs(dir.into())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use vrun_test_support::Tmpfs;
 
 /// The harness goes first (daemon, jobs and domains), then the disk under its state.
 struct Rig {

@@ -111,28 +111,7 @@ pub fn pair(p: &str, v: &str) -> vrun_proto::Pair {
     vrun_proto::Pair::new(p, v).unwrap()
 }
 
-/// A small tmpfs mounted at a directory for full-disk tests; unmounted on drop.
-pub struct Tmpfs(pub PathBuf);
-
-impl Tmpfs {
-    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs at {} (these tests run as root)", dir.display());
-        Tmpfs(dir.into())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a daemon killed a moment ago may still hold a file open there.
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+pub use vrun_test_support::Tmpfs;
 
 /// `launchViewer` of `p` as the launcher role: (launched, generation).
 pub fn launch(d: &Daemon, rt: &tokio::runtime::Runtime, p: &vrun_proto::Pair) -> (bool, i64) {

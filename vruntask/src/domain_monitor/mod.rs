@@ -17,7 +17,6 @@
 //!
 //! SIGTERM ends it between steps: whatever it was doing is done again by the next start.
 
-mod events;
 pub mod judge;
 pub mod node;
 
@@ -246,7 +245,7 @@ impl Monitor {
 pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let mut m = Monitor::new(s)?;
     let wake = Arc::new(tokio::sync::Notify::new());
-    events::spawn(m.s.uri.clone(), Arc::clone(&wake));
+    vrun_proto::lifecycle::spawn(m.s.uri.clone(), Arc::clone(&wake));
     tracing::info!(node = %m.s.node, uri = %m.s.uri, every_secs = m.s.every.as_secs_f64(), "domain monitor running");
     let mut tick = tokio::time::interval(m.s.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
