@@ -136,6 +136,15 @@ fn logins_sessions_and_refusals_give_the_documented_pages() {
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("id=\"findings\""), "{}", page.body);
 
+    // Requests reuse the front door's connection to the viewer (a pool, not one each).
+    let viewer_port: u16 = availability(&env, "fdpages", V).address.rsplit(':').next().unwrap().parse().unwrap();
+    let before = sockets_to(viewer_port);
+    for _ in 0..5 {
+        assert_eq!(get(&c, &clean, &[("cookie", &cookie)]).status, 200);
+    }
+    let opened = sockets_to(viewer_port).saturating_sub(before);
+    assert!(opened <= 1, "5 page views opened {opened} connections to the viewer");
+
     // Each refusal has its own page.
     let expect = |what: &str, a: Answer, status: u16, words: &str| {
         assert_eq!(a.status, status, "{what}: {}", a.body);
@@ -222,6 +231,17 @@ fn logins_sessions_and_refusals_give_the_documented_pages() {
     assert_eq!(again.urluuid, urluuid, "the pair's URL changed across a relaunch");
     assert!(again.generation > avail.generation);
     assert!(seen_starting_after_ready, "never saw 'starting' while the viewer was ready but not listening");
+}
+
+/// Local TCP sockets (any state, TIME_WAIT included) whose remote end is 127.0.0.1:`port`.
+fn sockets_to(port: u16) -> usize {
+    let remote = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(2) == Some(remote.as_str()))
+        .count()
 }
 
 /// Peak resident memory of a process, in KiB.

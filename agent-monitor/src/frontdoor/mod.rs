@@ -40,6 +40,8 @@ pub struct FrontDoor {
     store: Store,
     /// Set when the front door speaks TLS itself.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Pooled connections to the viewers.
+    upstream: proxy::Upstream,
 }
 
 impl std::fmt::Debug for FrontDoor {
@@ -58,7 +60,8 @@ impl FrontDoor {
             Some((cert, key)) => Some(tls::acceptor(cert, key)?),
             None => None,
         };
-        Ok(FrontDoor { settings, key, store, tls })
+        let upstream = proxy::upstream(settings.connect_timeout);
+        Ok(FrontDoor { settings, key, store, tls, upstream })
     }
 
     /// The router of the front door's listener: every path is one handler.

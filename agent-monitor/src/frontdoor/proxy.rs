@@ -1,7 +1,11 @@
 //! Forwarding one request to a viewer: bodies stream both ways (a 64 MiB upload is never
 //! held whole), the client's credentials stay behind, and the proof the viewer requires is
-//! added. One upstream connection per request: the viewer is on a hypervisor-local forward,
-//! so a pool would save little and would need its own limits.
+//! added.
+//!
+//! Upstream connections are pooled ([`Upstream`]): a connection per request cost a TCP
+//! handshake (8 % of the front door's CPU per proxied page), an accept and a new connection
+//! task in the viewer (docs/performance.md). A pooled connection carries requests of any
+//! user: each request brings its own proof, and the viewer keeps no state per connection.
 
 use std::time::Duration;
 
@@ -9,7 +13,9 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Uri};
 use axum::response::Response;
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use vrun_proto::frontdoor::{make_proof, PROOF_HEADER};
 
 use super::FrontDoor;
@@ -22,7 +28,7 @@ pub enum ProxyError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("{0}")]
-    Http(#[from] hyper::Error),
+    Http(String),
     #[error("bad request target: {0}")]
     Target(String),
 }
@@ -45,6 +51,27 @@ const DROPPED: [&str; 12] = [
     "cookie",
     "proxy-authorization",
 ];
+
+/// Idle connections kept per viewer address: enough for a person's browser (about six at
+/// once) and launchviewer; more are opened when needed and closed after their request.
+const IDLE_PER_VIEWER: usize = 8;
+/// An idle upstream connection is closed after this. A relaunched viewer has a new address,
+/// so connections to an old one are not used again and go after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The front door's client towards viewers: keep-alive connections pooled per address.
+pub type Upstream = Client<HttpConnector, Body>;
+
+pub fn upstream(connect_timeout: Duration) -> Upstream {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c.set_connect_timeout(Some(connect_timeout));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .pool_max_idle_per_host(IDLE_PER_VIEWER)
+        .pool_timer(TokioTimer::new())
+        .build(c)
+}
 
 fn strip(h: &mut axum::http::HeaderMap, extra: &[&HeaderName]) {
     // Headers the Connection header names are hop-by-hop too.
@@ -73,8 +100,8 @@ pub async fn forward(
     req: Request,
 ) -> Result<Response, ProxyError> {
     let (mut parts, body) = req.into_parts();
-    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
-    parts.uri = target.parse::<Uri>().map_err(|e| ProxyError::Target(e.to_string()))?;
+    let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    parts.uri = format!("http://{address}{target}").parse::<Uri>().map_err(|e| ProxyError::Target(e.to_string()))?;
     parts.version = axum::http::Version::HTTP_11;
     strip(&mut parts.headers, &[&fd.settings.user_header]);
     if let Some(u) = user {
@@ -97,25 +124,27 @@ pub async fn forward(
     if let Ok(v) = HeaderValue::from_str(address) {
         parts.headers.insert(header::HOST, v);
     }
-    let s = &fd.settings;
-    let stream = tokio::time::timeout(s.connect_timeout, tokio::net::TcpStream::connect(address))
-        .await
-        .map_err(|_| ProxyError::Connect(format!("no connection within {:?}", s.connect_timeout)))?
-        .map_err(|e| ProxyError::Connect(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
-        .await
-        .map_err(|e| ProxyError::Connect(e.to_string()))?;
-    // Drives the connection until the answer's body is read (or either side goes away).
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "viewer connection ended with an error");
-        }
-    });
-    let answer = tokio::time::timeout(s.request_timeout, sender.send_request(hyper::Request::from_parts(parts, body)))
-        .await
-        .map_err(|_| ProxyError::Timeout(s.request_timeout))??;
+    let timeout = fd.settings.request_timeout;
+    let answer = match tokio::time::timeout(timeout, fd.upstream.request(hyper::Request::from_parts(parts, body))).await {
+        Err(_) => return Err(ProxyError::Timeout(timeout)),
+        // Not listening (yet, or any more), or no connection within the connect timeout.
+        Ok(Err(e)) if e.is_connect() => return Err(ProxyError::Connect(error_chain(&e))),
+        Ok(Err(e)) => return Err(ProxyError::Http(error_chain(&e))),
+        Ok(Ok(a)) => a,
+    };
     let (mut parts, body) = answer.into_parts();
     strip(&mut parts.headers, &[]);
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// The error and its causes ("client error (Connect): tcp connect error: Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
