@@ -5,6 +5,8 @@
 //! the machine, the kernel's loopback and hyper, not agent-monitor.
 //!
 //! `cargo run --release -p agent-monitor --example ceiling -- 127.0.0.1:18085`
+//! (`-- --print-body` prints the answer and exits: `scripts/bench`'s nginx ceiling answers the
+//! same bytes).
 
 use axum::http::header;
 use axum::routing::post;
@@ -20,6 +22,10 @@ const BODY: &str = "<?xml version=\"1.0\"?><methodResponse><params><param><value
 
 fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18085".into());
+    if addr == "--print-body" {
+        print!("{BODY}");
+        return Ok(());
+    }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let app = axum::Router::new().route("/RPC2", post(|| async { ([(header::CONTENT_TYPE, "text/xml")], BODY) }));

@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,11 +60,21 @@ pub struct EdgeLimits {
 
 struct Conn {
     peer: IpAddr,
-    /// A request is in progress: the connection must not be closed to make room.
-    busy: bool,
-    /// When it last became idle; the oldest idle one is closed first.
-    idle_since: Instant,
+    /// Whether it is busy and since when it is idle; the connection's own task sets it
+    /// around each request without the table's lock.
+    state: Arc<ConnState>,
     close: Arc<Notify>,
+}
+
+/// A connection's busy flag and idle clock, as atomics: two requests in flight on two
+/// workers took the table's one mutex four times per call (perf: lock contention on the
+/// status path, docs/performance.md).
+struct ConnState {
+    /// A request is in progress: the connection must not be closed to make room.
+    busy: AtomicBool,
+    /// When it last became idle (ns since the registry's epoch); the oldest idle one is
+    /// closed first.
+    idle_since: AtomicU64,
 }
 
 #[derive(Default)]
@@ -76,6 +87,8 @@ struct Table {
 /// Every open connection, for the caps and for shutdown.
 struct Registry {
     limits: EdgeLimits,
+    /// The zero of every connection's `idle_since`.
+    epoch: Instant,
     table: Mutex<Table>,
     /// Woken when a connection ends (shutdown waits for the table to empty).
     ended: Notify,
@@ -99,8 +112,8 @@ impl Table {
         let oldest = self
             .conns
             .iter()
-            .filter(|(_, c)| !c.busy && peer.is_none_or(|p| p == c.peer))
-            .min_by_key(|(_, c)| c.idle_since)
+            .filter(|(_, c)| !c.state.busy.load(Relaxed) && peer.is_none_or(|p| p == c.peer))
+            .min_by_key(|(_, c)| c.state.idle_since.load(Relaxed))
             .map(|(id, _)| *id);
         match oldest.and_then(|id| self.remove(id)) {
             Some(c) => {
@@ -129,16 +142,14 @@ impl Registry {
         let id = t.next_id;
         t.next_id += 1;
         let close = Arc::new(Notify::new());
-        t.conns.insert(id, Conn { peer, busy: false, idle_since: Instant::now(), close: Arc::clone(&close) });
+        let state = Arc::new(ConnState { busy: AtomicBool::new(false), idle_since: AtomicU64::new(self.now()) });
+        t.conns.insert(id, Conn { peer, state: Arc::clone(&state), close: Arc::clone(&close) });
         *t.per_peer.entry(peer).or_insert(0) += 1;
-        Some(Slot { id, registry: Arc::clone(self), close })
+        Some(Slot { id, registry: Arc::clone(self), close, state })
     }
 
-    fn set_busy(&self, id: u64, busy: bool) {
-        if let Some(c) = self.lock().conns.get_mut(&id) {
-            c.busy = busy;
-            c.idle_since = Instant::now();
-        }
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
     }
 
     /// Asks every connection to finish what it is doing and close (at shutdown).
@@ -159,6 +170,7 @@ struct Slot {
     id: u64,
     registry: Arc<Registry>,
     close: Arc<Notify>,
+    state: Arc<ConnState>,
 }
 
 impl Drop for Slot {
@@ -174,14 +186,21 @@ struct Busy(Arc<Slot>);
 
 impl Busy {
     fn new(slot: &Arc<Slot>) -> Busy {
-        slot.registry.set_busy(slot.id, true);
+        slot.set_busy(true);
         Busy(Arc::clone(slot))
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.registry.set_busy(self.0.id, false);
+        self.0.set_busy(false);
+    }
+}
+
+impl Slot {
+    fn set_busy(&self, busy: bool) {
+        self.state.idle_since.store(self.registry.now(), Relaxed);
+        self.state.busy.store(busy, Relaxed);
     }
 }
 
@@ -198,14 +217,27 @@ impl Throttle {
     }
 }
 
+tokio::task_local! {
+    /// The peer of the connection whose task is running (set for every connection).
+    static PEER: SocketAddr;
+}
+
+/// The address of the caller whose request is being handled, for log lines; `None` outside
+/// a connection served here (unit tests calling a router directly).
+pub fn peer() -> Option<SocketAddr> {
+    PEER.try_with(|p| *p).ok()
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then for at most
-/// `limits.shutdown_grace` while requests in progress finish.
+/// `limits.shutdown_grace` while requests in progress finish. Handlers learn the peer from
+/// [`peer`]; no `ConnectInfo` extension is inserted (an extension map allocated per request).
 pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits, shutdown: impl Future<Output = ()>) {
-    serve_tls(listener, app, limits, None, shutdown).await
+    serve_with(listener, app, limits, None, false, shutdown).await
 }
 
 /// [`serve`], speaking TLS on every connection when `tls` is given (the front door's
 /// option). The handshake is under the header deadline and counts as idle for the caps.
+/// Each request carries `ConnectInfo<SocketAddr>` (the front door's handlers extract it).
 pub async fn serve_tls(
     listener: TcpListener,
     app: Router,
@@ -213,9 +245,25 @@ pub async fn serve_tls(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with(listener, app, limits, tls, true, shutdown).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: EdgeLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    connect_info: bool,
+    shutdown: impl Future<Output = ()>,
+) {
     let grace = limits.shutdown_grace;
-    let registry =
-        Arc::new(Registry { limits, table: Mutex::default(), ended: Notify::new(), shutting_down: Default::default() });
+    let registry = Arc::new(Registry {
+        limits,
+        epoch: Instant::now(),
+        table: Mutex::default(),
+        ended: Notify::new(),
+        shutting_down: Default::default(),
+    });
     let mut tasks = tokio::task::JoinSet::new();
     let (mut refused_log, mut accept_log) = (Throttle(None), Throttle(None));
     let mut backoff = Duration::from_millis(10);
@@ -246,7 +294,7 @@ pub async fn serve_tls(
             }
             continue;
         };
-        tasks.spawn(accept_one(stream, peer, app.clone(), slot, tls.clone()));
+        tasks.spawn(PEER.scope(peer, accept_one(stream, peer, app.clone(), slot, tls.clone(), connect_info)));
     }
     drop(listener);
     registry.close_all();
@@ -274,10 +322,11 @@ async fn accept_one(
     app: Router,
     slot: Slot,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    connect_info: bool,
 ) {
     let _ = stream.set_nodelay(true);
     let Some(acceptor) = tls else {
-        return connection(stream, peer, app, slot).await;
+        return connection(stream, peer, app, slot, connect_info).await;
     };
     let deadline = slot.registry.limits.header_timeout;
     let close = Arc::clone(&slot.close);
@@ -287,13 +336,13 @@ async fn accept_one(
         _ = close.notified() => return,
     };
     match handshake {
-        Ok(Ok(s)) => connection(s, peer, app, slot).await,
+        Ok(Ok(s)) => connection(s, peer, app, slot, connect_info).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake did not finish within the header deadline"),
     }
 }
 
-async fn connection<S>(stream: S, peer: SocketAddr, app: Router, slot: Slot)
+async fn connection<S>(stream: S, peer: SocketAddr, app: Router, slot: Slot, connect_info: bool)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -301,7 +350,9 @@ where
     let close = Arc::clone(&slot.close);
     let conn_slot = Arc::clone(&slot);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
+        if connect_info {
+            req.extensions_mut().insert(ConnectInfo(peer));
+        }
         let busy = Busy::new(&conn_slot);
         let call = tower_service::Service::call(&mut app.clone(), req);
         async move {

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -62,7 +62,8 @@ async fn endpoint(State(rpc): State<Arc<Rpc>>, request: Request) -> Response {
     // The whole request, not the `HeaderMap` extractor, which clones every header per call.
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    // From the connection's task, not a `ConnectInfo` extension (a map allocated per request).
+    let peer = crate::edge::peer();
     // Who is calling is settled before the body is even read.
     let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let caller = match rpc.secrets.authenticate(auth_header) {

@@ -179,24 +179,56 @@ pub struct Availability {
     pub waiting: i64,
 }
 
-impl Availability {
+/// [`Availability`] borrowing its strings: agent-monitor writes the answer straight from its
+/// live map's entry, without copying the address, key and path out of it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AvailabilityRef<'a> {
+    pub ready: bool,
+    pub address: &'a str,
+    pub apikey: &'a str,
+    pub urluuid: &'a str,
+    pub state: &'a str,
+    pub generation: i64,
+    pub waiting: i64,
+}
+
+impl AvailabilityRef<'_> {
     fn members<S: StructSink>(&self, s: S) -> S {
         s.int("ready", i64::from(self.ready))
-            .str("address", &self.address)
-            .str("apikey", &self.apikey)
-            .str("urluuid", &self.urluuid)
-            .str("state", &self.state)
+            .str("address", self.address)
+            .str("apikey", self.apikey)
+            .str("urluuid", self.urluuid)
+            .str("state", self.state)
             .int("generation", self.generation)
             .int("waiting", self.waiting)
     }
 
+    /// The whole `methodResponse`, exactly as [`Availability::to_answer_xml`] of the same fields.
+    pub fn to_answer_xml(&self) -> String {
+        self.members(StructAnswer::new()).finish()
+    }
+}
+
+impl Availability {
+    pub fn as_ref(&self) -> AvailabilityRef<'_> {
+        AvailabilityRef {
+            ready: self.ready,
+            address: &self.address,
+            apikey: &self.apikey,
+            urluuid: &self.urluuid,
+            state: &self.state,
+            generation: self.generation,
+            waiting: self.waiting,
+        }
+    }
+
     pub fn to_value(&self) -> Value {
-        self.members(StructBuilder::new()).build()
+        self.as_ref().members(StructBuilder::new()).build()
     }
 
     /// The whole `methodResponse` (agent-monitor's hot path; reads back as [`Self::to_value`]).
     pub fn to_answer_xml(&self) -> String {
-        self.members(StructAnswer::new()).finish()
+        self.as_ref().to_answer_xml()
     }
 
     pub fn from_value(v: &Value) -> Result<Availability, RpcError> {

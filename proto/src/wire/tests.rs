@@ -231,3 +231,14 @@ fn values_are_counted_while_parsing() {
         (0..=crate::value::MAX_VALUES).map(|i| format!("<member><name>m{i}</name><value/></member>")).collect();
     assert!(one(&format!("<value><struct>{members}</struct></value>")).is_err());
 }
+
+#[test]
+fn escaping_with_and_without_special_characters() {
+    // Strings with nothing to escape take the one-pass path; each special alone the other.
+    for text in ["", "plain 127.0.0.1:40000", "&", "<", ">", "\r", "a\rb", "x&&y<<z", "ünï<code>"] {
+        let fault = dxr::FaultResponse::from_xml(&write_fault(1, text)).unwrap().fault;
+        assert_eq!(fault.string(), text);
+        let value = Value::Array(vec![s(text)]);
+        assert_eq!(dxr::MethodResponse::from_xml(&write_response(&value)).unwrap().value, value, "{text:?}");
+    }
+}

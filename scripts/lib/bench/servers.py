@@ -129,16 +129,93 @@ def ceiling_start():
     return p, port
 
 
-def cpu_secs(pid):
-    """User + system CPU time a process has used (seconds)."""
+NGINX_CONF = """# scripts/bench's second HTTP ceiling (written by servers.py; never the system nginx).
+daemon off;
+master_process on;
+worker_processes 2;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    server_tokens off;
+    client_body_temp_path %(dir)s/body;
+    proxy_temp_path %(dir)s/proxy;
+    fastcgi_temp_path %(dir)s/fastcgi;
+    uwsgi_temp_path %(dir)s/uwsgi;
+    scgi_temp_path %(dir)s/scgi;
+    # hyper closes no keep-alive connection after N requests; nor should this (default 1000).
+    keepalive_requests 100000000;
+    keepalive_timeout 75s;
+    server {
+        listen 127.0.0.1:%(port)d;
+        location = /RPC2 {
+            limit_except POST { deny all; }
+            # The body is read whole from the connection (into memory, never a temp file)
+            # and dropped, so each keep-alive connection's next request starts where it
+            # should; wrk's "bad" and "errors" stay 0 (checked by nginx_wrk).
+            client_body_buffer_size 16k;
+            client_max_body_size 16k;
+            default_type text/xml;
+            return 200 '%(body)s';
+        }
+    }
+}
+"""
+
+
+def nginx_start():
+    """nginx answering every POST /RPC2 with the axum ceiling's bytes: a ceiling written in C.
+    Its own config, pid file and temp dirs under the run directory, a free port on 127.0.0.1,
+    in its own process group (master and workers are stopped together)."""
+    body = subprocess.run([os.path.join(EXAMPLES, "ceiling"), "--print-body"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "'" not in body and "\\" not in body
+    port = free_port()
+    d = os.path.join(RUN, "nginx-%d" % port)
+    os.makedirs(d)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF % {"dir": d, "port": port, "body": body})
+    err = open(os.path.join(d, "stderr.log"), "a")
+    p = subprocess.Popen(["nginx", "-p", d, "-e", os.path.join(d, "error.log"), "-c", conf],
+                         stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+    remember(p.pid, group=True)
+    end = time.monotonic() + 10
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("POST", "/RPC2", "<methodCall/>", {"Content-Type": "text/xml"})
+            r = c.getresponse()
+            got = r.read().decode()
+            c.close()
+            if r.status != 200 or got != body or r.getheader("Content-Type") != "text/xml":
+                raise RuntimeError("nginx ceiling answered %d %r" % (r.status, got[:80]))
+            return p, port
+        except OSError:
+            if p.poll() is not None or time.monotonic() > end:
+                raise RuntimeError("nginx ceiling did not start; see %s" % d)
+            time.sleep(0.02)
+
+
+def cpu_secs(pid, tree=False):
+    """User + system CPU time a process has used (seconds); with `tree`, plus that of its
+    live children (nginx's workers; not agent-monitor's jobs)."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    t = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return t + (sum(cpu_secs(c) for c in children(pid)) if tree else 0)
 
 
-def wrk(port, mode, auth, secs=None, pairs=500, expect=None, conns=64, pid=None):
+def children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [int(c) for c in f.read().split()]
+
+
+def wrk(port, mode, auth, secs=None, pairs=500, expect=None, conns=64, pid=None, tree=False):
     """wrk's numbers; with `pid`, also the server's CPU time per request (cpu_us), which is
-    far less sensitive to other load on the machine than requests/s."""
+    far less sensitive to other load on the machine than requests/s (with `tree`, of the
+    process and its children: nginx's master and workers)."""
     env = dict(os.environ, BENCH_MODE=mode, BENCH_AUTH=auth, BENCH_PAIRS=str(pairs))
     if expect:
         env["BENCH_EXPECT"] = expect
@@ -154,12 +231,13 @@ def wrk(port, mode, auth, secs=None, pairs=500, expect=None, conns=64, pid=None)
         # `perf report -i target/bench/run/<mode>-<pid>.perf.data`.
         data = os.path.join(RUN, "%s-%d.perf.data" % (mode, pid))
         graph = ["--call-graph", "dwarf"] if os.environ["BENCH_PERF"] == "dwarf" else ["-g"]
-        perf = subprocess.Popen(["perf", "record", "-F", "999"] + graph + ["-p", str(pid), "-o", data],
+        who = ",".join(str(p) for p in [pid] + (children(pid) if tree else []))
+        perf = subprocess.Popen(["perf", "record", "-F", "999"] + graph + ["-p", who, "-o", data],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         remember(perf.pid)
-    cpu0 = cpu_secs(pid) if pid else 0
+    cpu0 = cpu_secs(pid, tree) if pid else 0
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=secs + 60).stdout
-    cpu1 = cpu_secs(pid) if pid else 0
+    cpu1 = cpu_secs(pid, tree) if pid else 0
     if perf:
         perf.send_signal(signal.SIGINT)
         perf.wait(60)
@@ -171,37 +249,58 @@ def wrk(port, mode, auth, secs=None, pairs=500, expect=None, conns=64, pid=None)
     return r
 
 
-def ceiling_wrk(mode, auth, pairs=500):
-    """The trivial responder under the same load."""
-    p, port = ceiling_start()
+def ceiling_wrk(mode, auth, pairs=500, server="axum"):
+    """A trivial responder under the same load: the axum one or nginx."""
+    p, port = nginx_start() if server == "nginx" else ceiling_start()
     try:
-        return wrk(port, mode, auth, pairs=pairs, pid=p.pid)
+        # nginx's workers do the work; the master only watches them.
+        r = wrk(port, mode, auth, pairs=pairs, pid=p.pid, tree=server == "nginx")
+        if server == "nginx":
+            if r["bad"] or r["errors"]:
+                raise RuntimeError("nginx ceiling: %d bad answers, %d errors" % (r["bad"], r["errors"]))
+        return r
     finally:
-        p.kill()
-        p.wait()
+        if server == "nginx":
+            p.send_signal(signal.SIGQUIT)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                stop(p.pid, group=True)
+                p.wait()
+        else:
+            p.kill()
+            p.wait()
 
 
 def bracketed(mode, auth, run_real):
-    """The real run between two ceiling runs. The ceiling's figures are the mean of both, so
-    that load arriving or leaving during the item moves both sides alike (one ceiling run
-    before the real one varied by a quarter between otherwise equal runs)."""
-    before = ceiling_wrk(mode, auth)
+    """The real run between two runs of each ceiling (axum, nginx, real, nginx, axum). Each
+    ceiling's figures are the mean of its two runs, so that load arriving or leaving during
+    the item moves both sides alike (one ceiling run before the real one varied by a quarter
+    between otherwise equal runs)."""
+    before = {s: ceiling_wrk(mode, auth, server=s) for s in ("axum", "nginx")}
     real = run_real()
-    after = ceiling_wrk(mode, auth)
-    ceil = {k: (before[k] + after[k]) / 2 for k in before}
-    ceil["runs"] = "ceiling runs %.0f and %.0f req/s" % (before["rps"], after["rps"])
-    return real, ceil
+    after = {s: ceiling_wrk(mode, auth, server=s) for s in ("nginx", "axum")}
+    ceils = {}
+    for s in ("axum", "nginx"):
+        b, a = before[s], after[s]
+        c = {k: (b[k] + a[k]) / 2 for k in b}
+        c["runs"] = "%s runs %.0f and %.0f req/s" % (s, b["rps"], a["rps"])
+        ceils[s] = c
+    return real, ceils
 
 
-def add_http(item, metric, real, ceil, share):
-    """The three rows of a wrk item: req/s against the ceiling's (the target), CPU per call
-    and latency (information)."""
-    ratio = real["rps"] / ceil["rps"]
-    add(item, metric, "%.0f" % real["rps"], "%.0f" % ceil["rps"], "%.0f%%" % (100 * ratio),
-        ">= %.0f%%" % (100 * share), ratio >= share and real["bad"] == 0,
-        "bad answers %d; %s" % (real["bad"], ceil["runs"]))
-    add(item, "server CPU per call", "%.0f us" % real["cpu_us"], "%.0f us" % ceil["cpu_us"],
-        "%.1fx" % (real["cpu_us"] / ceil["cpu_us"]), "-", None, "noise-resistant view of the same run")
-    add(item, "p50 / p99", "%s / %s" % (ms(real["p50_us"]), ms(real["p99_us"])),
-        "%s / %s" % (ms(ceil["p50_us"]), ms(ceil["p99_us"])), "%.1fx / %.1fx" % (
-            real["p50_us"] / ceil["p50_us"], real["p99_us"] / ceil["p99_us"]), "-", None)
+def add_http(item, metric, real, ceils, share, share_nginx):
+    """The rows of a wrk item: req/s against each ceiling's (the targets), CPU per call and
+    latency against each (information)."""
+    for name, ceil, want in (("axum", ceils["axum"], share), ("nginx", ceils["nginx"], share_nginx)):
+        ratio = real["rps"] / ceil["rps"]
+        add(item, "%s, vs %s" % (metric, name), "%.0f" % real["rps"], "%.0f" % ceil["rps"],
+            "%.0f%%" % (100 * ratio), ">= %.0f%%" % (100 * want), ratio >= want and real["bad"] == 0,
+            "bad answers %d; %s" % (real["bad"], ceil["runs"]))
+    for name, ceil in (("axum", ceils["axum"]), ("nginx", ceils["nginx"])):
+        add(item, "server CPU per call, vs %s" % name, "%.1f us" % real["cpu_us"], "%.1f us" % ceil["cpu_us"],
+            "%.1fx" % (real["cpu_us"] / ceil["cpu_us"]), "-", None, "noise-resistant view of the same run")
+    for name, ceil in (("axum", ceils["axum"]), ("nginx", ceils["nginx"])):
+        add(item, "p50 / p99, vs %s" % name, "%s / %s" % (ms(real["p50_us"]), ms(real["p99_us"])),
+            "%s / %s" % (ms(ceil["p50_us"]), ms(ceil["p99_us"])), "%.1fx / %.1fx" % (
+                real["p50_us"] / ceil["p50_us"], real["p99_us"] / ceil["p99_us"]), "-", None)

@@ -29,7 +29,7 @@ def bench_storm_and_status():
                 pairs.add((j["project"], j["viewer"]))
             live = [v for v in am.rpc().listViewers() if v["state"] not in ("stopped", "failed")]
             once = len(got) == len(pairs) == len(live) == 500
-            add_http("1 lock storm", "launchViewer req/s (64 conns, 500 pairs)", real, ceil, 0.40)
+            add_http("1 lock storm", "launchViewer req/s (64 conns, 500 pairs)", real, ceil, 0.50, 0.45)
             add("1 lock storm", "exactly once: jobs / distinct pairs / live", "%d / %d / %d" % (
                 len(got), len(pairs), len(live)), "500", "-", "all 500", once)
         if ONLY is None or "status" in ONLY:
@@ -52,7 +52,7 @@ def bench_storm_and_status():
             sample = am.rpc("launcher").isViewerAvailable("CodeDX", "p1")
             assert sample["ready"] == 1, sample
             real, ceil = bracketed("status", auth, lambda: wrk(am.port, "status", auth, pid=am.proc.pid))
-            add_http("2 status path", "isViewerAvailable req/s (ready, 64 conns)", real, ceil, 0.60)
+            add_http("2 status path", "isViewerAvailable req/s (ready, 64 conns)", real, ceil, 0.70, 0.60)
     finally:
         am.terminate()
         kill_jobs(launch_log)
