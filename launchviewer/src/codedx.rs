@@ -20,6 +20,8 @@ use crate::Pacer;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long one look at the import job may wait for its end (vrun's viewer answers `?wait=`).
+const JOB_WAIT: Duration = Duration::from_secs(5);
 
 /// One failed call, classified.
 #[derive(Debug)]
@@ -162,8 +164,11 @@ impl CodeDx {
         Ok(json::<Accepted>(resp).await?.job_id)
     }
 
+    /// The import job; vrun's viewer answers when it is over (or after `JOB_WAIT`), a viewer
+    /// that ignores `wait` at once (then the caller's pauses pace the polls).
     async fn job(&self, id: &str) -> Result<Job, CallError> {
-        json(self.request(Method::GET, &format!("jobs/{id}")).send().await).await
+        let path = format!("jobs/{id}?wait={}", JOB_WAIT.as_secs());
+        json(self.request(Method::GET, &path).send().await).await
     }
 
     /// Retries `call` on transient failures with exponential backoff until `deadline`.

@@ -169,9 +169,14 @@ pub(crate) async fn flow(
             Err(e) => return Outcome::error(e),
         };
         let push_deadline = deadline.unwrap_or_else(|| Instant::now() + UPLOAD_BUDGET_WITHOUT_WAIT);
-        match push::push(monitor, &avail, input, push_deadline, progress).await {
+        // The sign-in beside the upload: agent-monitor answers it while the viewer imports.
+        let (pushed, login) = tokio::join!(
+            push::push(monitor, &avail, input, push_deadline, progress),
+            link::Login::ask(monitor, &input.pair, input.user.as_deref())
+        );
+        match pushed {
             Ok(url) => {
-                return match link::printed_url(monitor, &input.pair, input.user.as_deref(), url).await {
+                return match link::printed_url(monitor, &input.pair, input.user.as_deref(), url, Some(login)).await {
                     Ok(url) => Outcome::Ready { url },
                     Err(e) => Outcome::error(e),
                 }

@@ -171,7 +171,7 @@ async fn finish(
             Ok(direct) => {
                 // The same URL the foreground path records: the front door's (which also
                 // authorises the user there); the address column keeps the viewer's own.
-                return match crate::link::printed_url(monitor, &input.pair, input.user.as_deref(), direct).await {
+                return match crate::link::printed_url(monitor, &input.pair, input.user.as_deref(), direct, None).await {
                     Ok(url) => {
                         record(row, Status::Up { url: &url, address: &avail.address }, progress);
                         Outcome::Ready { url }

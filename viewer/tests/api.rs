@@ -366,3 +366,23 @@ async fn activity_counts_requests_but_not_itself() {
     assert!(last > started, "a page view is activity");
     s.stop().await;
 }
+
+/// `?wait=S` answers as soon as the import is over (one look instead of a poll loop), and a
+/// job already over, or an unknown one, at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_look_with_wait_answers_when_the_import_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(config(dir.path())).await;
+    let p = s.create_project("waited").await;
+    let job = s.upload(p, &[("a.sarif", sarif("t", &[result("R1", "a.c", 1, "m")]))]).await;
+    let t = std::time::Instant::now();
+    let v: Value = s.api(Method::GET, &format!("/jobs/{job}?wait=10")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(9), "answered at the end, not at the deadline");
+    let t = std::time::Instant::now();
+    let v: Value = s.api(Method::GET, &format!("/jobs/{job}?wait=10")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["status"], "completed");
+    assert!(t.elapsed() < std::time::Duration::from_secs(2), "an ended job answers at once");
+    assert_eq!(s.api(Method::GET, "/jobs/0000?wait=10").send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    s.stop().await;
+}

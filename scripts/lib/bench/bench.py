@@ -6,10 +6,10 @@ to be run by hand. Every process it starts is recorded in <run>/pids ("pid" or "
 line) so that the wrapper's trap can stop them even if this driver dies; the driver stops
 them itself on every normal or failing exit too.
 
-Usage: bench.py [--short] [--only ITEMS]   (ITEMS: comma list of storm,status,durable,warm,cold,memory,
-                                            frontdoor,slurm)
+Usage: bench.py [--short] [--only ITEMS]   (ITEMS: comma list of storm,status,durable,warm,cold,cold-slurm,
+                                            memory,frontdoor,slurm)
 
-One module per item (storm.py, durable.py, warm.py, cold.py, memory.py, frontdoor.py, slurm.py), each adding its rows
+One module per item (storm.py, durable.py, warm.py, cold.py, cold_slurm.py, memory.py, frontdoor.py, slurm.py), each adding its rows
 to the table; common.py holds the settings, process bookkeeping and rows, servers.py the
 agent-monitor, ceiling and wrk runners they share. This file only runs them in order.
 """
@@ -25,6 +25,7 @@ from storm import bench_storm_and_status
 from durable import bench_durable
 from warm import bench_warm
 from cold import bench_cold
+from cold_slurm import bench_cold_slurm
 from memory import bench_memory
 from frontdoor import bench_frontdoor
 from slurm import bench_slurm
@@ -44,8 +45,8 @@ def main():
     open(PIDS, "w").close()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     items = [("storm", bench_storm_and_status), ("durable", bench_durable), ("warm", bench_warm),
-             ("cold", bench_cold), ("memory", bench_memory), ("frontdoor", bench_frontdoor),
-             ("slurm", bench_slurm)]
+             ("cold", bench_cold), ("cold-slurm", bench_cold_slurm), ("memory", bench_memory),
+             ("frontdoor", bench_frontdoor), ("slurm", bench_slurm)]
     failures = []
     t = time.monotonic()
     try:

@@ -142,12 +142,35 @@ pub async fn analysis(
     Ok((StatusCode::ACCEPTED, Json(json!({ "jobId": job_id }))).into_response())
 }
 
+/// Longest `?wait=` honoured (seconds).
+const JOB_WAIT_MAX_SECS: u64 = 10;
+
+#[derive(Debug, serde::Deserialize)]
+pub struct JobQuery {
+    wait: Option<String>,
+}
+
+/// `GET /api/jobs/{id}`; with `?wait=S` (extension, up to 10 s) the answer waits until the
+/// job is over or S seconds passed, so a client learns of the end at once without polling
+/// a single-vCPU guest that is busy importing.
 pub async fn job(
     _: ApiKey,
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(q): Query<JobQuery>,
 ) -> Result<Json<projects::Job>, ApiError> {
-    st.with_db(move |c| projects::get_job(c, &id)).await?.map(Json).ok_or(ApiError::NotFound("job"))
+    let wait = q.wait.as_deref().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0).min(JOB_WAIT_MAX_SECS);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    // Subscribed before each read: an end between the read and the wait is not missed.
+    let mut ended = st.jobs_ended.subscribe();
+    loop {
+        let id2 = id.clone();
+        let job = st.with_db(move |c| projects::get_job(c, &id2)).await?.ok_or(ApiError::NotFound("job"))?;
+        let over = matches!(job.status.as_str(), "completed" | "failed");
+        if over || tokio::time::timeout_at(deadline, ended.changed()).await.map_or(true, |r| r.is_err()) {
+            return Ok(Json(job));
+        }
+    }
 }
 
 pub async fn activity(_: ApiKeyQuiet, State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {

@@ -59,6 +59,8 @@ pub async fn run(st: Arc<AppState>, id: String, project_id: i64, dir: PathBuf, u
         }
     }
     drop(permit);
+    // Whoever waits on this job's status (`?wait=`) looks again now.
+    st.jobs_ended.send_modify(|n| *n = n.wrapping_add(1));
     if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
         tracing::warn!(job = id, "cannot remove {}: {e}", dir.display());
     }

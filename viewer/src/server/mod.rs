@@ -62,6 +62,8 @@ pub(crate) struct AppState {
     uploads_dir: PathBuf,
     /// Key of the page forms' CSRF tokens.
     csrf: csrf::CsrfKey,
+    /// Bumped whenever an import job ends: `GET /api/jobs/{id}?wait=S` waits on it.
+    jobs_ended: tokio::sync::watch::Sender<u64>,
 }
 
 impl AppState {
@@ -114,6 +116,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             uploads_dir,
             csrf: csrf::CsrfKey::random(),
+            jobs_ended: tokio::sync::watch::Sender::new(0),
         };
         Ok(Server { state: Arc::new(state), _lock: lock })
     }
