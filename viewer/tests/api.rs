@@ -384,5 +384,7 @@ async fn a_job_look_with_wait_answers_when_the_import_ends() {
     assert_eq!(v["status"], "completed");
     assert!(t.elapsed() < std::time::Duration::from_secs(2), "an ended job answers at once");
     assert_eq!(s.api(Method::GET, "/jobs/0000?wait=10").send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    let bad = s.api(Method::GET, &format!("/jobs/{job}?wait=soon")).send().await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "a wait that is not whole seconds is refused");
     s.stop().await;
 }

@@ -159,7 +159,13 @@ pub async fn job(
     Path(id): Path<String>,
     Query(q): Query<JobQuery>,
 ) -> Result<Json<projects::Job>, ApiError> {
-    let wait = q.wait.as_deref().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0).min(JOB_WAIT_MAX_SECS);
+    let wait = match q.wait.as_deref() {
+        None => 0,
+        Some(w) => w
+            .parse::<u64>()
+            .map_err(|_| ApiError::BadRequest(format!("wait must be whole seconds (0 to {JOB_WAIT_MAX_SECS}), not {w:?}")))?
+            .min(JOB_WAIT_MAX_SECS),
+    };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
     // Subscribed before each read: an end between the read and the wait is not missed.
     let mut ended = st.jobs_ended.subscribe();
