@@ -6,9 +6,9 @@ to be run by hand. Every process it starts is recorded in <run>/pids ("pid" or "
 line) so that the wrapper's trap can stop them even if this driver dies; the driver stops
 them itself on every normal or failing exit too.
 
-Usage: bench.py [--short] [--only ITEMS]   (ITEMS: comma list of storm,status,durable,warm,cold,memory)
+Usage: bench.py [--short] [--only ITEMS]   (ITEMS: comma list of storm,status,durable,warm,cold,memory,scale)
 
-One module per item (storm.py, durable.py, warm.py, cold.py, memory.py), each adding its rows
+One module per item (storm.py, durable.py, warm.py, cold.py, memory.py, scale.py), each adding its rows
 to the table; common.py holds the settings, process bookkeeping and rows, servers.py the
 agent-monitor, ceiling and wrk runners they share. This file only runs them in order.
 """
@@ -25,6 +25,7 @@ from durable import bench_durable
 from warm import bench_warm
 from cold import bench_cold
 from memory import bench_memory
+from scale import bench_scale
 
 
 def table():
@@ -41,7 +42,8 @@ def main():
     open(PIDS, "w").close()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     items = [("storm", bench_storm_and_status), ("durable", bench_durable), ("warm", bench_warm),
-             ("cold", bench_cold), ("memory", bench_memory)]
+             ("cold", bench_cold), ("memory", bench_memory),
+             ("scale", bench_scale)]
     failures = []
     t = time.monotonic()
     try:
