@@ -23,8 +23,9 @@ use crate::store::{now_ms, LIVE};
 /// One statement: every live instance gets at least a full lease from now.
 pub async fn renew_leases(m: &Arc<Daemon>) -> Result<(), RpcError> {
     let until = now_ms() + m.timing.lease.as_millis() as i64;
+    // Leases are not in the live map: nothing to read back (see `write_unmapped`).
     m.store
-        .write(move |c| {
+        .write_unmapped(move |c| {
             c.prepare_cached(&format!("UPDATE instances SET lease_until_ms = max(lease_until_ms, ?1) WHERE {LIVE}"))?
                 .execute([until])?;
             Ok(())
