@@ -89,6 +89,25 @@ impl Daemon {
         }
     }
 
+    /// Runs `f` in the next store transaction and carries out the effects it returns, in a
+    /// task of its own: a caller that goes away meanwhile (a client closing its connection
+    /// mid-call drops the handler) must not leave a committed launch without its job start.
+    /// The scale bench found 187 of 10,000 launches so, when wrk closed its connections; they
+    /// waited in `launching` with no job until the launch deadline failed them.
+    pub async fn decide<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&rusqlite::Connection) -> crate::store::Db<(T, Vec<Effect>)> + Send + 'static,
+    ) -> Result<T, vrun_proto::RpcError> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let (answer, effects) = me.store.write(f).await?;
+            me.apply(effects);
+            Ok(answer)
+        })
+        .await
+        .map_err(|e| vrun_proto::RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?
+    }
+
     /// The queue of the thread that starts jobs (created on first use).
     fn starter(&self) -> &std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>> {
         self.starter.get_or_init(|| {

@@ -42,9 +42,21 @@ async fn last_activity(http: &reqwest::Client, inst: &Instance) -> Option<i64> {
 }
 
 async fn check_all(m: &Arc<Daemon>, http: &reqwest::Client) {
-    let Ok(live) = m.store.read(instances::all_live).await else { return };
+    // Page by page: holding every live row at once cost 10,000 whole rows each pass.
+    let mut after = 0;
+    loop {
+        let page =
+            m.store.read(move |c| instances::in_state_after(c, ViewerState::Ready, after, instances::PAGE)).await;
+        let Ok(page) = page else { return };
+        let Some(last) = page.last() else { return };
+        after = last.generation;
+        check_page(m, http, page).await;
+    }
+}
+
+async fn check_page(m: &Arc<Daemon>, http: &reqwest::Client, page: Vec<Instance>) {
     let now_s = now_ms() / 1000;
-    for inst in live.into_iter().filter(|i| i.state == ViewerState::Ready && !i.address.is_empty()) {
+    for inst in page.into_iter().filter(|i| !i.address.is_empty()) {
         let (idle, lifetime) = m.timing.limits.get().for_viewer(inst.pair.viewer());
         let age = now_s - inst.created_ms / 1000;
         let reason = if age > lifetime.as_secs() as i64 {

@@ -185,6 +185,38 @@ pub fn all_live(conn: &Connection) -> Db<Vec<Instance>> {
     query_all(conn, LIVE, [])
 }
 
+/// How many live instances the periodic passes (sweep, idle check, start-up repair) hold in
+/// memory at once. Reading all 10,000 whole rows each sweep grew the daemon by 30 MB that
+/// glibc kept in the blocking threads' arenas (docs/performance.md); pages bound it.
+pub const PAGE: usize = 1000;
+
+/// The generations of every live instance, in order (8 bytes each, not a whole row).
+pub fn live_generations(conn: &Connection) -> Db<Vec<i64>> {
+    Ok(live_jobs(conn)?.into_iter().map(|(g, _)| g).collect())
+}
+
+/// Every live instance's generation, in order, and whether its job had been started.
+pub fn live_jobs(conn: &Connection) -> Db<Vec<(i64, bool)>> {
+    let sql = format!("SELECT generation, job_started_ms IS NOT NULL FROM instances WHERE {LIVE} ORDER BY generation");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Live instances with generations in `first..=last`, in order.
+pub fn live_between(conn: &Connection, first: i64, last: i64) -> Db<Vec<Instance>> {
+    query_all(conn, &format!("generation BETWEEN ?1 AND ?2 AND {LIVE} ORDER BY generation"), params![first, last])
+}
+
+/// Up to `limit` live instances in `state` after generation `after`, in order: a page.
+pub fn in_state_after(conn: &Connection, state: ViewerState, after: i64, limit: usize) -> Db<Vec<Instance>> {
+    query_all(
+        conn,
+        "state = ?1 AND generation > ?2 ORDER BY generation LIMIT ?3",
+        params![state.as_str(), after, limit as i64],
+    )
+}
+
 /// Live instances whose lease ran out before `now_ms`.
 pub fn expired(conn: &Connection, now_ms: i64) -> Db<Vec<Instance>> {
     query_all(conn, &format!("{LIVE} AND lease_until_ms < ?1"), params![now_ms])

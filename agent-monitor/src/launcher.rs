@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use vrun_proto::job::JobSpec;
 
+pub mod record;
 pub mod slurm;
 
 /// Environment variable naming the inherited lock descriptor.

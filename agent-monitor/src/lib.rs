@@ -91,6 +91,10 @@ pub async fn run(
     let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
     let launcher: Arc<dyn Launcher> = match &cfg.slurm {
         Some(s) => Arc::new(launcher::slurm::SlurmLauncher::new(s.clone(), &monitor_id)),
+        None if cfg.record_jobs => {
+            tracing::warn!("launcher = record: jobs are recorded, never run (benchmarks and tests only)");
+            Arc::new(launcher::record::RecordLauncher::new(&cfg.sub("jobs"))?)
+        }
         None => Arc::new(ProcessLauncher::new(cfg.sub("jobs"), cfg.job_command.clone())?.fetching(cfg.fetch_jobs)),
     };
     let hv: Arc<dyn Hypervisor> = match cfg.libvirt_uri.as_str() {

@@ -33,7 +33,12 @@ pub async fn apply(m: &Arc<Daemon>, old: &Resolved, source: &Settings) -> anyhow
     };
     differs("listen", new.listen != old.listen);
     differs("state_dir", new.state_dir != old.state_dir);
-    differs("launcher", new.slurm.is_some() != old.slurm.is_some() || new.fetch_jobs != old.fetch_jobs);
+    differs(
+        "launcher",
+        new.slurm.is_some() != old.slurm.is_some()
+            || new.record_jobs != old.record_jobs
+            || new.fetch_jobs != old.fetch_jobs,
+    );
     differs("platform", new.platform != old.platform);
     differs("lease_secs", new.lease != old.lease);
     differs("sweep_secs", new.sweep_every != old.sweep_every);

@@ -23,8 +23,9 @@ use crate::store::{now_ms, LIVE};
 /// One statement: every live instance gets at least a full lease from now.
 pub async fn renew_leases(m: &Arc<Daemon>) -> Result<(), RpcError> {
     let until = now_ms() + m.timing.lease.as_millis() as i64;
+    // Leases are not in the live map: nothing to read back (see `write_unmapped`).
     m.store
-        .write(move |c| {
+        .write_unmapped(move |c| {
             c.prepare_cached(&format!("UPDATE instances SET lease_until_ms = max(lease_until_ms, ?1) WHERE {LIVE}"))?
                 .execute([until])?;
             Ok(())
@@ -32,24 +33,46 @@ pub async fn renew_leases(m: &Arc<Daemon>) -> Result<(), RpcError> {
         .await
 }
 
-/// Checks every live instance against the launcher: adopts, starts or fails it.
+/// Checks every live instance against the launcher: adopts, starts or fails it. Generations
+/// only are held for all of them (8 bytes each); rows are read and changed a page per
+/// transaction, so that 100,000 live instances neither hold 100,000 rows in memory nor keep
+/// the writer (and every launch behind it) in one long transaction.
 pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
-    let live = m.store.read(instances::all_live).await?;
+    let live = m.store.read(instances::live_generations).await?;
     if live.is_empty() {
         return Ok(());
     }
     let launcher = Arc::clone(&m.launcher);
-    let probes: Vec<(i64, JobProbe)> = tokio::task::spawn_blocking(move || {
-        let generations: Vec<i64> = live.iter().map(|i| i.generation).collect();
-        let probes = launcher.probe_all(&generations);
-        generations.into_iter().zip(probes).collect()
+    let (live, probes): (Vec<i64>, Vec<JobProbe>) = tokio::task::spawn_blocking(move || {
+        let probes = launcher.probe_all(&live);
+        (live, probes)
     })
     .await
     .map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
+    let (mut adopted, mut started, mut failed) = (0, 0, 0);
+    for (gens, probes) in live.chunks(instances::PAGE).zip(probes.chunks(instances::PAGE)) {
+        let page: Vec<(i64, JobProbe)> = gens.iter().copied().zip(probes.iter().cloned()).collect();
+        let (effects, counts) = repair_page(m, page).await?;
+        adopted += counts.0;
+        started += counts.1;
+        failed += counts.2;
+        m.apply(effects);
+    }
+    tracing::info!(adopted, started, failed, "restored live instances");
+    let ctx = m.job_ctx.clone();
+    let effects = m.store.write(move |c| crate::instances::admit(c, &ctx, now_ms())).await?;
+    m.apply(effects);
+    Ok(())
+}
+
+/// One page of [`repair`] in one transaction: its effects and (adopted, started, failed).
+async fn repair_page(
+    m: &Arc<Daemon>,
+    probes: Vec<(i64, JobProbe)>,
+) -> Result<(Vec<Effect>, (usize, usize, usize)), RpcError> {
     let ctx = m.job_ctx.clone();
     let lease_ms = m.timing.lease.as_millis() as i64;
-    let effects = m
-        .store
+    m.store
         .write(move |c| {
             let now = now_ms();
             let mut effects = Vec::new();
@@ -102,11 +125,7 @@ pub async fn repair(m: &Arc<Daemon>) -> Result<(), RpcError> {
                     }
                 }
             }
-            tracing::info!(adopted, started, failed, "restored live instances");
-            effects.extend(crate::instances::admit(c, &ctx, now)?);
-            Ok(effects)
+            Ok((effects, (adopted, started, failed)))
         })
-        .await?;
-    m.apply(effects);
-    Ok(())
+        .await
 }

@@ -23,8 +23,7 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Answer, RpcError>
         }
     }
     let ctx = m.job_ctx.clone();
-    let (reply, effects) = m.store.write(move |c| decide(c, &req, &ctx)).await?;
-    m.apply(effects);
+    let reply = m.decide(move |c| decide(c, &req, &ctx)).await?;
     Ok(Answer::Xml(reply.to_answer_xml()))
 }
 

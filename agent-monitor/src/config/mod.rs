@@ -51,7 +51,9 @@ pub struct Settings {
     /// `fetch` (over XML-RPC with its token, as on a node that shares no filesystem).
     #[arg(long, env = "AGENT_MONITOR_JOB_DELIVERY")]
     pub job_delivery: Option<String>,
-    /// `process` (vruntask on this host, the default) or `slurm` (a batch job per viewer).
+    /// `process` (vruntask on this host, the default) or `slurm` (a batch job per viewer);
+    /// `record` spawns nothing and only records starts and cancels in
+    /// `<state>/jobs/recorded-jobs.log`: for benchmarks and tests, never for viewers.
     #[arg(long, env = "AGENT_MONITOR_LAUNCHER")]
     pub launcher: Option<String>,
     /// Slurm partition of the viewer hypervisors (default: the cluster's default partition).
@@ -231,6 +233,8 @@ pub struct Resolved {
     pub fetch_jobs: bool,
     /// The Slurm launcher's settings, when `launcher = slurm`.
     pub slurm: Option<crate::launcher::slurm::SlurmSettings>,
+    /// `launcher = record`: jobs are recorded, never run (benchmarks and tests only).
+    pub record_jobs: bool,
     pub platform: String,
     pub memory_mib: u32,
     pub vcpus: u32,
@@ -342,8 +346,10 @@ impl Settings {
             other => anyhow::bail!("job_delivery must be file or fetch, not {other:?}"),
         };
         let life_default = Duration::from_secs(self.max_lifetime_secs.unwrap_or(8 * 3600));
-        let slurm = match self.launcher.as_deref().unwrap_or("process") {
-            "process" => None,
+        let launcher = self.launcher.as_deref().unwrap_or("process");
+        let record_jobs = launcher == "record";
+        let slurm = match launcher {
+            "process" | "record" => None,
             "slurm" => Some(crate::launcher::slurm::SlurmSettings {
                 partition: self.slurm_partition.clone(),
                 memory_overhead_mib: self.slurm_memory_overhead_mib.unwrap_or(256),
@@ -361,7 +367,7 @@ impl Settings {
                 timeout: Duration::from_secs(self.slurm_timeout_secs.unwrap_or(10).max(1)),
                 bin_dir: self.slurm_bin_dir.clone(),
             }),
-            other => anyhow::bail!("launcher must be process or slurm, not {other:?}"),
+            other => anyhow::bail!("launcher must be process, slurm or record, not {other:?}"),
         };
         let reap_default = (lease / 4).min(Duration::from_secs(5));
         let front_door = front_door::resolve(&self, self.shutdown_grace_secs.unwrap_or(10))?;
@@ -382,6 +388,7 @@ impl Settings {
             job_command: self.job_command.unwrap_or_else(default_job_command),
             fetch_jobs,
             slurm,
+            record_jobs,
             platform: self.platform.unwrap_or_else(|| "/var/lib/vrun/viewer-image".into()),
             memory_mib: self.memory_mib.unwrap_or(512),
             vcpus: self.vcpus.unwrap_or(1),

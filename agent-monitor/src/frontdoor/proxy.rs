@@ -125,7 +125,8 @@ pub async fn forward(
         parts.headers.insert(header::HOST, v);
     }
     let timeout = fd.settings.request_timeout;
-    let answer = match tokio::time::timeout(timeout, fd.upstream.request(hyper::Request::from_parts(parts, body))).await {
+    let answer = match tokio::time::timeout(timeout, fd.upstream.request(hyper::Request::from_parts(parts, body))).await
+    {
         Err(_) => return Err(ProxyError::Timeout(timeout)),
         // Not listening (yet, or any more), or no connection within the connect timeout.
         Ok(Err(e)) if e.is_connect() => return Err(ProxyError::Connect(error_chain(&e))),

@@ -398,7 +398,11 @@ mod tests {
         let all: Vec<SlurmJob> = jobs.iter().cloned().chain(requeued).collect();
         assert_eq!(
             probes_of(&all, &[3, 4, 99]),
-            [JobProbe::Queued { reason: "BeginTime".into() }, JobProbe::Running { node: Some("n2".into()) }, JobProbe::NotRunning],
+            [
+                JobProbe::Queued { reason: "BeginTime".into() },
+                JobProbe::Running { node: Some("n2".into()) },
+                JobProbe::NotRunning
+            ],
             "the newest record of a generation counts"
         );
         assert_eq!(parse_squeue("", "vrun aa").unwrap(), []);

@@ -157,6 +157,15 @@ impl Touched {
         Ok(touched)
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Forgets rows recorded after the first `len` (a change the map does not follow).
+    pub(super) fn truncate(&self, len: usize) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).truncate(len);
+    }
+
     pub(super) fn take(&self) -> Vec<i64> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }

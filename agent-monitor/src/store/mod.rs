@@ -38,6 +38,7 @@ pub struct Store {
     readers: Arc<Mutex<Vec<Connection>>>,
     path: Arc<Path>,
     live: Arc<LiveMap>,
+    touched: Touched,
 }
 
 pub fn now_ms() -> i64 {
@@ -103,10 +104,11 @@ impl Store {
         let touched = Touched::install(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Op>();
         let writer_live = Arc::clone(&live);
-        std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_live, &touched))?;
-        Ok(Store { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path: path.into(), live })
+        std::thread::Builder::new().name("store-writer".into()).spawn({
+            let touched = touched.clone();
+            move || writer_loop(conn, rx, &writer_live, &touched)
+        })?;
+        Ok(Store { writer: tx, readers: Arc::new(Mutex::new(Vec::new())), path: path.into(), live, touched })
     }
 
     /// The instance holding the pair's lock as of the last commit: from memory, or from a
@@ -134,6 +136,25 @@ impl Store {
         });
         self.writer.send(op).map_err(|_| RpcError::new(FaultCode::ShuttingDown, "store is closed"))?;
         rx.await.map_err(|_| internal("writer stopped"))?
+    }
+
+    /// [`Store::write`] for a change to columns the live map does not hold (leases only): the
+    /// rows it touches are not read back at commit. Renewing 100,000 leases at start-up was
+    /// otherwise 100,000 point reads before the daemon could serve.
+    pub async fn write_unmapped<T, F>(&self, f: F) -> Result<T, RpcError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Db<T> + Send + 'static,
+    {
+        let touched = self.touched.clone();
+        self.write(move |c| {
+            // Ops run one after another on the writer thread: what this one adds is the tail.
+            let before = touched.len();
+            let result = f(c);
+            touched.truncate(before);
+            result
+        })
+        .await
     }
 
     /// Runs `f` on a read connection (never blocks the writer).

@@ -7,9 +7,10 @@ line) so that the wrapper's trap can stop them even if this driver dies; the dri
 them itself on every normal or failing exit too.
 
 Usage: bench.py [--short] [--only ITEMS]   (ITEMS: comma list of storm,status,durable,warm,cold,cold-slurm,
-                                            memory,frontdoor,slurm)
+                                            memory,scale,frontdoor,slurm)
 
-One module per item (storm.py, durable.py, warm.py, cold.py, cold_slurm.py, memory.py, frontdoor.py, slurm.py), each adding its rows
+One module per item (storm.py, durable.py, warm.py, cold.py, cold_slurm.py, memory.py, scale.py, frontdoor.py,
+slurm.py), each adding its rows
 to the table; common.py holds the settings, process bookkeeping and rows, servers.py the
 agent-monitor, ceiling and wrk runners they share. This file only runs them in order.
 """
@@ -29,6 +30,7 @@ from cold_slurm import bench_cold_slurm
 from memory import bench_memory
 from frontdoor import bench_frontdoor
 from slurm import bench_slurm
+from scale import bench_scale
 
 
 def table():
@@ -46,7 +48,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     items = [("storm", bench_storm_and_status), ("durable", bench_durable), ("warm", bench_warm),
              ("cold", bench_cold), ("cold-slurm", bench_cold_slurm), ("memory", bench_memory),
-             ("frontdoor", bench_frontdoor), ("slurm", bench_slurm)]
+             ("scale", bench_scale), ("frontdoor", bench_frontdoor), ("slurm", bench_slurm)]
     failures = []
     t = time.monotonic()
     try:

@@ -26,6 +26,7 @@ DUR = 2 if SHORT else 10            # seconds per wrk run
 FSYNC_SECS = 1 if SHORT else 5      # disk ceiling, split before/after the launches
 WARM_RUNS = 3 if SHORT else 20
 MANY = 1000 if SHORT else 10000     # instances for the memory/start-up item
+SCALE = 10000 if SHORT else 100000  # live instances for the scale item (recorded jobs)
 FINDINGS = 5000 if SHORT else 50000
 
 started = []                        # (pid, is_group) we must stop

@@ -4,6 +4,8 @@
 --   BENCH_MODE    launch  launchViewer on a random one of BENCH_PAIRS pairs
 --                 status  isViewerAvailable on a random one of BENCH_PAIRS pairs
 --                 unique  launchViewer on a new pair every request (first launches)
+--                 fill    launchViewer on p1..pBENCH_PAIRS once each, split among the threads
+--                         (BENCH_THREADS, default 2), then again on each thread's first pair (filling)
 --   BENCH_PAIRS   number of pairs (default 500), named p1..pN, viewer CodeDX
 --   BENCH_EXPECT  substring every good answer contains (optional)
 -- A good answer is HTTP 200 without an XML-RPC fault (and with BENCH_EXPECT); the rest are
@@ -41,7 +43,7 @@ local counter = 0
 bad = 0
 function init(args)
   math.randomseed(os.time() * 100 + (tid or 0))
-  if mode ~= "unique" then
+  if mode ~= "unique" and mode ~= "fill" then
     local make = (mode == "status") and status_body or launch_body
     for i = 1, npairs do
       reqs[i] = wrk.format("POST", "/RPC2", headers, make("p" .. i))
@@ -49,7 +51,18 @@ function init(args)
   end
 end
 
+local stride = tonumber(os.getenv("BENCH_THREADS") or "2")
 function request()
+  if mode == "fill" then
+    local i = (tid or 1) + stride * counter
+    counter = counter + 1
+    if i <= npairs then
+      return wrk.format("POST", "/RPC2", headers, launch_body("p" .. i))
+    end
+    -- Done: launch this thread's first pair again (held: answered at once). wrk may build
+    -- one request it never sends, so each thread's first pair is also asked for last.
+    return wrk.format("POST", "/RPC2", headers, launch_body("p" .. (tid or 1)))
+  end
   if mode == "unique" then
     counter = counter + 1
     return wrk.format("POST", "/RPC2", headers, launch_body("u" .. tid .. "x" .. counter))

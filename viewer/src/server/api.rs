@@ -163,7 +163,9 @@ pub async fn job(
         None => 0,
         Some(w) => w
             .parse::<u64>()
-            .map_err(|_| ApiError::BadRequest(format!("wait must be whole seconds (0 to {JOB_WAIT_MAX_SECS}), not {w:?}")))?
+            .map_err(|_| {
+                ApiError::BadRequest(format!("wait must be whole seconds (0 to {JOB_WAIT_MAX_SECS}), not {w:?}"))
+            })?
             .min(JOB_WAIT_MAX_SECS),
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
