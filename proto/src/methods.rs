@@ -801,3 +801,34 @@ impl HostInfo {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ViewerState;
+
+    /// The hot answers are written by hand (`to_answer_xml`); they must read back as the
+    /// values the generic path would send.
+    #[test]
+    fn hot_answers_read_back_as_their_values() {
+        let a = Availability {
+            ready: true,
+            address: "127.0.0.1:40000".into(),
+            apikey: "ab".repeat(32),
+            urluuid: "proxy-<&>".into(),
+            state: "ready".into(),
+            generation: 1 << 40, // clamped the same way on both paths
+            waiting: 3,
+        };
+        let l = LaunchReply { state: ViewerState::Stopping, generation: 7, launched: false, queued: true };
+        for (xml, value) in [(a.to_answer_xml(), a.to_value()), (l.to_answer_xml(), l.to_value())] {
+            assert_eq!(dxr::MethodResponse::from_xml(&xml).unwrap().value, value, "{xml}");
+        }
+        assert_eq!(
+            Availability::from_value(&dxr::MethodResponse::from_xml(&a.to_answer_xml()).unwrap().value)
+                .unwrap()
+                .urluuid,
+            "proxy-<&>"
+        );
+    }
+}
