@@ -1,11 +1,14 @@
 """Settings, process bookkeeping, result rows and small helpers shared by every bench item."""
 
+import hashlib
+import hmac
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 
@@ -103,3 +106,20 @@ def http_json(method, url, headers, body=None):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(req, timeout=30) as r:
         return json.loads(r.read() or b"null")
+
+
+def _mac(key, parts):
+    m = hmac.new(key, digestmod=hashlib.sha256)
+    for p in parts:
+        b = p.encode()
+        m.update(len(b).to_bytes(8, "big"))
+        m.update(b)
+    return m
+
+
+def make_proof(apikey, user, now=None):
+    """vrun_proto::frontdoor::make_proof: `v1:<now>:<user>:<hmac>`, the proof the front door adds
+    and the viewer requires for its pages."""
+    t = str(int(now if now is not None else time.time()))
+    key = _mac(apikey.encode(), ["vrun front door proof v1"]).digest()
+    return "v1:%s:%s:%s" % (t, user, _mac(key, ["proof", t, user]).hexdigest())

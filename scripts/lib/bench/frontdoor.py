@@ -27,9 +27,7 @@ Rows:
 - agent-monitor's peak RSS rise while a 60 MB and a 6 MB upload stream through the door.
 """
 
-import hashlib
 import http.client
-import hmac
 import os
 import re
 import shutil
@@ -41,7 +39,7 @@ import time
 import urllib.error
 import urllib.request
 
-from common import BIN, DUR, ROOT, RUN, SHORT, add, free_port, gen_sarif, log, ms, remember, status_kb
+from common import BIN, DUR, ROOT, RUN, SHORT, add, free_port, gen_sarif, log, make_proof, ms, remember, status_kb
 from servers import Daemon, cpu_secs, kill_jobs
 
 LUA = os.path.join(ROOT, "scripts", "lib", "bench", "http.lua")
@@ -54,22 +52,6 @@ TPUT_CONNS = 4                      # "a few connections"
 RSS_LIMIT_MIB = 8                   # bounded: far below the upload's size, whatever it is
 ROUNDS = 1 if SHORT else 3          # proxied runs, each between two direct runs
 RUN_SECS = DUR if SHORT else 4      # seconds per wrk run
-
-
-def _mac(key, parts):
-    m = hmac.new(key, digestmod=hashlib.sha256)
-    for p in parts:
-        b = p.encode()
-        m.update(len(b).to_bytes(8, "big"))
-        m.update(b)
-    return m
-
-
-def make_proof(apikey, user, now=None):
-    """vrun_proto::frontdoor::make_proof: `v1:<now>:<user>:<hmac>`."""
-    t = str(int(now if now is not None else time.time()))
-    key = _mac(apikey.encode(), ["vrun front door proof v1"]).digest()
-    return "v1:%s:%s:%s" % (t, user, _mac(key, ["proof", t, user]).hexdigest())
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

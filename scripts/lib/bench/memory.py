@@ -9,7 +9,7 @@ import subprocess
 import time
 import urllib.request
 
-from common import BIN, FINDINGS, MANY, RUN, SHORT, add, gen_sarif, http_json, log, remember, status_kb
+from common import BIN, FINDINGS, MANY, RUN, SHORT, add, gen_sarif, http_json, log, make_proof, remember, status_kb
 from servers import Daemon, kill_jobs, standin, wait_launches
 
 
@@ -99,7 +99,7 @@ def bench_memory():
         return p, "http://%s" % line[1]
 
     def page(base, pid):
-        req = urllib.request.Request(base + "/projects/%d" % pid, headers={"X-Swamp-User": "alice"})
+        req = urllib.request.Request(base + "/projects/%d" % pid, headers={"X-Vrun-Proof": make_proof("ab" * 32, "alice")})
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=60) as r:
             r.read()
 
