@@ -40,7 +40,7 @@ import urllib.error
 import urllib.request
 
 from common import BIN, DUR, ROOT, RUN, SHORT, add, free_port, gen_sarif, log, make_proof, ms, remember, status_kb
-from servers import Daemon, cpu_secs, kill_jobs
+from servers import Daemon, cpu_secs, kill_jobs, wrk_result
 
 LUA = os.path.join(ROOT, "scripts", "lib", "bench", "http.lua")
 USER = "alice"
@@ -111,10 +111,7 @@ def run_wrk(port, conns, secs, path, headers, status, method="GET", body_file=No
     if perf:
         perf.send_signal(signal.SIGINT)
         perf.wait(60)
-    m = re.search(r"^BENCH (.*)$", out, re.M)
-    if not m:
-        raise RuntimeError("wrk printed no result:\n" + out)
-    r = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    r = wrk_result(out)
     r["cpu_us"] = [(b - a) * 1e6 / max(1, r["requests"]) for a, b in zip(cpu0, cpu1)]
     if r["bad"] or r["errors"]:
         log("frontdoor: %s %s: %d bad answers, %d errors" % (method, path, r["bad"], r["errors"]))

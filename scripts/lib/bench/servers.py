@@ -212,6 +212,14 @@ def children(pid):
         return [int(c) for c in f.read().split()]
 
 
+def wrk_result(out):
+    """The figures rpc.lua and http.lua print on their `BENCH k=v ...` line."""
+    m = re.search(r"^BENCH (.*)$", out, re.M)
+    if not m:
+        raise RuntimeError("wrk printed no result:\n" + out)
+    return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+
+
 def wrk(port, mode, auth, secs=None, pairs=500, expect=None, conns=64, pid=None, tree=False):
     """wrk's numbers; with `pid`, also the server's CPU time per request (cpu_us), which is
     far less sensitive to other load on the machine than requests/s (with `tree`, of the
@@ -241,10 +249,7 @@ def wrk(port, mode, auth, secs=None, pairs=500, expect=None, conns=64, pid=None,
     if perf:
         perf.send_signal(signal.SIGINT)
         perf.wait(60)
-    m = re.search(r"^BENCH (.*)$", out, re.M)
-    if not m:
-        raise RuntimeError("wrk printed no result:\n" + out)
-    r = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    r = wrk_result(out)
     r["cpu_us"] = (cpu1 - cpu0) * 1e6 / max(1, r["requests"])
     return r
 
