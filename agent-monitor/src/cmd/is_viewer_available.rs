@@ -26,10 +26,10 @@ pub async fn run(m: Arc<Daemon>, params: Vec<Value>) -> Result<Answer, RpcError>
         AvailabilityRef {
             // Only `ready` with an address is usable; the key and path are handed out only
             // then (the map holds them only then).
-            ready: i.state == ViewerState::Ready && !i.address.is_empty(),
-            address: &i.address,
-            apikey: &i.apikey,
-            urluuid: &i.urluuid,
+            ready: i.state == ViewerState::Ready && !i.address().is_empty(),
+            address: i.address(),
+            apikey: i.apikey(),
+            urluuid: i.urluuid(),
             state: i.state.as_str(),
             generation: i.generation,
             waiting,

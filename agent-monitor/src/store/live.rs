@@ -15,31 +15,103 @@
 //! the hook. Batches that change nothing the map holds (heartbeats, leases, job start
 //! marks, history) do not take the lock at all.
 
-use std::collections::HashMap;
+//!
+//! At 100,000 live instances the map is most of the daemon's memory, so an entry is small:
+//! the pair as one string (`project.viewer`; names have no dots), and the instance as its
+//! generation, state and flag, with the address, key and URL path behind one shared pointer
+//! only for an instance that has them (a booting one does not). That is ~90 bytes an entry
+//! where two owned strings and a shared `LiveView` took ~250 (docs/performance.md, scale).
+
+use std::hash::{Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
 
+use hashbrown::{Equivalent, HashMap};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use vrun_proto::{Pair, ViewerState};
 
 use super::rows::{pair_and_state, LIVE};
 
-/// What the hot reads answer from: one live instance.
+/// What the hot reads answer from: one live instance. Cheap to copy out of the map (at
+/// most one reference count).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveView {
     pub generation: i64,
     pub state: ViewerState,
-    pub address: String,
-    /// Empty unless `ready`: the key and URL path are handed out only then, and 10,000
-    /// instances that are still booting should not hold them twice.
-    pub apikey: String,
-    pub urluuid: String,
     /// Waiting for room under a capacity limit (its place in line is read when asked).
     pub waiting: bool,
+    /// `None` while the instance has no address yet.
+    reach: Option<Arc<Reach>>,
 }
+
+/// Where a live instance answers. The key and URL path are empty unless `ready`: they are
+/// handed out only then.
+#[derive(Debug, PartialEq, Eq)]
+struct Reach {
+    address: String,
+    apikey: String,
+    urluuid: String,
+}
+
+impl LiveView {
+    pub fn address(&self) -> &str {
+        self.reach.as_ref().map_or("", |r| &r.address)
+    }
+
+    pub fn apikey(&self) -> &str {
+        self.reach.as_ref().map_or("", |r| &r.apikey)
+    }
+
+    pub fn urluuid(&self) -> &str {
+        self.reach.as_ref().map_or("", |r| &r.urluuid)
+    }
+}
+
+/// A pair as the map's key: `project.viewer` in one allocation.
+#[derive(PartialEq, Eq)]
+struct Key(Box<str>);
+
+impl Key {
+    fn new(pair: &Pair) -> Key {
+        Key(format!("{}.{}", pair.project(), pair.viewer()).into_boxed_str())
+    }
+
+    fn parts(&self) -> (&str, &str) {
+        // Validated names never contain a dot, so the first one separates them.
+        self.0.split_once('.').unwrap_or((&self.0, ""))
+    }
+}
+
+/// A lookup by `&Pair` hashes and compares the two names as the key does, without building
+/// a key string per call.
+struct Lookup<'a>(&'a Pair);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let (project, viewer) = self.parts();
+        project.hash(h);
+        viewer.hash(h);
+    }
+}
+
+impl Hash for Lookup<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.0.project().hash(h);
+        self.0.viewer().hash(h);
+    }
+}
+
+impl Equivalent<Key> for Lookup<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        key.parts() == (self.0.project(), self.0.viewer())
+    }
+}
+
+/// std's randomly keyed SipHash: pair names come from clients.
+type Map = HashMap<Key, LiveView, RandomState>;
 
 #[derive(Default)]
 pub struct LiveMap {
-    map: RwLock<HashMap<Pair, Arc<LiveView>>>,
+    map: RwLock<Map>,
 }
 
 /// The map is being changed under a commit right now.
@@ -61,33 +133,36 @@ const COLUMNS: &str = "generation, project, viewer, state, address, apikey, urlu
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(Pair, LiveView)> {
     let (pair, state) = pair_and_state(r)?;
     let ready = state == ViewerState::Ready;
-    let view = LiveView {
-        generation: r.get(0)?,
-        state,
-        address: r.get(4)?,
-        apikey: if ready { r.get(5)? } else { String::new() },
-        urluuid: if ready { r.get(6)? } else { String::new() },
-        waiting: r.get(7)?,
-    };
+    let address: String = r.get(4)?;
+    let reach = (ready || !address.is_empty()).then(|| -> rusqlite::Result<_> {
+        let (apikey, urluuid) = if ready { (r.get(5)?, r.get(6)?) } else { Default::default() };
+        Ok(Arc::new(Reach { address, apikey, urluuid }))
+    });
+    let view = LiveView { generation: r.get(0)?, state, waiting: r.get(7)?, reach: reach.transpose()? };
     Ok((pair, view))
 }
 
 impl LiveMap {
     /// Every live instance in the database (at open, before anything else runs).
     pub(super) fn load(conn: &Connection) -> rusqlite::Result<LiveMap> {
-        let sql = format!("SELECT {COLUMNS} FROM instances WHERE {LIVE}");
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map([], from_row)?;
-        let map = rows.map(|r| r.map(|(p, v)| (p, Arc::new(v)))).collect::<rusqlite::Result<HashMap<_, _>>>()?;
+        // Sized once from a count: growing by doubling would hold the old table beside the
+        // new one at the peak.
+        let count: i64 = conn.query_row(&format!("SELECT count(*) FROM instances WHERE {LIVE}"), [], |r| r.get(0))?;
+        let mut map = Map::with_capacity_and_hasher(usize::try_from(count).unwrap_or(0), RandomState::new());
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM instances WHERE {LIVE}"))?;
+        for row in stmt.query_map([], from_row)? {
+            let (pair, view) = row?;
+            map.insert(Key::new(&pair), view);
+        }
         Ok(LiveMap { map: RwLock::new(map) })
     }
 
     /// The instance holding the pair's lock, as of the last commit; `Err(Busy)` while the
     /// writer is committing a change to the map (then the database is the answer).
-    pub(super) fn get(&self, pair: &Pair) -> Result<Option<Arc<LiveView>>, Busy> {
+    pub(super) fn get(&self, pair: &Pair) -> Result<Option<LiveView>, Busy> {
         match self.map.try_read() {
-            Ok(map) => Ok(map.get(pair).cloned()),
-            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner().get(pair).cloned()),
+            Ok(map) => Ok(map.get(&Lookup(pair)).cloned()),
+            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner().get(&Lookup(pair)).cloned()),
             Err(TryLockError::WouldBlock) => Err(Busy),
         }
     }
@@ -102,9 +177,9 @@ impl LiveMap {
         for &generation in touched.iter() {
             // No row: its insert was rolled back with the caller's savepoint.
             let Some((pair, view)) = stmt.query_row(params![generation], from_row).optional()? else { continue };
-            let current = map.get(&pair);
+            let current = map.get(&Lookup(&pair));
             if !view.state.is_terminal() {
-                if current.is_none_or(|c| **c != view) {
+                if current.is_none_or(|c| *c != view) {
                     changes.push((pair, generation, Some(view)));
                 }
             } else if current.is_some_and(|c| c.generation == generation) {
@@ -126,12 +201,15 @@ impl LiveMap {
         if committed {
             for (pair, generation, view) in pending.0 {
                 match view {
-                    Some(v) => {
-                        map.insert(pair, Arc::new(v));
-                    }
+                    Some(v) => match map.get_mut(&Lookup(&pair)) {
+                        Some(current) => *current = v,
+                        None => {
+                            map.insert(Key::new(&pair), v);
+                        }
+                    },
                     // Only the generation that ended leaves; a newer one may hold the pair.
-                    None if map.get(&pair).is_some_and(|c| c.generation == generation) => {
-                        map.remove(&pair);
+                    None if map.get(&Lookup(&pair)).is_some_and(|c| c.generation == generation) => {
+                        map.remove(&Lookup(&pair));
                     }
                     None => {}
                 }

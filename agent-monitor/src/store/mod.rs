@@ -113,10 +113,10 @@ impl Store {
 
     /// The instance holding the pair's lock as of the last commit: from memory, or from a
     /// read connection while the writer is changing the map (see [`live`]).
-    pub fn live(&self, pair: &Pair) -> Result<Option<Arc<LiveView>>, RpcError> {
+    pub fn live(&self, pair: &Pair) -> Result<Option<LiveView>, RpcError> {
         match self.live.get(pair) {
             Ok(view) => Ok(view),
-            Err(live::Busy) => Ok(self.read_blocking(|c| Ok(live::read(c, pair)?))?.map(Arc::new)),
+            Err(live::Busy) => self.read_blocking(|c| Ok(live::read(c, pair)?)),
         }
     }
 
