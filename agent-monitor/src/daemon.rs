@@ -36,6 +36,10 @@ pub struct Timing {
 }
 
 pub struct Daemon {
+    /// The daemon's own runtime. Background work (a launch's effects, state-changing calls)
+    /// is spawned here by handle: requests are served on the connection threads of
+    /// [`crate::edge`], whose runtimes are only for answering.
+    pub rt: tokio::runtime::Handle,
     /// Where job starts are queued (see [`Daemon::apply`]).
     pub starter: std::sync::OnceLock<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
     /// Lease renewals (generation → lease end, ms) of heartbeats that the store could not
@@ -73,7 +77,7 @@ impl Daemon {
             match effect {
                 Effect::StartJob(_) => {
                     crate::metrics::global().launches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let handle = tokio::runtime::Handle::current();
+                    let handle = self.rt.clone();
                     let job = Box::new(move || {
                         let _rt = handle.enter();
                         me.apply_one(effect)
@@ -83,7 +87,7 @@ impl Daemon {
                     }
                 }
                 Effect::CancelJob(_) => {
-                    tokio::task::spawn_blocking(move || me.apply_one(effect));
+                    self.rt.spawn_blocking(move || me.apply_one(effect));
                 }
             }
         }
@@ -99,13 +103,14 @@ impl Daemon {
         f: impl FnOnce(&rusqlite::Connection) -> crate::store::Db<(T, Vec<Effect>)> + Send + 'static,
     ) -> Result<T, vrun_proto::RpcError> {
         let me = Arc::clone(self);
-        tokio::spawn(async move {
-            let (answer, effects) = me.store.write(f).await?;
-            me.apply(effects);
-            Ok(answer)
-        })
-        .await
-        .map_err(|e| vrun_proto::RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?
+        self.rt
+            .spawn(async move {
+                let (answer, effects) = me.store.write(f).await?;
+                me.apply(effects);
+                Ok(answer)
+            })
+            .await
+            .map_err(|e| vrun_proto::RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?
     }
 
     /// The queue of the thread that starts jobs (created on first use).
@@ -161,7 +166,7 @@ impl Daemon {
                     Ok(job_id) => {
                         // Not awaited by anyone: losing it in a crash only means a restart
                         // re-probes the job lock, which is the real truth anyway.
-                        tokio::runtime::Handle::current().spawn(async move {
+                        self.rt.spawn(async move {
                             let _ = me
                                 .store
                                 .write(move |c| instances::mark_job_started(c, generation, now_ms(), job_id.as_deref()))
@@ -171,8 +176,7 @@ impl Daemon {
                     Err(e) => {
                         tracing::error!(generation, error = %e, "cannot start job");
                         let reason = format!("job could not be started: {e}");
-                        tokio::runtime::Handle::current()
-                            .spawn(async move { me.fail_generation(generation, reason, ItsJob::Leave).await });
+                        self.rt.spawn(async move { me.fail_generation(generation, reason, ItsJob::Leave).await });
                     }
                 }
             }
@@ -181,7 +185,7 @@ impl Daemon {
                 // The job is gone; a VM it left behind must not outlive the lock it lost. It is
                 // salvaged like any orphan: power button, keep its database, remove it.
                 let me = Arc::clone(self);
-                tokio::runtime::Handle::current().spawn(async move { me.salvage.generation(generation).await });
+                self.rt.spawn(async move { me.salvage.generation(generation).await });
             }
         }
     }

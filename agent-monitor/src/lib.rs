@@ -151,6 +151,7 @@ pub async fn run_with(
         None => None,
     };
     let daemon = Arc::new(Daemon {
+        rt: tokio::runtime::Handle::current(),
         front_door: front_door.clone(),
         starter: Default::default(),
         renewals: Default::default(),

@@ -55,26 +55,26 @@ pub struct Methods {
 const TABLE: [(&str, RunFn); 24] = [
     (m::LAUNCH_VIEWER, |mo, p| Box::pin(launch_viewer::run(mo, p))),
     (m::IS_VIEWER_AVAILABLE, |mo, p| Box::pin(is_viewer_available::run(mo, p))),
-    (m::SET_VIEWER_STATE, |mo, p| whole(value(set_viewer_state::run(mo, p)))),
-    (m::HEARTBEAT, |mo, p| whole(value(heartbeat::run(mo, p)))),
-    (m::ABORT_VIEWER, |mo, p| whole(value(abort_viewer::run(mo, p)))),
-    (m::STORE_VIEWER, |mo, p| whole(value(store_viewer::run(mo, p)))),
+    (m::SET_VIEWER_STATE, |mo, p| Box::pin(value(set_viewer_state::run(mo, p)))),
+    (m::HEARTBEAT, |mo, p| Box::pin(value(heartbeat::run(mo, p)))),
+    (m::ABORT_VIEWER, |mo, p| Box::pin(value(abort_viewer::run(mo, p)))),
+    (m::STORE_VIEWER, |mo, p| Box::pin(value(store_viewer::run(mo, p)))),
     (m::VIEWER_STATUS, |mo, p| Box::pin(value(viewer_status::run(mo, p)))),
     (m::LIST_VIEWERS, |mo, p| Box::pin(value(list_viewers::run(mo, p)))),
-    (m::CLAIM_PUSH, |mo, p| whole(value(push::claim(mo, p)))),
-    (m::PUSH_DONE, |mo, p| whole(value(push::done(mo, p)))),
+    (m::CLAIM_PUSH, |mo, p| Box::pin(value(push::claim(mo, p)))),
+    (m::PUSH_DONE, |mo, p| Box::pin(value(push::done(mo, p)))),
     (m::FETCH_JOB, |mo, p| Box::pin(value(fetch_job::run(mo, p)))),
     (m::FETCH_VIEWER_DB, |mo, p| Box::pin(value(fetch_viewer_db::run(mo, p)))),
     (m::HOST_INFO, |mo, p| Box::pin(value(host_info::run(mo, p)))),
     (m::NODE_INVENTORY, |mo, p| Box::pin(value(node_inventory::run(mo, p)))),
-    (m::NODE_SALVAGED, |mo, p| whole(value(node_salvaged::run(mo, p)))),
-    (m::VIEWER_LOGIN, |mo, p| whole(value(viewer_login::run(mo, p)))),
-    (m::KILL_VIEWER, |mo, p| whole(value(kill_viewer::run(mo, p)))),
-    (m::DELETE_VIEWER_DBS, |mo, p| whole(value(delete_viewer_dbs::run(mo, p)))),
-    (m::ROTATE_SECRETS, |mo, p| whole(value(rotate_secrets::run(mo, p)))),
-    (m::ADD_PLATFORM, |mo, p| whole(value(platform::add(mo, p)))),
+    (m::NODE_SALVAGED, |mo, p| Box::pin(value(node_salvaged::run(mo, p)))),
+    (m::VIEWER_LOGIN, |mo, p| Box::pin(value(viewer_login::run(mo, p)))),
+    (m::KILL_VIEWER, |mo, p| Box::pin(value(kill_viewer::run(mo, p)))),
+    (m::DELETE_VIEWER_DBS, |mo, p| Box::pin(value(delete_viewer_dbs::run(mo, p)))),
+    (m::ROTATE_SECRETS, |mo, p| Box::pin(value(rotate_secrets::run(mo, p)))),
+    (m::ADD_PLATFORM, |mo, p| Box::pin(value(platform::add(mo, p)))),
     (m::LIST_PLATFORMS, |mo, p| Box::pin(value(platform::list(mo, p)))),
-    (m::REMOVE_PLATFORM, |mo, p| whole(value(platform::remove(mo, p)))),
+    (m::REMOVE_PLATFORM, |mo, p| Box::pin(value(platform::remove(mo, p)))),
     (m::LIST_METHODS, |_, p| Box::pin(std::future::ready(list_methods(p).map(Answer::Value)))),
     (m::SERVER_VERSION, |_, p| Box::pin(value(server_version(p)))),
 ];
@@ -97,28 +97,34 @@ pub struct Method<'a> {
     run: RunFn,
 }
 
+/// The methods answered on the connection's own thread: the two every View asks for
+/// repeatedly (from the live map; `launchViewer`'s write, when it makes one, runs whole on
+/// the daemon's runtime by [`Daemon::decide`]) and the two that read a constant.
+const ON_CONNECTION: [&str; 4] = [m::LAUNCH_VIEWER, m::IS_VIEWER_AVAILABLE, m::LIST_METHODS, m::SERVER_VERSION];
+
 impl Method<'_> {
     /// Its name, from the table (a bounded set, fit for a metrics label).
     pub fn name(&self) -> &'static str {
         self.name
     }
 
+    /// Every other method runs whole, in a task of its own on the daemon's runtime: a client
+    /// that closes its connection mid-call drops the handler, and a change committed without
+    /// the effects that follow it (a job to start or cancel, a waiting launch to admit) would
+    /// wait for a deadline to be repaired; and what it spawns must not live on a connection
+    /// thread. The task starts here, before the caller first polls.
     pub fn call(self, params: Vec<Value>) -> impl Future<Output = Result<Answer, RpcError>> {
-        (self.run)(Arc::clone(self.daemon), params)
+        let call = (self.run)(Arc::clone(self.daemon), params);
+        let run = if ON_CONNECTION.contains(&self.name) { Ok(call) } else { Err(self.daemon.rt.spawn(call)) };
+        async move {
+            match run {
+                Ok(call) => call.await,
+                Err(task) => task.await.unwrap_or_else(|e| {
+                    Err(RpcError::new(vrun_proto::FaultCode::Internal, format!("the call failed: {e}")))
+                }),
+            }
+        }
     }
-}
-
-/// A method that changes state runs whole, in a task of its own: a client that closes its
-/// connection mid-call drops the handler, and a change committed without the effects that
-/// follow it (a job to start or cancel, a waiting launch to admit) would wait for a deadline
-/// to be repaired. (`launchViewer` does the same for its write only, `Daemon::decide`, so a
-/// held pair's answer from the live map pays no task.)
-fn whole(f: impl Future<Output = Result<Answer, RpcError>> + Send + 'static) -> Fut {
-    Box::pin(async move {
-        tokio::spawn(f)
-            .await
-            .unwrap_or_else(|e| Err(RpcError::new(vrun_proto::FaultCode::Internal, format!("the call failed: {e}"))))
-    })
 }
 
 async fn value(f: impl Future<Output = Result<Value, RpcError>>) -> Result<Answer, RpcError> {

@@ -18,10 +18,14 @@
 //!   spinning, and are logged at most once a second.
 //! - **TLS** (the front door's option): the handshake runs under the header deadline; a
 //!   connection in its handshake is idle for the caps.
+//! - **Threads.** The XML-RPC listener's connections are served on one single-threaded
+//!   runtime per core ([`threads`]); the front door's stay on the daemon's runtime.
 //! - **Shutdown.** New connections stop at once; idle ones close; requests in progress get
 //!   `shutdown_grace` to finish, then their connections are dropped (a half-sent request
 //!   held shutdown for 20 s and more). A handler dropped there is never cut in the middle of
 //!   a store write: the writer thread finishes (or rolls back) the batch it holds on its own.
+
+mod threads;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,6 +39,8 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+
+use threads::ConnectionThreads;
 
 /// How much of a request body is read, and for how long.
 #[derive(Debug, Clone)]
@@ -231,8 +237,12 @@ pub fn peer() -> Option<SocketAddr> {
 /// Serves `app` on `listener` until `shutdown` completes, then for at most
 /// `limits.shutdown_grace` while requests in progress finish. Handlers learn the peer from
 /// [`peer`]; no `ConnectInfo` extension is inserted (an extension map allocated per request).
+/// Connections are served on [`threads`] of their own.
 pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits, shutdown: impl Future<Output = ()>) {
-    serve_with(listener, app, limits, None, false, shutdown).await
+    let threads = ConnectionThreads::start()
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot start connection threads; serving on the daemon's runtime"))
+        .ok();
+    serve_with(listener, app, limits, None, false, threads, shutdown).await
 }
 
 /// [`serve`], speaking TLS on every connection when `tls` is given (the front door's
@@ -245,7 +255,7 @@ pub async fn serve_tls(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_with(listener, app, limits, tls, true, shutdown).await
+    serve_with(listener, app, limits, tls, true, None, shutdown).await
 }
 
 async fn serve_with(
@@ -254,6 +264,7 @@ async fn serve_with(
     limits: EdgeLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
     connect_info: bool,
+    threads: Option<ConnectionThreads>,
     shutdown: impl Future<Output = ()>,
 ) {
     let grace = limits.shutdown_grace;
@@ -294,7 +305,25 @@ async fn serve_with(
             }
             continue;
         };
-        tasks.spawn(PEER.scope(peer, accept_one(stream, peer, app.clone(), slot, tls.clone(), connect_info)));
+        let app = app.clone();
+        match &threads {
+            // Moved to the thread's own reactor, so that its readiness wakes that thread.
+            Some(threads) => match stream.into_std() {
+                Ok(stream) => {
+                    let serve = async move {
+                        match tokio::net::TcpStream::from_std(stream) {
+                            Ok(stream) => accept_one(stream, peer, app, slot, None, connect_info).await,
+                            Err(e) => tracing::debug!(%peer, error = %e, "cannot register a connection"),
+                        }
+                    };
+                    tasks.spawn_on(PEER.scope(peer, serve), threads.next());
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "cannot hand over a connection"),
+            },
+            None => {
+                tasks.spawn(PEER.scope(peer, accept_one(stream, peer, app, slot, tls.clone(), connect_info)));
+            }
+        }
     }
     drop(listener);
     registry.close_all();
@@ -307,6 +336,7 @@ async fn serve_with(
     }
     let left = tasks.len();
     tasks.abort_all();
+    drop(threads);
     if !registry.is_empty() {
         tracing::warn!(
             connections = left,
