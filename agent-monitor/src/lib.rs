@@ -81,13 +81,22 @@ use crate::instances::JobContext;
 use crate::launcher::{Launcher, ProcessLauncher};
 use crate::salvage::Salvage;
 
+/// A future boxed in this library. The daemon's code is compiled here once: a generic
+/// `run`, or an `async fn` first polled by the binary, was compiled again, whole, into the
+/// binary (the agent-monitor binary took longer to build than the library).
+pub type Task<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What ends the daemon ([`shutdown_signal`] in `main`).
+pub type Shutdown = Task<()>;
+
 /// Runs the daemon on `listener` until `shutdown` completes. The caller holds the state
 /// directory lock (see [`statedir::lock`]).
-pub async fn run(
-    listener: TcpListener,
-    cfg: Resolved,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+pub fn run(listener: TcpListener, cfg: Resolved, shutdown: Shutdown) -> Task<anyhow::Result<()>> {
+    Box::pin(run_default(listener, cfg, shutdown))
+}
+
+/// [`run`] with the launcher and hypervisor the settings name.
+async fn run_default(listener: TcpListener, cfg: Resolved, shutdown: Shutdown) -> anyhow::Result<()> {
     let monitor_id = statedir::monitor_id(&cfg.state_dir)?;
     let launcher: Arc<dyn Launcher> = match &cfg.slurm {
         Some(s) => Arc::new(launcher::slurm::SlurmLauncher::new(s.clone(), &monitor_id)),
@@ -110,7 +119,7 @@ pub async fn run_with(
     cfg: Resolved,
     launcher: Arc<dyn Launcher>,
     hypervisor: Arc<dyn Hypervisor>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     modes::secure_state_dir(&cfg.state_dir, &cfg.db_path())

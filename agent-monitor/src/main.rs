@@ -51,5 +51,5 @@ async fn serve(settings: agent_monitor::config::Settings) -> anyhow::Result<()> 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
-    agent_monitor::run(listener, cfg, agent_monitor::shutdown_signal()).await
+    agent_monitor::run(listener, cfg, Box::pin(agent_monitor::shutdown_signal())).await
 }

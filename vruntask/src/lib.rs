@@ -106,8 +106,17 @@ pub enum JobSource {
     Fetch { url: String, token: String },
 }
 
+/// A future boxed in this library, for `main` to block on. An `async fn` first polled by
+/// the binary was compiled again, whole, into it (the binary took twice the library's
+/// build time).
+pub type Task<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
+
 /// Runs the job to the end.
-pub async fn run(source: &JobSource, opts: Options) -> Exit {
+pub fn run(source: JobSource, opts: Options) -> Task<Exit> {
+    Box::pin(async move { run_job(&source, opts).await })
+}
+
+async fn run_job(source: &JobSource, opts: Options) -> Exit {
     let job = match source {
         JobSource::File(job_file) => match jobfile::load(job_file) {
             Ok(j) => j,

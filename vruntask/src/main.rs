@@ -189,7 +189,7 @@ fn main() {
     };
     // Two workers: the heartbeat task never waits behind the run's own work.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-    let exit = rt.block_on(vruntask::run(&source, opts));
+    let exit = rt.block_on(vruntask::run(source, opts));
     std::process::exit(exit as i32);
 }
 
@@ -213,14 +213,17 @@ fn domain_monitor(a: MonitorArgs) -> ! {
         libvirt_timeout: Duration::from_secs(a.libvirt_timeout.max(1)),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-    let result = rt.block_on(vruntask::domain_monitor::run(settings, async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-        }
-    }));
+    let result = rt.block_on(vruntask::domain_monitor::run(
+        settings,
+        Box::pin(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            }
+        }),
+    ));
     // A libvirt call still blocked past its deadline must not hold the exit up.
     rt.shutdown_timeout(Duration::from_secs(2));
     match result {

@@ -21,7 +21,6 @@ pub mod judge;
 pub mod node;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -241,15 +240,19 @@ impl Monitor {
     }
 }
 
-/// Runs the DomainMonitor until `shutdown` completes.
-pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+/// Runs the DomainMonitor until `shutdown` completes (both boxed: see [`crate::Task`]).
+pub fn run(s: Settings, shutdown: crate::Task<()>) -> crate::Task<Result<(), StartError>> {
+    Box::pin(monitor(s, shutdown))
+}
+
+async fn monitor(s: Settings, shutdown: crate::Task<()>) -> Result<(), StartError> {
     let mut m = Monitor::new(s)?;
     let wake = Arc::new(tokio::sync::Notify::new());
     vrun_proto::lifecycle::spawn(m.s.uri.clone(), Arc::clone(&wake));
     tracing::info!(node = %m.s.node, uri = %m.s.uri, every_secs = m.s.every.as_secs_f64(), "domain monitor running");
     let mut tick = tokio::time::interval(m.s.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
+    let mut shutdown = shutdown;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
