@@ -665,10 +665,19 @@ fn accept_errors_back_off() {
             .unwrap()
             .success())
     };
+    // The libvirt event listener starts beside the first requests; GLib aborts the process
+    // when it cannot make its wake-up pipe, so the limit comes only after it is up.
+    eventually("the lifecycle listener is up", Duration::from_secs(10), || {
+        d.log().contains("listening to libvirt lifecycle events")
+    });
     limit("3");
     let start = Instant::now();
     let pending: Vec<_> = (0..5).map(|_| TcpStream::connect(addr(&d)).unwrap()).collect();
-    eventually("accept fails", Duration::from_secs(10), || d.log().contains("accept error; backing off"));
+    let end = Instant::now() + Duration::from_secs(10);
+    while !d.log().contains("accept error; backing off") {
+        assert!(Instant::now() < end, "accept never failed\n--- agent-monitor:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(Duration::from_secs(2));
     // Logged at most once a second, however often accept fails.
     let warnings = d.log().matches("accept error; backing off").count() as u64;
@@ -678,5 +687,11 @@ fn accept_errors_back_off() {
     let rt = runtime();
     // Within a backoff step or two (a call in the first moments may still meet a failure
     // from the low limit, such as a reader connection that could not be opened).
-    eventually("serving again", Duration::from_secs(10), || rt.block_on(d.client().list_viewers()).is_ok());
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut last = rt.block_on(d.client().list_viewers());
+    while let Err(e) = &last {
+        assert!(Instant::now() < end, "not serving again: {e}\n--- agent-monitor:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+        last = rt.block_on(d.client().list_viewers());
+    }
 }

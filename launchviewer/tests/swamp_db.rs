@@ -221,7 +221,14 @@ fn the_background_launchviewer_is_detached_and_stops_cleanly_on_sigterm() {
 
     // The server restarts under it: its connection is gone; the next write makes a new one.
     db.restart();
-    assert_eq!(db.finishers(), [pid], "the background launchviewer did not outlive the server");
+    let left = db.finishers();
+    assert_eq!(
+        left,
+        [pid],
+        "the background launchviewer did not outlive the server; its row: {:?}\n--- agent-monitor:\n{}",
+        db.row("slow"),
+        env.daemon_log()
+    );
     // SAFETY: SIGTERM to the background launchviewer this test's CALL started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     db.wait_finishers_gone();
