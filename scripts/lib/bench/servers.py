@@ -255,14 +255,31 @@ def wrk(port, mode, auth, secs=None, pairs=500, expect=None, conns=64, pid=None,
 
 
 def ceiling_wrk(mode, auth, pairs=500, server="axum"):
-    """A trivial responder under the same load: the axum one or nginx."""
+    """A trivial responder under the same load: the axum one or nginx. An nginx run that saw
+    socket errors (wrk's connect/read/write/timeout counts; 52 in 1.2 million requests once,
+    2026-12-03, with nothing in nginx's error log) is run once more, on a fresh nginx; a second
+    such run fails the item, as does any wrong answer."""
+    try:
+        return ceiling_wrk_once(mode, auth, pairs, server)
+    except SocketErrors as e:
+        log("%s; running that ceiling once more" % e)
+        return ceiling_wrk_once(mode, auth, pairs, server)
+
+
+class SocketErrors(RuntimeError):
+    pass
+
+
+def ceiling_wrk_once(mode, auth, pairs, server):
     p, port = nginx_start() if server == "nginx" else ceiling_start()
     try:
         # nginx's workers do the work; the master only watches them.
         r = wrk(port, mode, auth, pairs=pairs, pid=p.pid, tree=server == "nginx")
         if server == "nginx":
-            if r["bad"] or r["errors"]:
-                raise RuntimeError("nginx ceiling: %d bad answers, %d errors" % (r["bad"], r["errors"]))
+            if r["bad"]:
+                raise RuntimeError("nginx ceiling: %d bad answers" % r["bad"])
+            if r["errors"]:
+                raise SocketErrors("nginx ceiling: %d socket errors in %d requests" % (r["errors"], r["requests"]))
         return r
     finally:
         if server == "nginx":
