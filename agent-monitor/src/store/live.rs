@@ -14,13 +14,12 @@
 //! each commit (storm p99 146 ms). Read connections are `query_only`, so no write can bypass
 //! the hook. Batches that change nothing the map holds (heartbeats, leases, job start
 //! marks, history) do not take the lock at all.
-
 //!
 //! At 100,000 live instances the map is most of the daemon's memory, so an entry is small:
 //! the pair as one string (`project.viewer`; names have no dots), and the instance as its
 //! generation, state and flag, with the address, key and URL path behind one shared pointer
-//! only for an instance that has them (a booting one does not). That is ~90 bytes an entry
-//! where two owned strings and a shared `LiveView` took ~250 (docs/performance.md, scale).
+//! only for an instance that has them (a booting one does not). At 100,000 live instances
+//! the daemon's peak RSS fell from 60.3 to 46 MB with it (docs/performance.md, scale).
 
 use std::hash::{Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
