@@ -20,7 +20,8 @@
 //!   [`nodes`]: what the hypervisor nodes' DomainMonitors last reported.
 //! - [`daemon`]: the state every handler shares; carries out effects after commits.
 //! - [`cmd`]: one file per XML-RPC method.
-//! - [`edge`]: connections: deadlines, caps, accept back-off, shutdown deadline.
+//! - [`edge`]: connections: deadlines, caps, accept back-off, shutdown deadline, one
+//!   connection thread per core for `/RPC2`.
 //! - [`rpc`]: the HTTP endpoint and its edge checks (XML-RPC text via `vrun_proto::wire`).
 //!   [`auth`]: roles and credentials. [`rest`]: the JSON REST API, `/healthz` and
 //!   `/metrics`, on the same listener; [`metrics`]: the counters behind `/metrics`.
