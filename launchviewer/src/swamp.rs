@@ -77,7 +77,7 @@ pub fn run(args: Args) -> Outcome {
             "--viewer_uuid needs --db-config FILE (or VRUN_DB_CONFIG): the database of the viewer_instance row",
         );
     };
-    let mut row = match Row::open(db_config, &uuid) {
+    let mut row = match open_row(db_config, &uuid, args.swamp.finish_detached) {
         Ok(r) => r,
         Err(e) if e.is_usage() => return Outcome::usage(e),
         Err(e) => return Outcome::error(e),
@@ -107,6 +107,22 @@ pub fn run(args: Args) -> Outcome {
         other => record_outcome(&mut row, other, &progress),
     }
     out
+}
+
+/// The background launchviewer opens its row again for up to a minute when the server does
+/// not answer: it starts while the click's call returns, and a server restarting in that
+/// moment made it exit at once, leaving the row at "Launching viewer" for good (seen in CI
+/// under load). The foreground call fails at once, as the procedure's caller expects.
+fn open_row(config: &std::path::Path, uuid: &str, background: bool) -> Result<Row, dbrow::DbError> {
+    let end = Instant::now() + Duration::from_secs(if background { 60 } else { 0 });
+    loop {
+        match Row::open(config, uuid) {
+            Err(dbrow::DbError::Connect(_) | dbrow::DbError::Sql(_)) if Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The row's `vm_ip_address`: the viewer's own address, as SWAMP's was the VM's (the URL is
