@@ -115,7 +115,7 @@ pub fn record(c: &Connection, a: &Stored<'_>, keep: usize, now_ms: i64) -> Db<Ve
         .execute(params![pair.project(), pair.viewer(), generation, checksum, size as i64, path_s, now_ms])?;
     }
     let mut stmt = c.prepare_cached(
-        "SELECT version, path FROM archives WHERE project = ?1 AND viewer = ?2
+        "SELECT version, path FROM archives WHERE project = +?1 AND viewer = +?2
          ORDER BY generation DESC, version DESC LIMIT -1 OFFSET ?3",
     )?;
     let old: Vec<(i64, String)> = stmt
@@ -131,7 +131,7 @@ pub fn record(c: &Connection, a: &Stored<'_>, keep: usize, now_ms: i64) -> Db<Ve
 /// (by generation, then arrival).
 pub fn list(c: &Connection, pair: &Pair) -> Db<Vec<(i64, i64, String, i64)>> {
     let mut stmt = c.prepare_cached(
-        "SELECT version, generation, checksum, size FROM archives WHERE project = ?1 AND viewer = ?2
+        "SELECT version, generation, checksum, size FROM archives WHERE project = +?1 AND viewer = +?2
          ORDER BY generation DESC, version DESC",
     )?;
     let rows =

@@ -58,3 +58,61 @@ fn decide(c: &Connection, req: &LaunchViewer, ctx: &JobContext) -> Db<(LaunchRep
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A launch runs a dozen statements on the one writer thread, from its statement cache:
+    /// none may be parsed again at each use (one was: 17 % of the writer's time in the
+    /// durable-launch bench, docs/performance.md).
+    #[tokio::test]
+    async fn no_statement_of_a_launch_is_prepared_again_at_each_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite3")).unwrap();
+        let capacity = crate::capacity::Capacity { max_viewers: Some(1000), ..Default::default() };
+        let ctx = JobContext {
+            monitor_id: "m".into(),
+            platform: "/nonexistent/platform".into(),
+            platform_sha256: None,
+            memory_mib: 512,
+            vcpus: 1,
+            agent_monitor_url: "http://127.0.0.1:1/RPC2".into(),
+            heartbeat_secs: 30,
+            start_grace_ms: 60_000,
+            secrets: Arc::new(crate::auth::Secrets::load_or_create(dir.path()).unwrap()),
+            capacity: Arc::new(crate::shared::Shared::new(capacity)),
+        };
+        store
+            .write(|c| {
+                // Paths every launch can take: an approved platform and stored archives.
+                crate::platforms::record_validating(c, "p1", "/nonexistent/p1", "00", 0, 1)?;
+                crate::platforms::verdict(c, "p1", true, "")?;
+                for p in 0..4 {
+                    c.execute(
+                        "INSERT INTO archives (project, viewer, generation, checksum, size, path, stored_ms)
+                         VALUES (?1, 'CodeDX', 1, '', 0, '/nonexistent/a', 0)",
+                        [format!("proj{p}")],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        for p in 0..8 {
+            let req = LaunchViewer {
+                pair: vrun_proto::Pair::new(&format!("proj{p}"), "CodeDX").unwrap(),
+                viewer_uuid: None,
+                resultsfolder: None,
+                db_path: None,
+                user: Some("alice".into()),
+            };
+            let ctx = ctx.clone();
+            let (reply, _) = store.write(move |c| decide(c, &req, &ctx)).await.unwrap();
+            assert!(reply.launched);
+        }
+        let reprepared = store.write(|c| Ok(crate::store::reprepared(c))).await.unwrap();
+        assert!(reprepared.is_empty(), "prepared again at each use: {reprepared:#?}");
+    }
+}

@@ -293,6 +293,29 @@ fn op_refused(op: Op, conn: &Connection) -> Completion {
     done
 }
 
+/// Every statement prepared on `conn` that SQLite had to prepare again at a later use, with
+/// how often (tests: a statement whose plan depends on its bound values is parsed again at
+/// every use from the statement cache, see `instances::by_urluuid`).
+#[cfg(test)]
+pub fn reprepared(conn: &Connection) -> Vec<(String, i32)> {
+    use rusqlite::ffi;
+    let mut found = Vec::new();
+    // SAFETY: the handle is this connection's, used on its own thread; statements are only
+    // read (their SQL and a counter), none is stepped or finalized.
+    unsafe {
+        let db = conn.handle();
+        let mut st = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+        while !st.is_null() {
+            let n = ffi::sqlite3_stmt_status(st, ffi::SQLITE_STMTSTATUS_REPREPARE, 0);
+            if n > 0 {
+                found.push((std::ffi::CStr::from_ptr(ffi::sqlite3_sql(st)).to_string_lossy().into_owned(), n));
+            }
+            st = ffi::sqlite3_next_stmt(db, st);
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
