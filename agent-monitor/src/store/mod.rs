@@ -7,8 +7,10 @@
 //! always on disk, and concurrent callers share one fsync.
 //!
 //! Reads use a small pool of separate connections (WAL lets them run beside the writer),
-//! except the two hottest, which read [`live`]'s in-memory map that the writer keeps.
+//! except the two hottest, which read [`live`]'s in-memory map that the writer keeps. WAL
+//! checkpoints run on a thread of their own ([`checkpoint`]), not in the writer's commits.
 
+mod checkpoint;
 mod live;
 mod migrate;
 mod rows;
@@ -105,6 +107,7 @@ impl Store {
         migrate::apply(&mut conn)?;
         let live = Arc::new(LiveMap::load(&conn)?);
         let touched = Touched::install(&mut conn)?;
+        checkpoint::install(&mut conn, path)?;
         let (tx, rx) = mpsc::channel::<Op>();
         let writer_live = Arc::clone(&live);
         std::thread::Builder::new().name("store-writer".into()).spawn({
