@@ -15,6 +15,31 @@ def fsync_rate(directory, secs):
     return float(re.search(r"fsyncs_per_sec=(\d+)", out).group(1))
 
 
+def thread_times(pid):
+    """{thread name: (seconds on a CPU, seconds runnable but waiting for one)} of a process,
+    from /proc/<pid>/task/*/schedstat (threads of one name summed)."""
+    out = {}
+    task = "/proc/%d/task" % pid
+    for tid in os.listdir(task):
+        try:
+            with open(os.path.join(task, tid, "comm")) as f:
+                name = f.read().strip()
+            with open(os.path.join(task, tid, "schedstat")) as f:
+                run, wait = (int(x) / 1e9 for x in f.read().split()[:2])
+        except (OSError, ValueError):
+            continue
+        r, w = out.get(name, (0.0, 0.0))
+        out[name] = (r + run, w + wait)
+    return out
+
+
+def writer_share(before, after, secs):
+    """The store writer's share of the load's wall time on a CPU and waiting for one."""
+    r0, w0 = before.get("store-writer", (0.0, 0.0))
+    r1, w1 = after.get("store-writer", (0.0, 0.0))
+    return (r1 - r0) / secs, (w1 - w0) / secs
+
+
 def bench_durable():
     launch_log = os.path.join(RUN, "durable-launches.log")
     am = Daemon("durable", standin("exit"), env={"VRUN_TEST_LAUNCH_LOG": launch_log},
@@ -22,18 +47,26 @@ def bench_durable():
     try:
         before = fsync_rate(am.state, FSYNC_SECS / 2)
         t0 = time.monotonic()
+        threads0 = thread_times(am.proc.pid)
         real = wrk(am.port, "unique", am.basic("launcher"), pid=am.proc.pid)
         wrk_end = time.monotonic()
-        after = fsync_rate(am.state, FSYNC_SECS / 2)
-        disk = (before + after) / 2
+        on_cpu, runnable = writer_share(threads0, thread_times(am.proc.pid), wrk_end - t0)
         n = int(real["requests"])
         got = wait_launches(launch_log, n, 120)
         all_started = time.monotonic()
         backlog = max(0.0, all_started - wrk_end)
+        # The second half of the ceiling only once the job starts behind the load are done:
+        # taken while they ran (each writes and fsyncs a job file), it measured the disk busy
+        # with the daemon's own work, 4,375 fsync/s against 6,200-6,800 on the quiet disk.
+        after = fsync_rate(am.state, FSYNC_SECS / 2)
+        disk = (before + after) / 2
         ratio = real["rps"] / disk
         add("3 durable launches", "first launches/s (new pair each, 64 conns)", "%.0f" % real["rps"],
             "%.0f fsync/s" % disk, "%.2fx" % ratio, ">= 1x", ratio >= 1.0 and real["bad"] == 0,
-            "bad %d; p50 %s p99 %s" % (real["bad"], ms(real["p50_us"]), ms(real["p99_us"])))
+            "bad %d; p50 %s p99 %s; fsync/s before %.0f, after %.0f; server CPU %.0f us/launch;"
+            " store writer on a CPU %.0f %%, waiting for one %.0f %% of the time"
+            % (real["bad"], ms(real["p50_us"]), ms(real["p99_us"]), before, after, real["cpu_us"],
+               100 * on_cpu, 100 * runnable))
         add("3 durable launches", "jobs started/s (launch acknowledged -> job running)",
             "%.0f" % (len(got) / max(1e-9, all_started - t0)), "%.0f fsync/s" % disk,
             "%.2fx" % (len(got) / max(1e-9, all_started - t0) / disk), "-", None,
