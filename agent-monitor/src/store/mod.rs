@@ -213,7 +213,24 @@ fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Db<T>) 
     result
 }
 
+/// How much the writer thread is favoured over the daemon's other threads (a nice value).
+const WRITER_NICE: i32 = -5;
+
+/// Every state change of the daemon waits for this one thread, while the rest of its work
+/// (requests, job starts, jobs themselves) runs in parallel: on a busy host the writer must
+/// not queue for a CPU behind them. The durable-launch bench found it waiting for a CPU as
+/// long as it ran (docs/performance.md). Needs CAP_SYS_NICE (agent-monitor runs as root);
+/// without it the writer runs at the daemon's own priority.
+fn favour_this_thread() {
+    // SAFETY: plain syscalls on this thread's id.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICE) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "store writer keeps the daemon's priority");
+    }
+}
+
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, live: &LiveMap, touched: &Touched) {
+    favour_this_thread();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
