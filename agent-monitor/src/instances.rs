@@ -305,10 +305,20 @@ pub fn create(
         Some(d) => Some(archive_by_version(conn, pair, d)?),
         None => newest_archive(conn, pair)?,
     };
+    // Users get only approved platforms: the one chosen (a platform check), else the newest
+    // approved, else none (the configured one). Chosen in the INSERT itself: a launch runs on
+    // the one writer thread, and a separate SELECT and UPDATE were two more statements each.
+    let (chosen_path, chosen_sum) = match &p.platform {
+        Some((path, sum)) => (Some(path.as_str()), Some(sum.as_str())),
+        None => (None, None),
+    };
     conn.prepare_cached(
         "INSERT INTO instances (project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, user,
-             apikey, urluuid, created_ms, updated_ms, lease_until_ms)
-         VALUES (?1, ?2, 'launching', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+             apikey, urluuid, created_ms, updated_ms, lease_until_ms, platform_path, platform_sha256)
+         SELECT ?1, ?2, 'launching', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11,
+             coalesce(?12, newest.path), iif(?12 IS NULL, newest.sha256, ?13)
+         FROM (SELECT 1) LEFT JOIN (SELECT path, sha256 FROM platforms WHERE state = 'approved'
+             ORDER BY updated_ms DESC LIMIT 1) AS newest",
     )?
     .execute(params![
         pair.project(),
@@ -321,19 +331,12 @@ pub fn create(
         apikey,
         urluuid,
         now_ms,
-        now_ms + ctx.start_grace_ms
+        now_ms + ctx.start_grace_ms,
+        chosen_path,
+        chosen_sum
     ])?;
     let generation = conn.last_insert_rowid();
     record_history(conn, generation, "", ViewerState::Launching, reason, now_ms)?;
-    // Users get only approved platforms: the newest one, or with none the configured one.
-    let platform = match &p.platform {
-        Some(chosen) => Some(chosen.clone()),
-        None => crate::platforms::current(conn)?,
-    };
-    if let Some((path, sum)) = platform {
-        conn.prepare_cached("UPDATE instances SET platform_path = ?2, platform_sha256 = ?3 WHERE generation = ?1")?
-            .execute(params![generation, path, sum])?;
-    }
     if let Some(why) = full {
         crate::capacity::wait(conn, generation)?;
         let place = crate::capacity::place_in_line(conn, generation)?;

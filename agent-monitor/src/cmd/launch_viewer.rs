@@ -66,7 +66,7 @@ mod tests {
 
     /// A launch runs a dozen statements on the one writer thread, from its statement cache:
     /// none may be parsed again at each use (one was: 17 % of the writer's time in the
-    /// durable-launch bench, docs/performance.md).
+    /// durable-launch bench, docs/performance.md). On the way: the platform each launch gets.
     #[tokio::test]
     async fn no_statement_of_a_launch_is_prepared_again_at_each_use() {
         let dir = tempfile::tempdir().unwrap();
@@ -84,6 +84,23 @@ mod tests {
             secrets: Arc::new(crate::auth::Secrets::load_or_create(dir.path()).unwrap()),
             capacity: Arc::new(crate::shared::Shared::new(capacity)),
         };
+        // Before any platform is approved, a launch gets none (the configured one).
+        let first = LaunchViewer {
+            pair: vrun_proto::Pair::new("first", "CodeDX").unwrap(),
+            viewer_uuid: None,
+            resultsfolder: None,
+            db_path: None,
+            user: None,
+        };
+        let ctx2 = ctx.clone();
+        let (reply, _) = store.write(move |c| decide(c, &first, &ctx2)).await.unwrap();
+        let platform_of = |generation: i64| {
+            let store = store.clone();
+            async move {
+                store.read(move |c| Ok(instances::by_generation(c, generation)?.unwrap().platform)).await.unwrap()
+            }
+        };
+        assert_eq!(platform_of(reply.generation).await, None);
         store
             .write(|c| {
                 // Paths every launch can take: an approved platform and stored archives.
@@ -111,7 +128,25 @@ mod tests {
             let ctx = ctx.clone();
             let (reply, _) = store.write(move |c| decide(c, &req, &ctx)).await.unwrap();
             assert!(reply.launched);
+            assert_eq!(platform_of(reply.generation).await, Some(("/nonexistent/p1".into(), "00".into())));
         }
+        // A platform check's scratch instance runs the platform it checks.
+        let ctx2 = ctx.clone();
+        let (checked, _) = store
+            .write(move |c| {
+                let p = LaunchParams {
+                    viewer_uuid: None,
+                    resultsfolder: None,
+                    db_path: None,
+                    user: None,
+                    platform: Some(("/nonexistent/p2".into(), "11".into())),
+                };
+                let pair = vrun_proto::Pair::new("check", "CodeDX").unwrap();
+                instances::create(c, &pair, &p, &ctx2, 1, "checking")
+            })
+            .await
+            .unwrap();
+        assert_eq!(platform_of(checked.generation).await, Some(("/nonexistent/p2".into(), "11".into())));
         let reprepared = store.write(|c| Ok(crate::store::reprepared(c))).await.unwrap();
         assert!(reprepared.is_empty(), "prepared again at each use: {reprepared:#?}");
     }
