@@ -133,7 +133,8 @@ impl Launcher for ProcessLauncher {
         let job_file = self.job_file(spec.generation);
         if !self.fetch {
             let json = serde_json::to_vec_pretty(spec).expect("job spec serialises");
-            crate::private::write_private_atomic(&job_file, &json)
+            // Not fsynced: its one reader is the job spawned below, which an OS crash ends too.
+            crate::private::write_private_replace(&job_file, &json)
                 .map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
         }
         let lock_file = self
