@@ -38,14 +38,24 @@ pub fn install(writer: &mut Connection, path: &Path) -> anyhow::Result<()> {
         }
         tracing::debug!("store checkpoints stopped");
     })?;
+    // The WAL's size at the last wake-up: the thread is woken once per PAGES new pages, as
+    // often as SQLite's own checkpoint would run. Waking it after every commit past PAGES
+    // (the WAL only starts over once a checkpoint has caught up with the writer, which under
+    // load it rarely does) checkpointed ~70 times a second, two fsyncs each, 7 % of the
+    // daemon's CPU.
+    let mut woken_at = 0;
     // Registering a hook also turns SQLite's automatic checkpoint off for this connection.
     writer.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
+        if pages < woken_at {
+            woken_at = 0; // the WAL started over
+        }
         if pages >= BACKSTOP {
             // An error returned from here would fail the COMMIT that has already happened.
             if let Err(e) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
                 tracing::warn!(error = %e, pages, "WAL checkpoint by the writer failed");
             }
-        } else if pages >= PAGES {
+        } else if pages - woken_at >= PAGES {
+            woken_at = pages;
             let _ = wake.try_send(());
         }
         Ok(())
@@ -87,7 +97,8 @@ mod tests {
                 .unwrap();
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while db_pages(&path) < before + 1000 {
+        // The first PAGES of them at least (a checkpoint when the WAL reached PAGES).
+        while db_pages(&path) < before + 800 {
             assert!(std::time::Instant::now() < deadline, "the WAL was not checkpointed: {} pages", db_pages(&path));
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
