@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.request
 
 from common import EXAMPLES, FSYNC_SECS, RUN, add, ms
 from servers import Daemon, kill_jobs, standin, wait_launches, wrk
@@ -48,6 +49,15 @@ def writer_share(before, after, secs):
     return (r1 - r0) / secs, (w1 - w0) / secs
 
 
+def commits(am):
+    """Group commits the daemon's store has made so far (its /metrics)."""
+    req = urllib.request.Request("http://127.0.0.1:%d/metrics" % am.port,
+                                 headers={"Authorization": "Basic " + am.basic("admin")})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        text = r.read().decode()
+    return int(float(re.search(r"^vrun_store_commit_seconds_count (\S+)$", text, re.M).group(1)))
+
+
 def bench_durable():
     launch_log = os.path.join(RUN, "durable-launches.log")
     am = Daemon("durable", standin("exit"), env={"VRUN_TEST_LAUNCH_LOG": launch_log},
@@ -57,12 +67,14 @@ def bench_durable():
         t0 = time.monotonic()
         threads0 = thread_times(am.proc.pid)
         steal0, total0 = cpu_ticks()
+        commits0 = commits(am)
         real = wrk(am.port, "unique", am.basic("launcher"), pid=am.proc.pid)
         wrk_end = time.monotonic()
         on_cpu, runnable = writer_share(threads0, thread_times(am.proc.pid), wrk_end - t0)
         # A virtual machine's host may take CPU time back under load ("steal"): 20-49 % of it
         # in some runs here, enough to halve the launch rate between two runs.
         steal1, total1 = cpu_ticks()
+        per_commit = real["requests"] / max(1, commits(am) - commits0)
         steal = (steal1 - steal0) / max(1, total1 - total0)
         n = int(real["requests"])
         got = wait_launches(launch_log, n, 120)
@@ -81,9 +93,10 @@ def bench_durable():
         add("3 durable launches", "first launches/s (new pair each, 64 conns)", "%.0f" % real["rps"],
             "%.0f fsync/s" % disk, "%.2fx" % ratio, ">= 1x", ratio >= 1.0 and real["bad"] == 0,
             "bad %d; p50 %s p99 %s; fsync/s before %.0f, after %.0f; server CPU %.0f us/launch;"
-            " store writer on a CPU %.0f %%, waiting for one %.0f %% of the time; CPU stolen by the host %.0f %%"
+            " store writer on a CPU %.0f %%, waiting for one %.0f %% of the time; CPU stolen by the host %.0f %%;"
+            " %.0f launches per commit"
             % (real["bad"], ms(real["p50_us"]), ms(real["p99_us"]), before, after, real["cpu_us"],
-               100 * on_cpu, 100 * runnable, 100 * steal))
+               100 * on_cpu, 100 * runnable, 100 * steal, per_commit))
         add("3 durable launches", "jobs started/s (launch acknowledged -> job running)",
             "%.0f" % (len(got) / max(1e-9, all_started - t0)), "%.0f fsync/s" % disk,
             "%.2fx" % (len(got) / max(1e-9, all_started - t0) / disk), "-", None,
