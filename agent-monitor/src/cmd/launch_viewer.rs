@@ -96,9 +96,7 @@ mod tests {
         let (reply, _) = store.write(move |c| decide(c, &first, &ctx2)).await.unwrap();
         let platform_of = |generation: i64| {
             let store = store.clone();
-            async move {
-                store.read(move |c| Ok(instances::by_generation(c, generation)?.unwrap().platform)).await.unwrap()
-            }
+            async move { store.read(move |c| Ok(instances::by_generation(c, generation)?.unwrap().platform)).await.unwrap() }
         };
         assert_eq!(platform_of(reply.generation).await, None);
         store
