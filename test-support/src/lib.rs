@@ -53,10 +53,16 @@ pub fn launches(log: &Path) -> Vec<(i32, PathBuf)> {
 }
 
 /// Waits (bounded) until `f` holds.
-pub fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+pub fn eventually(what: &str, within: Duration, f: impl FnMut() -> bool) {
+    eventually_or(what, within, f, String::new)
+}
+
+/// [`eventually`], and on timeout the failure also shows `context()` (a daemon's log, the
+/// last error seen), which is what tells a flake's cause from CI's output alone.
+pub fn eventually_or(what: &str, within: Duration, mut f: impl FnMut() -> bool, context: impl Fn() -> String) {
     let end = Instant::now() + within;
     while !f() {
-        assert!(Instant::now() < end, "timed out waiting until {what}");
+        assert!(Instant::now() < end, "timed out waiting until {what}\n{}", context());
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vrun_test_support::Spawn;
-pub use vrun_test_support::{eventually, workspace_bin, AgentMonitor as Daemon};
+pub use vrun_test_support::{eventually, eventually_or, workspace_bin, AgentMonitor as Daemon};
 
 pub struct Env {
     pub tmp: tempfile::TempDir,
