@@ -194,6 +194,20 @@ impl Row {
         }
     }
 
+    /// [`Row::set`], tried again every half second for up to `within` while the server
+    /// does not take it (down, restarting); a refused statement is not tried again.
+    pub fn set_within(&mut self, status: Status, within: Duration) -> Result<(), DbError> {
+        let end = std::time::Instant::now() + within;
+        loop {
+            match self.set(status) {
+                Err(DbError::Sql(_) | DbError::Connect(_)) if std::time::Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn try_set(&mut self, status: Status) -> Result<(), DbError> {
         const ALWAYS: &str = "";
         const NOT_OVER_UP: &str = " AND NOT (status_code <=> 2)";

@@ -33,8 +33,28 @@ pub fn spawn_finisher() -> std::io::Result<u32> {
                 return Err(std::io::Error::last_os_error());
             }
             vrun_proto::exec::clean_child();
+            // Pending until the child can record it (see `unblock_sigterm`).
+            sigterm_mask(libc::SIG_BLOCK);
             Ok(())
         });
     }
     Ok(cmd.spawn()?.id())
+}
+
+/// Called by the finisher once its SIGTERM handler is in place: the parent started it with
+/// SIGTERM blocked, so a stop sent while it was starting (before it could record one) was
+/// held, not the default death that leaves the row at "Launching viewer".
+pub fn unblock_sigterm() {
+    sigterm_mask(libc::SIG_UNBLOCK);
+}
+
+/// Blocks or unblocks SIGTERM (async-signal-safe; on Linux, for the calling thread).
+fn sigterm_mask(how: libc::c_int) {
+    // SAFETY: sigemptyset, sigaddset and sigprocmask on a local set.
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGTERM);
+        libc::sigprocmask(how, set.as_ptr(), std::ptr::null_mut());
+    }
 }

@@ -10,9 +10,10 @@
 //! the row ([`crate::dbrow`]). With `--wait`, the whole View happens in the foreground, as
 //! without `--viewer_uuid`, and is recorded in the row as well.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use vrun_proto::validate_name;
 
 use crate::dbrow::{self, Row, Status};
@@ -77,7 +78,10 @@ pub fn run(args: Args) -> Outcome {
             "--viewer_uuid needs --db-config FILE (or VRUN_DB_CONFIG): the database of the viewer_instance row",
         );
     };
-    let mut row = match open_row(db_config, &uuid, args.swamp.finish_detached) {
+    if args.swamp.finish_detached {
+        return background(&args, db_config, &uuid, &input, &progress);
+    }
+    let mut row = match Row::open(db_config, &uuid) {
         Ok(r) => r,
         Err(e) if e.is_usage() => return Outcome::usage(e),
         Err(e) => return Outcome::error(e),
@@ -86,9 +90,14 @@ pub fn run(args: Args) -> Outcome {
         Ok(x) => x,
         Err(out) => return out,
     };
-    let background = args.swamp.finish_detached.then(|| Duration::from_secs(args.swamp.background_wait));
-    if let Some(wait) = background.or(args.wait.map(Duration::from_secs)) {
-        return rt.block_on(finish_stoppable(&monitor, &input, &mut row, wait, &progress));
+    if let Some(wait) = args.wait.map(Duration::from_secs) {
+        return rt.block_on(async {
+            let mut term = match sigterm() {
+                Ok(t) => t,
+                Err(out) => return out,
+            };
+            finish_stoppable(&monitor, &input, &mut row, wait, &progress, &mut term).await
+        });
     }
     let out = rt.block_on(crate::flow(&monitor, &input, start, None, &progress));
     match &out {
@@ -109,16 +118,62 @@ pub fn run(args: Args) -> Outcome {
     out
 }
 
-/// The background launchviewer opens its row again for up to a minute when the server does
-/// not answer: it starts while the click's call returns, and a server restarting in that
+/// The background finisher: waits for the viewer, pushes, imports, records the outcome.
+///
+/// SIGTERM is recorded at any moment of its life, never the default death that leaves the
+/// row at "Launching viewer" for good (seen in CI: a stop while the row was still being
+/// opened). Its parent starts it with SIGTERM blocked ([`detach::spawn_finisher`]); the
+/// handler is in place before it is unblocked here, so a stop sent in between waits.
+fn background(args: &Args, db_config: &Path, uuid: &str, input: &input::Input, progress: &Progress) -> Outcome {
+    let (monitor, rt) = match crate::connect(args) {
+        Ok(x) => x,
+        Err(out) => return out,
+    };
+    let wait = Duration::from_secs(args.swamp.background_wait);
+    rt.block_on(async {
+        let mut term = match sigterm() {
+            Ok(t) => t,
+            Err(out) => return out,
+        };
+        detach::unblock_sigterm();
+        let opened = tokio::select! {
+            r = open_row(db_config, uuid, OPEN_RETRY) => r,
+            _ = term.recv() => {
+                let out = stopped();
+                if let Ok(mut row) = open_row(db_config, uuid, FINAL_RETRY).await {
+                    record_final(&mut row, &out, progress);
+                }
+                return out;
+            }
+        };
+        let mut row = match opened {
+            Ok(r) => r,
+            Err(e) if e.is_usage() => return Outcome::usage(e),
+            Err(e) => return Outcome::error(e),
+        };
+        finish_stoppable(&monitor, input, &mut row, wait, progress, &mut term).await
+    })
+}
+
+fn sigterm() -> Result<Signal, Outcome> {
+    signal(SignalKind::terminate()).map_err(|e| Outcome::error(format!("cannot handle SIGTERM: {e}")))
+}
+
+fn stopped() -> Outcome {
+    Outcome::error("launchviewer was stopped (SIGTERM) before the View finished; View again")
+}
+
+/// The background finisher opens its row again for up to `within` ([`OPEN_RETRY`]) when
+/// the server does not answer: it starts while the click's call returns, and a server restarting in that
 /// moment made it exit at once, leaving the row at "Launching viewer" for good (seen in CI
-/// under load). The foreground call fails at once, as the procedure's caller expects.
-fn open_row(config: &std::path::Path, uuid: &str, background: bool) -> Result<Row, dbrow::DbError> {
-    let end = Instant::now() + Duration::from_secs(if background { 60 } else { 0 });
+/// under load). Each attempt blocks this (single-threaded) runtime for at most the
+/// connection's timeout; a SIGTERM meanwhile is seen right after it.
+async fn open_row(config: &Path, uuid: &str, within: Duration) -> Result<Row, dbrow::DbError> {
+    let end = Instant::now() + within;
     loop {
         match Row::open(config, uuid) {
             Err(dbrow::DbError::Connect(_) | dbrow::DbError::Sql(_)) if Instant::now() < end => {
-                std::thread::sleep(Duration::from_millis(500));
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             other => return other,
         }
@@ -141,16 +196,13 @@ async fn finish_stoppable(
     row: &mut Row,
     wait: Duration,
     progress: &Progress,
+    term: &mut Signal,
 ) -> Outcome {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => return Outcome::error(format!("cannot handle SIGTERM: {e}")),
-    };
     let out = tokio::select! {
         out = finish(monitor, input, row, wait, progress) => return out,
-        _ = term.recv() => Outcome::error("launchviewer was stopped (SIGTERM) before the View finished; View again"),
+        _ = term.recv() => stopped(),
     };
-    record_outcome(row, &out, progress);
+    record_final(row, &out, progress);
     out
 }
 
@@ -189,12 +241,12 @@ async fn finish(
                 // authorises the user there); the address column keeps the viewer's own.
                 return match crate::link::printed_url(monitor, &input.pair, input.user.as_deref(), direct, None).await {
                     Ok(url) => {
-                        record(row, Status::Up { url: &url, address: &avail.address }, progress);
+                        record_within(row, Status::Up { url: &url, address: &avail.address }, FINAL_RETRY, progress);
                         Outcome::Ready { url }
                     }
                     Err(e) => {
                         let out = Outcome::error(e);
-                        record_outcome(row, &out, progress);
+                        record_final(row, &out, progress);
                         out
                     }
                 };
@@ -206,22 +258,44 @@ async fn finish(
             }
         }
     }
-    record_outcome(row, &out, progress);
+    record_final(row, &out, progress);
     out
 }
 
+/// How long a View's last word is offered to a server that does not take it (restarting,
+/// briefly down): nothing writes that row after it, so a lost one stays at "Launching
+/// viewer" or "Uploading results" for good. Steps before it are written once.
+const FINAL_RETRY: Duration = Duration::from_secs(30);
+
+/// How long the background finisher tries to open its row (see [`open_row`]).
+const OPEN_RETRY: Duration = Duration::from_secs(60);
+
 fn record_outcome(row: &mut Row, out: &Outcome, progress: &Progress) {
-    match out {
-        Outcome::Ready { url } => record(row, Status::Up { url, address: dbrow::address_of(url) }, progress),
-        Outcome::Launching { .. } => record(row, Status::Launching, progress),
-        Outcome::Error { message, .. } => record(row, Status::Failed(message), progress),
-    }
+    record_outcome_within(row, out, Duration::ZERO, progress)
+}
+
+/// The outcome, offered for [`FINAL_RETRY`].
+fn record_final(row: &mut Row, out: &Outcome, progress: &Progress) {
+    record_outcome_within(row, out, FINAL_RETRY, progress)
+}
+
+fn record_outcome_within(row: &mut Row, out: &Outcome, within: Duration, progress: &Progress) {
+    let status = match out {
+        Outcome::Ready { url } => Status::Up { url, address: dbrow::address_of(url) },
+        Outcome::Launching { .. } => Status::Launching,
+        Outcome::Error { message, .. } => Status::Failed(message),
+    };
+    record_within(row, status, within, progress)
+}
+
+fn record(row: &mut Row, status: Status, progress: &Progress) {
+    record_within(row, status, Duration::ZERO, progress)
 }
 
 /// A row that cannot be written does not change the View's outcome (the line on stdout
 /// still says it); it is reported to a person at a terminal.
-fn record(row: &mut Row, status: Status, progress: &Progress) {
-    if let Err(e) = row.set(status) {
+fn record_within(row: &mut Row, status: Status, within: Duration, progress: &Progress) {
+    if let Err(e) = row.set_within(status, within) {
         progress.state(&format!("cannot record {status:?} in the viewer_instance row: {e}"));
     }
 }

@@ -192,7 +192,9 @@ fn a_viewer_that_fails_to_start_ends_as_unable_to_launch_in_the_row() {
 
 /// The background launchviewer holds nothing of the database server's (stdio on /dev/null,
 /// none of its files), outlives a restart of the server, and on SIGTERM records why it
-/// stopped (through a new connection) and exits.
+/// stopped (through a new connection) and exits; SIGTERM never kills it unrecorded, even
+/// while it starts, and a server that is down when it is stopped gets the record when it is
+/// back (CI once saw a stop lost in a restart: the row said "Launching viewer" for good).
 #[test]
 fn the_background_launchviewer_is_detached_and_stops_cleanly_on_sigterm() {
     let env = Env::start(Mode::Sleep);
@@ -201,10 +203,12 @@ fn the_background_launchviewer_is_detached_and_stops_cleanly_on_sigterm() {
     db.result("ar-1", "slow", &f1, Some("pkg"));
     let c = db.call("ar-1", "user-1", "slow");
     assert_eq!(c.return_string, "SUCCESS", "{c:?}");
-    assert_eq!(db.row("slow").unwrap().0, "Launching viewer");
     let pids = db.finishers();
     assert_eq!(pids.len(), 1, "{pids:?}");
     let pid = pids[0];
+    // From its first moment SIGTERM is held (blocked) or handled, never the default death.
+    assert!(sigterm_held_or_caught(pid), "SIGTERM would kill the starting finisher unrecorded");
+    assert_eq!(db.row("slow").unwrap().0, "Launching viewer");
     let fd = |n: i32| std::fs::read_link(format!("/proc/{pid}/fd/{n}")).unwrap();
     for n in 0..3 {
         assert_eq!(fd(n), std::path::Path::new("/dev/null"), "fd {n} of the background launchviewer");
@@ -229,10 +233,25 @@ fn the_background_launchviewer_is_detached_and_stops_cleanly_on_sigterm() {
         db.row("slow"),
         env.daemon_log()
     );
+    // Stopped while the server is down: it keeps its last word until the server is back.
+    db.stop_server();
     // SAFETY: SIGTERM to the background launchviewer this test's CALL started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(db.finishers(), [pid], "the stopped finisher gave up on a server that is down");
+    db.start_server();
     db.wait_finishers_gone();
     let (status, code, _, url) = db.wait_row("slow", "Unable to launch viewer: ");
     assert!(status.contains("SIGTERM"), "{status}");
     assert_eq!((code.as_str(), url.as_str()), ("-5", "NULL"));
+}
+
+/// SIGTERM (bit 14 of the masks) is blocked or caught by `pid`.
+fn sigterm_held_or_caught(pid: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = |key: &str| {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        u64::from_str_radix(line[key.len()..].trim(), 16).unwrap()
+    };
+    (mask("SigBlk:") | mask("SigCgt:")) & (1 << (libc::SIGTERM - 1)) != 0
 }

@@ -98,18 +98,27 @@ impl Db {
 
     /// Stops the server and starts it again on the same data (its UDF keeps its configuration).
     pub fn restart(&self) {
-        let script = format!(
-            "source {lib} && vrun_mariadb_stop {d} && vrun_mariadb_start {d}",
-            lib = lib(),
-            d = self.root.display()
-        );
+        self.server("vrun_mariadb_stop {d} && vrun_mariadb_start {d}");
+    }
+
+    pub fn stop_server(&self) {
+        self.server("vrun_mariadb_stop {d}");
+    }
+
+    pub fn start_server(&self) {
+        self.server("vrun_mariadb_start {d}");
+    }
+
+    /// Runs scripts/lib's MariaDB functions on this server (`{d}`: its directory).
+    fn server(&self, steps: &str) {
+        let script = format!("source {} && {}", lib(), steps.replace("{d}", &self.root.display().to_string()));
         let out = Command::new("bash")
             .args(["-c", &script])
             .env("VRUN_UDF_CONFIG", self.root.join("udf.toml"))
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(out.status.success(), "restarting MariaDB failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{steps} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     pub fn socket(&self) -> PathBuf {
