@@ -51,6 +51,12 @@ def cpu_group():
         return None
 
 
+def boot_kernel(image):
+    """The kernel vruntask boots (runner::boot_kernel): the uncompressed one when the image has it."""
+    direct = os.path.join(image, "vmlinux")
+    return direct if os.path.isfile(direct) else os.path.join(image, "vmlinuz")
+
+
 def bare_boot(image, accel="tcg"):
     d = os.path.join(RUN, "bare-%d" % time.monotonic_ns())
     os.makedirs(d)
@@ -61,7 +67,7 @@ def bare_boot(image, accel="tcg"):
                    shell=True, cwd=d, check=True)
     serial = os.path.join(d, "serial.log")
     cmd = ["qemu-system-x86_64", "-machine", "q35,accel=" + accel, "-m", "512", "-smp", "1", "-display", "none",
-           "-monitor", "none", "-no-reboot", "-kernel", os.path.join(image, "vmlinuz"),
+           "-monitor", "none", "-no-reboot", "-kernel", boot_kernel(image),
            "-initrd", os.path.join(image, "initrd.img"), "-append", "console=ttyS0 quiet loglevel=3 panic=1",
            "-drive", "file=cfg.img,format=raw,if=virtio", "-drive", "file=out.img,format=raw,if=virtio",
            "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:8080" % free_port(),
