@@ -7,6 +7,8 @@
 //! /dev/null for stdin, stdout and stderr, every other descriptor is closed on `exec`, and
 //! `setsid` takes it out of the caller's process group (a timeout that kills the caller's
 //! group does not kill the View). Its progress and outcome go to the `viewer_instance` row.
+//! It starts with SIGTERM blocked and unblocks it once its handler can record the stop
+//! ([`unblock_sigterm`]): a stop at any moment ends as a recorded "Unable to launch viewer".
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
