@@ -164,10 +164,10 @@ fn stopped() -> Outcome {
 }
 
 /// The background finisher opens its row again for up to `within` ([`OPEN_RETRY`]) when
-/// the server does not answer: it starts while the click's call returns, and a server restarting in that
-/// moment made it exit at once, leaving the row at "Launching viewer" for good (seen in CI
-/// under load). Each attempt blocks this (single-threaded) runtime for at most the
-/// connection's timeout; a SIGTERM meanwhile is seen right after it.
+/// the server does not answer: it starts while the click's call returns, and a server
+/// restarting in that moment made it exit at once, leaving the row at "Launching viewer"
+/// for good (seen in CI under load). Each attempt blocks this (single-threaded) runtime for
+/// at most the connection's timeout; a SIGTERM meanwhile is seen right after it.
 async fn open_row(config: &Path, uuid: &str, within: Duration) -> Result<Row, dbrow::DbError> {
     let end = Instant::now() + within;
     loop {
