@@ -271,21 +271,20 @@ const FINAL_RETRY: Duration = Duration::from_secs(30);
 const OPEN_RETRY: Duration = Duration::from_secs(60);
 
 fn record_outcome(row: &mut Row, out: &Outcome, progress: &Progress) {
-    record_outcome_within(row, out, Duration::ZERO, progress)
+    record(row, status_of(out), progress)
 }
 
 /// The outcome, offered for [`FINAL_RETRY`].
 fn record_final(row: &mut Row, out: &Outcome, progress: &Progress) {
-    record_outcome_within(row, out, FINAL_RETRY, progress)
+    record_within(row, status_of(out), FINAL_RETRY, progress)
 }
 
-fn record_outcome_within(row: &mut Row, out: &Outcome, within: Duration, progress: &Progress) {
-    let status = match out {
+fn status_of(out: &Outcome) -> Status<'_> {
+    match out {
         Outcome::Ready { url } => Status::Up { url, address: dbrow::address_of(url) },
         Outcome::Launching { .. } => Status::Launching,
         Outcome::Error { message, .. } => Status::Failed(message),
-    };
-    record_within(row, status, within, progress)
+    }
 }
 
 fn record(row: &mut Row, status: Status, progress: &Progress) {

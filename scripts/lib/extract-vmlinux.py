@@ -69,8 +69,9 @@ def main():
     src, out = sys.argv[1], sys.argv[2]
     with open(src, "rb") as f:
         blob = f.read()
+    view = memoryview(blob)  # each candidate without a copy of the rest of the file
     for at, fmt in candidates(blob):
-        elf = decompress(blob[at:], fmt)
+        elf = decompress(view[at:], fmt)
         if elf and has_pvh_entry(elf):
             tmp = out + ".tmp"
             with open(tmp, "wb") as f:
