@@ -85,9 +85,15 @@ pub struct Instance {
     pub platform: Option<(String, String)>,
 }
 
-const COLUMNS: &str = "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
-     user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
-     relaunch_pending, relaunch_user, job_id, node, waiting, platform_path, platform_sha256";
+/// The columns [`from_row`] reads, in its order (a macro so that statements can `concat!` it).
+macro_rules! columns {
+    () => {
+        "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
+         user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
+         relaunch_pending, relaunch_user, job_id, node, waiting, platform_path, platform_sha256"
+    };
+}
+const COLUMNS: &str = columns!();
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let (pair, state) = pair_and_state(r)?;
@@ -293,11 +299,27 @@ pub fn create(
     now_ms: i64,
     reason: &str,
 ) -> Db<(Instance, Option<Effect>)> {
+    let prev = latest(conn, pair)?;
+    create_after(conn, prev.as_ref(), pair, p, ctx, now_ms, reason)
+}
+
+/// [`create`] for a caller that has just read the pair's newest instance (`prev`, ended, or
+/// `None` for a new pair) in the same transaction: a launch reads it anyway to find the
+/// lock's holder, and every statement here runs on the one writer thread.
+pub fn create_after(
+    conn: &Connection,
+    prev: Option<&Instance>,
+    pair: &Pair,
+    p: &LaunchParams,
+    ctx: &JobContext,
+    now_ms: i64,
+    reason: &str,
+) -> Db<(Instance, Option<Effect>)> {
     let full = crate::capacity::must_wait(conn, pair.viewer(), &ctx.capacity.get())?;
     let apikey = random_hex(32).map_err(|e| RpcError::new(vrun_proto::FaultCode::Internal, e.to_string()))?;
     // Stable per pair: a bookmarked or stored front door URL survives relaunches.
-    let urluuid = match latest(conn, pair)? {
-        Some(prev) => prev.urluuid,
+    let urluuid = match prev {
+        Some(prev) => prev.urluuid.clone(),
         None => format!("proxy-{}", uuid::Uuid::new_v4()),
     };
     // An explicit version (an admin rolling back) wins; otherwise restore what the last run saved.
@@ -308,44 +330,54 @@ pub fn create(
     // Users get only approved platforms: the one chosen (a platform check), else the newest
     // approved, else none (the configured one). Chosen in the INSERT itself: a launch runs on
     // the one writer thread, and a separate SELECT and UPDATE were two more statements each.
+    // The new row comes back from the INSERT itself (RETURNING), not from a read after it.
     let (chosen_path, chosen_sum) = match &p.platform {
         Some((path, sum)) => (Some(path.as_str()), Some(sum.as_str())),
         None => (None, None),
     };
-    conn.prepare_cached(
-        "INSERT INTO instances (project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, user,
-             apikey, urluuid, created_ms, updated_ms, lease_until_ms, platform_path, platform_sha256)
-         SELECT ?1, ?2, 'launching', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11,
-             coalesce(?12, newest.path), iif(?12 IS NULL, newest.sha256, ?13)
-         FROM (SELECT 1) LEFT JOIN (SELECT path, sha256 FROM platforms WHERE state = 'approved'
-             ORDER BY updated_ms DESC LIMIT 1) AS newest",
-    )?
-    .execute(params![
-        pair.project(),
-        pair.viewer(),
-        reason,
-        p.viewer_uuid,
-        p.resultsfolder,
-        db_path,
-        p.user,
-        apikey,
-        urluuid,
-        now_ms,
-        now_ms + ctx.start_grace_ms,
-        chosen_path,
-        chosen_sum
-    ])?;
-    let generation = conn.last_insert_rowid();
+    let inst = conn
+        .prepare_cached(concat!(
+            "INSERT INTO instances (project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, user,
+                 apikey, urluuid, created_ms, updated_ms, lease_until_ms, platform_path, platform_sha256)
+             SELECT ?1, ?2, 'launching', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11,
+                 coalesce(?12, newest.path), iif(?12 IS NULL, newest.sha256, ?13)
+             FROM (SELECT 1) LEFT JOIN (SELECT path, sha256 FROM platforms WHERE state = 'approved'
+                 ORDER BY updated_ms DESC LIMIT 1) AS newest
+             RETURNING ",
+            columns!()
+        ))?
+        .query_row(
+            params![
+                pair.project(),
+                pair.viewer(),
+                reason,
+                p.viewer_uuid,
+                p.resultsfolder,
+                db_path,
+                p.user,
+                apikey,
+                urluuid,
+                now_ms,
+                now_ms + ctx.start_grace_ms,
+                chosen_path,
+                chosen_sum
+            ],
+            from_row,
+        )?;
+    let generation = inst.generation;
     record_history(conn, generation, "", ViewerState::Launching, reason, now_ms)?;
-    if let Some(why) = full {
-        crate::capacity::wait(conn, generation)?;
-        let place = crate::capacity::place_in_line(conn, generation)?;
-        let waiting = crate::capacity::waiting_reason(place, &why);
-        conn.prepare_cached("UPDATE instances SET reason = ?2 WHERE generation = ?1")?
-            .execute(params![generation, waiting])?;
-    }
-    let inst = by_generation(conn, generation)?
-        .ok_or_else(|| RpcError::new(vrun_proto::FaultCode::Internal, "inserted row vanished"))?;
+    let inst = match full {
+        None => inst,
+        Some(why) => {
+            crate::capacity::wait(conn, generation)?;
+            let place = crate::capacity::place_in_line(conn, generation)?;
+            let waiting = crate::capacity::waiting_reason(place, &why);
+            conn.prepare_cached("UPDATE instances SET reason = ?2 WHERE generation = ?1")?
+                .execute(params![generation, waiting])?;
+            by_generation(conn, generation)?
+                .ok_or_else(|| RpcError::new(vrun_proto::FaultCode::Internal, "inserted row vanished"))?
+        }
+    };
     let start = (!inst.waiting).then_some(Effect::StartJob(inst.generation));
     Ok((inst, start))
 }

@@ -21,6 +21,7 @@ fn stale_generation_is_fenced_off() {
     let p = pair("fence", "CodeDX");
     runtime().block_on(async {
         let g1 = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap().generation;
+        let door = c.viewer_status(&p).await.unwrap().urluuid;
         c.set_viewer_state(&report(&p, g1, ViewerState::Booting, None)).await.unwrap();
         c.set_viewer_state(&report(&p, g1, ViewerState::Failed, None)).await.unwrap();
         let second = c.launch_viewer(&LaunchViewer::new(p.clone())).await.unwrap();
@@ -43,6 +44,7 @@ fn stale_generation_is_fenced_off() {
         let avail = c.is_viewer_available(&p).await.unwrap();
         assert!(avail.ready && avail.address == "127.0.0.1:4000" && avail.apikey.len() == 64);
         assert!(avail.urluuid.starts_with("proxy-"));
+        assert_eq!(avail.urluuid, door, "a relaunch keeps the pair's front door id (bookmarks survive)");
     });
 }
 

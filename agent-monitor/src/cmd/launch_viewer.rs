@@ -32,15 +32,18 @@ fn held(state: ViewerState, generation: i64) -> LaunchReply {
 }
 
 fn decide(c: &Connection, req: &LaunchViewer, ctx: &JobContext) -> Db<(LaunchReply, Vec<Effect>)> {
-    match instances::live(c, &req.pair)? {
+    // The pair's newest row says both who holds the lock (the live one is always the newest:
+    // a generation is created only when none is live, and the unique index on live rows
+    // refuses a second) and, when none does, the front door id the next one keeps.
+    match instances::latest(c, &req.pair)? {
         Some(inst) if inst.state == ViewerState::Stopping => {
             // SWAMP dropped this click. Record it; the stop's completion launches again.
             instances::set_relaunch(c, inst.generation, req.user.as_deref())?;
             let reply = LaunchReply { state: inst.state, generation: inst.generation, launched: false, queued: true };
             Ok((reply, Vec::new()))
         }
-        Some(inst) => Ok((held(inst.state, inst.generation), Vec::new())),
-        None => {
+        Some(inst) if !inst.state.is_terminal() => Ok((held(inst.state, inst.generation), Vec::new())),
+        prev => {
             let p = LaunchParams {
                 viewer_uuid: req.viewer_uuid.clone(),
                 resultsfolder: req.resultsfolder.clone(),
@@ -52,7 +55,7 @@ fn decide(c: &Connection, req: &LaunchViewer, ctx: &JobContext) -> Db<(LaunchRep
                 Some(u) => format!("launch requested by {u}"),
                 None => "launch requested".to_string(),
             };
-            let (inst, start) = instances::create(c, &req.pair, &p, ctx, now_ms(), &reason)?;
+            let (inst, start) = instances::create_after(c, prev.as_ref(), &req.pair, &p, ctx, now_ms(), &reason)?;
             let reply = LaunchReply { state: inst.state, generation: inst.generation, launched: true, queued: false };
             Ok((reply, start.into_iter().collect()))
         }
