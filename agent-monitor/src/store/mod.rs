@@ -233,8 +233,8 @@ enum WriterPriority {
 /// (requests, job starts, jobs themselves) runs in parallel: on a busy host the writer must
 /// not queue for a CPU behind them. The durable-launch bench found it runnable but waiting
 /// for a CPU 30 % of its load's wall time at nice -5 (as long as it ran at nice 0), because
-/// a woken thread waits for the running one's slice; at `SCHED_RR` priority 1 it waited 1 %
-/// and the launches' p50 fell from ~12 to ~9.5 ms (docs/performance.md).
+/// a woken thread waits for the running one's slice; at `SCHED_RR` priority 1 it waits
+/// 0–2 %, and launches/s rose 12–14 % on a quiet host (docs/performance.md).
 ///
 /// Real-time is safe here because the writer never computes for long: each batch is a few
 /// milliseconds of SQLite work ending in an fsync, and the longest single transaction (the
