@@ -218,17 +218,6 @@ const WRITER_RT_PRIORITY: i32 = 1;
 /// The writer's nice value where real-time scheduling is not allowed.
 const WRITER_NICE: i32 = -5;
 
-/// How the store writer thread is scheduled (see [`favour_this_thread`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriterPriority {
-    /// `SCHED_RR` at priority 1.
-    RealTime,
-    /// Ordinary scheduling at nice -5.
-    Nice,
-    /// The daemon's own priority (neither was permitted).
-    Normal,
-}
-
 /// Every state change of the daemon waits for this one thread, while the rest of its work
 /// (requests, job starts, jobs themselves) runs in parallel: on a busy host the writer must
 /// not queue for a CPU behind them. The durable-launch bench found it runnable but waiting
@@ -243,26 +232,25 @@ enum WriterPriority {
 /// default) bounds even a defect. `SCHED_RESET_ON_FORK`: nothing it might start inherits
 /// the policy. Needs CAP_SYS_NICE (agent-monitor runs as root); without it, or where a
 /// cgroup grants no real-time time, nice -5; without that either, the daemon's priority.
-fn favour_this_thread() -> WriterPriority {
+fn favour_this_thread() {
     let param = libc::sched_param { sched_priority: WRITER_RT_PRIORITY };
     // SAFETY: plain syscalls on the calling thread (pid 0 = this thread).
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) } == 0 {
-        return WriterPriority::RealTime;
+        tracing::debug!("store writer at SCHED_RR priority {WRITER_RT_PRIORITY}");
+        return;
     }
     let rt_error = std::io::Error::last_os_error();
     // SAFETY: plain syscalls on this thread's id.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, WRITER_NICE) } == 0 {
         tracing::debug!(error = %rt_error, "store writer at nice {WRITER_NICE} (real-time not permitted)");
-        return WriterPriority::Nice;
+    } else {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "store writer keeps the daemon's priority");
     }
-    tracing::debug!(error = %std::io::Error::last_os_error(), "store writer keeps the daemon's priority");
-    WriterPriority::Normal
 }
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>, live: &LiveMap, touched: &Touched) {
-    let priority = favour_this_thread();
-    tracing::debug!(?priority, "store writer started");
+    favour_this_thread();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
