@@ -6,12 +6,13 @@
 //! with the job token in the environment, exactly as a node without a shared filesystem
 //! would (the Slurm launcher, [`slurm`], always does).
 //!
-//! Liveness without PIDs: before spawning, the launcher takes an exclusive lock on
+//! Liveness without PIDs: before anything else, the launcher takes an exclusive lock on
 //! `jobs/g<generation>.lock` and hands the locked descriptor to the child (its number in
 //! `VRUN_JOB_LOCK_FD`), then closes its own copy. The lock is therefore held from before the
 //! spawn until the job and everything that inherited the descriptor have exited. "Is the lock
 //! held?" answers "is a job for this generation running?" across agent-monitor restarts,
-//! with no PID-reuse races, and a second start of the same generation is impossible.
+//! with no PID-reuse races, and a second start of the same generation is impossible. The job
+//! file is written only under that lock, so never while a job of its generation reads it.
 //!
 //! Cost: jobs are spawned with `posix_spawn` (no `pre_exec`, so std need not `fork` the whole
 //! daemon for each job), in a process group of their own, and one waiter thread waits for all
@@ -131,12 +132,6 @@ impl Launcher for ProcessLauncher {
     fn start(&self, spec: &JobSpec, still_current: &dyn Fn() -> bool) -> Result<Option<String>, LaunchError> {
         let _shared = self.guard.read().unwrap_or_else(|p| p.into_inner());
         let job_file = self.job_file(spec.generation);
-        if !self.fetch {
-            let json = serde_json::to_vec_pretty(spec).expect("job spec serialises");
-            // Not fsynced: its one reader is the job spawned below, which an OS crash ends too.
-            crate::private::write_private_replace(&job_file, &json)
-                .map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
-        }
         let lock_file = self
             .open_lock(spec.generation)
             .map_err(|source| LaunchError::JobFile { path: self.lock_file(spec.generation), source })?;
@@ -151,6 +146,14 @@ impl Launcher for ProcessLauncher {
         if !still_current() {
             tracing::info!(generation = spec.generation, "not starting the job of a generation that has ended");
             return Ok(None);
+        }
+        if !self.fetch {
+            let json = serde_json::to_vec_pretty(spec).expect("job spec serialises");
+            // Written under the job lock, so no job of this generation is reading it, and in
+            // place: its one reader is the job spawned below. Not fsynced: an OS crash ends
+            // that reader too.
+            crate::private::write_private_in_place(&job_file, &json)
+                .map_err(|source| LaunchError::JobFile { path: job_file.clone(), source })?;
         }
         let log_path = self.jobs_dir.join(format!("g{}.log", spec.generation));
         let log = OpenOptions::new()

@@ -15,31 +15,24 @@ pub fn random_hex(bytes: usize) -> std::io::Result<String> {
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename) with mode 0600.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_private(path, bytes, true)
-}
-
-/// [`write_private_atomic`] without the fsyncs: a reader sees the old or the new content,
-/// never part of it, but an OS crash may lose it. Only for a file whose one reader is a
-/// process of this same boot, which such a crash ends too: a local job's description, read
-/// once by the job spawned right after. Its two fsyncs per job protected nothing and, while
-/// jobs started, halved the disk's fsync rate left for the store's commits
-/// (docs/performance.md, durable launches).
-pub fn write_private_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_private(path, bytes, false)
-}
-
-fn write_private(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     f.write_all(bytes)?;
-    if durable {
-        f.sync_all()?;
-    }
+    f.sync_all()?;
     std::fs::rename(&tmp, path)?;
-    if durable {
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Writes `bytes` to `path` (mode 0600 when created) in place: no temporary file, no fsync.
+/// Only for a file no one reads while it is written and whose one reader is a process of
+/// this same boot, which an OS crash ends too: a local job's description, written under its
+/// job's lock and read once by the job spawned right after. Its fsyncs protected nothing and,
+/// while jobs started, halved the disk's fsync rate left for the store's commits; its
+/// temporary file and rename cost a directory operation per job and could be left behind
+/// by a crash (docs/performance.md, durable launches).
+pub fn write_private_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?.write_all(bytes)
 }

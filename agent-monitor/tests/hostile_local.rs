@@ -431,35 +431,6 @@ fn a_failed_archive_write_leaves_no_temp_file() {
     assert!(left.is_empty(), "the failed write left {left:?}");
 }
 
-fn job(generation: i64) -> vrun_proto::job::JobSpec {
-    vrun_proto::job::JobSpec {
-        version: vrun_proto::job::JOB_VERSION,
-        execrunid: "vrun.race.CodeDX".into(),
-        monitor_id: "0123456789ab".into(),
-        intent: "VRUN".into(),
-        project: "race".into(),
-        viewer: "CodeDX".into(),
-        generation,
-        viewer_uuid: None,
-        resultsfolder: None,
-        db_path: None,
-        user: None,
-        users: Vec::new(),
-        apikey: "ab".repeat(32),
-        urluuid: "proxy-0f8fad5b-d9cb-469f-a165-70867728950e".into(),
-        platform: "/img".into(),
-        platform_name: None,
-        platform_sha256: None,
-        db_sha256: None,
-        db_size: None,
-        memory_mib: 512,
-        vcpus: 1,
-        agent_monitor_url: "http://127.0.0.1:9/RPC2".into(),
-        job_token: None,
-        heartbeat_secs: 5,
-    }
-}
-
 #[test]
 fn a_cancel_in_the_spawn_window_waits_for_the_start_and_stops_its_job() {
     use agent_monitor::launcher::{Launcher, ProcessLauncher};
@@ -470,13 +441,14 @@ fn a_cancel_in_the_spawn_window_waits_for_the_start_and_stops_its_job() {
         ProcessLauncher::new(env.tmp.path().join("jobs"), env.tmp.path().join("fake-job")).unwrap(),
     );
     // A generation that ended before its start came up is not started.
-    launcher.start(&job(1), &|| false).unwrap();
+    launcher.start(&sample_job(1), &|| false).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(env.launches().is_empty(), "{:?}", env.launches());
+    assert!(!env.tmp.path().join("jobs/g1.json").exists(), "a job file was written for a generation that ended");
     // The reaper's cancel lands between the start's check and its spawn.
     let l = std::sync::Arc::clone(&launcher);
     let start = std::thread::spawn(move || {
-        l.start(&job(2), &|| {
+        l.start(&sample_job(2), &|| {
             std::thread::sleep(Duration::from_millis(500));
             true
         })
@@ -487,6 +459,28 @@ fn a_cancel_in_the_spawn_window_waits_for_the_start_and_stops_its_job() {
     let started = env.wait_launches(1, Duration::from_secs(5));
     assert_eq!(started.len(), 1);
     eventually("the job started in the window is stopped", Duration::from_secs(5), || !pid_alive(started[0].0));
+}
+
+#[test]
+fn a_second_start_of_a_running_job_leaves_its_job_file_alone() {
+    use agent_monitor::launcher::{Launcher, ProcessLauncher};
+    let env = Env::new();
+    std::env::set_var("VRUN_TEST_LAUNCH_LOG", env.launch_log());
+    let launcher = ProcessLauncher::new(env.tmp.path().join("jobs"), env.tmp.path().join("fake-job")).unwrap();
+    launcher.start(&sample_job(3), &|| true).unwrap();
+    let started = env.wait_launches(1, Duration::from_secs(5));
+    assert_eq!(started.len(), 1);
+    let file = env.tmp.path().join("jobs/g3.json");
+    let read = std::fs::read(&file).unwrap();
+    // The job file is written in place: a start that wrote it while the job could be reading
+    // it would hand that job a torn description.
+    let other = vrun_proto::job::JobSpec { apikey: "cd".repeat(32), ..sample_job(3) };
+    launcher.start(&other, &|| true).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(env.launches().len(), 1, "{:?}", env.launches());
+    assert_eq!(std::fs::read(&file).unwrap(), read, "the running job's description was rewritten");
+    launcher.cancel(3, Duration::from_secs(5));
+    assert!(!pid_alive(started[0].0));
 }
 
 #[test]
