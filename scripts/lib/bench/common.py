@@ -15,6 +15,8 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 BIN = os.path.join(ROOT, "target", "release")
 EXAMPLES = os.path.join(BIN, "examples")
+# Another agent-monitor binary to measure in its place (A/B runs of two builds, alternating).
+AGENT_MONITOR = os.environ.get("BENCH_AGENT_MONITOR") or os.path.join(BIN, "agent-monitor")
 OUT_DIR = os.path.join(ROOT, "target", "bench")
 RUN = os.path.join(OUT_DIR, "run")
 LUA = os.path.join(ROOT, "scripts", "lib", "bench", "rpc.lua")

@@ -80,6 +80,7 @@ def bench_durable():
         n = int(real["requests"])
         got = wait_launches(launch_log, n, 120)
         all_started = time.monotonic()
+        starter = thread_times(am.proc.pid).get("job-starter", (0.0, 0.0))[0] - threads0.get("job-starter", (0.0, 0.0))[0]
         backlog = max(0.0, all_started - wrk_end)
         # The second half of the ceiling on the disk alone: with the daemon stopped (it went on
         # ending the generations whose stand-in jobs exited) and the pages the load left
@@ -102,7 +103,8 @@ def bench_durable():
         add("3 durable launches", "jobs started/s (launch acknowledged -> job running)",
             "%.0f" % (len(got) / max(1e-9, all_started - t0)), "%.0f fsync/s" % disk,
             "%.2fx" % (len(got) / max(1e-9, all_started - t0) / disk), "-", None,
-            "%d/%d jobs started, last %.1f s after the load ended" % (len(got), n, backlog))
+            "%d/%d jobs started, last %.1f s after the load ended; job starter CPU %.0f us/job"
+            % (len(got), n, backlog, starter * 1e6 / max(1, len(got))))
     finally:
         if not stopped:  # the item failed before its second ceiling
             am.terminate()

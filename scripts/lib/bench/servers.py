@@ -10,12 +10,12 @@ import subprocess
 import time
 import xmlrpc.client
 
-from common import BIN, DUR, EXAMPLES, LUA, RUN, add, free_port, log, ms, remember, stop, write_exec
+from common import AGENT_MONITOR, DUR, EXAMPLES, LUA, RUN, add, free_port, log, ms, remember, stop, write_exec
 
 
 class Daemon:
     def __init__(self, name, job, env=None, args=(), keep_state=False, binary=None):
-        self.binary = binary or os.path.join(BIN, "agent-monitor")
+        self.binary = binary or AGENT_MONITOR
         self.name = name
         self.state = os.path.join(RUN, name)
         if not keep_state:
