@@ -441,14 +441,14 @@ fn a_cancel_in_the_spawn_window_waits_for_the_start_and_stops_its_job() {
         ProcessLauncher::new(env.tmp.path().join("jobs"), env.tmp.path().join("fake-job")).unwrap(),
     );
     // A generation that ended before its start came up is not started.
-    launcher.start(&sample_job(1), &|| false).unwrap();
+    launcher.start(&sample_job("race", 1), &|| false).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(env.launches().is_empty(), "{:?}", env.launches());
     assert!(!env.tmp.path().join("jobs/g1.json").exists(), "a job file was written for a generation that ended");
     // The reaper's cancel lands between the start's check and its spawn.
     let l = std::sync::Arc::clone(&launcher);
     let start = std::thread::spawn(move || {
-        l.start(&sample_job(2), &|| {
+        l.start(&sample_job("race", 2), &|| {
             std::thread::sleep(Duration::from_millis(500));
             true
         })
@@ -467,14 +467,14 @@ fn a_second_start_of_a_running_job_leaves_its_job_file_alone() {
     let env = Env::new();
     std::env::set_var("VRUN_TEST_LAUNCH_LOG", env.launch_log());
     let launcher = ProcessLauncher::new(env.tmp.path().join("jobs"), env.tmp.path().join("fake-job")).unwrap();
-    launcher.start(&sample_job(3), &|| true).unwrap();
+    launcher.start(&sample_job("race", 3), &|| true).unwrap();
     let started = env.wait_launches(1, Duration::from_secs(5));
     assert_eq!(started.len(), 1);
     let file = env.tmp.path().join("jobs/g3.json");
     let read = std::fs::read(&file).unwrap();
     // The job file is written in place: a start that wrote it while the job could be reading
     // it would hand that job a torn description.
-    let other = vrun_proto::job::JobSpec { apikey: "cd".repeat(32), ..sample_job(3) };
+    let other = vrun_proto::job::JobSpec { apikey: "cd".repeat(32), ..sample_job("race", 3) };
     launcher.start(&other, &|| true).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(env.launches().len(), 1, "{:?}", env.launches());

@@ -95,3 +95,34 @@ impl Drop for Tmpfs {
 pub fn log_step(started: Instant, what: &str) {
     eprintln!("[{:6.1}s] {what}", started.elapsed().as_secs_f64());
 }
+
+/// A job description for starting a launcher directly (no daemon): generation `generation`
+/// of `<project>.CodeDX`, with no results, database or user.
+pub fn sample_job(project: &str, generation: i64) -> vrun_proto::job::JobSpec {
+    vrun_proto::job::JobSpec {
+        version: vrun_proto::job::JOB_VERSION,
+        execrunid: format!("vrun.{project}.CodeDX"),
+        monitor_id: "0123456789ab".into(),
+        intent: "VRUN".into(),
+        project: project.into(),
+        viewer: "CodeDX".into(),
+        generation,
+        viewer_uuid: None,
+        resultsfolder: None,
+        db_path: None,
+        user: None,
+        users: Vec::new(),
+        apikey: "ab".repeat(32),
+        urluuid: "proxy-0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+        platform: "/img".into(),
+        platform_name: None,
+        platform_sha256: None,
+        db_sha256: None,
+        db_size: None,
+        memory_mib: 512,
+        vcpus: 1,
+        agent_monitor_url: "http://127.0.0.1:9/RPC2".into(),
+        job_token: None,
+        heartbeat_secs: 5,
+    }
+}

@@ -120,32 +120,7 @@ mod tests {
     use super::*;
 
     fn spec(generation: i64) -> JobSpec {
-        JobSpec {
-            version: vrun_proto::job::JOB_VERSION,
-            execrunid: "vrun.p.CodeDX".into(),
-            monitor_id: "0123456789ab".into(),
-            intent: "VRUN".into(),
-            project: "p".into(),
-            viewer: "CodeDX".into(),
-            generation,
-            viewer_uuid: None,
-            resultsfolder: None,
-            db_path: None,
-            user: None,
-            users: Vec::new(),
-            apikey: "ab".repeat(32),
-            urluuid: "proxy-0f8fad5b-d9cb-469f-a165-70867728950e".into(),
-            platform: "/img".into(),
-            platform_name: None,
-            platform_sha256: None,
-            db_sha256: None,
-            db_size: None,
-            memory_mib: 512,
-            vcpus: 1,
-            agent_monitor_url: "http://127.0.0.1:9/RPC2".into(),
-            job_token: None,
-            heartbeat_secs: 5,
-        }
+        vrun_test_support::sample_job("p", generation)
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vrun_test_support::Spawn;
-pub use vrun_test_support::{eventually, eventually_or, workspace_bin, AgentMonitor as Daemon};
+pub use vrun_test_support::{eventually, eventually_or, sample_job, workspace_bin, AgentMonitor as Daemon};
 
 pub struct Env {
     pub tmp: tempfile::TempDir,
@@ -88,36 +88,6 @@ pub fn start_daemon_via(wrapper: &[&str], state: &Path, job: &Path, launch_log: 
         .env("VRUN_TEST_LAUNCH_LOG", launch_log)
         .env("AGENT_MONITOR_LIBVIRT_URI", "test:///default")
         .start()
-}
-
-/// A job description for starting a launcher directly (no daemon): pair race.CodeDX.
-pub fn sample_job(generation: i64) -> vrun_proto::job::JobSpec {
-    vrun_proto::job::JobSpec {
-        version: vrun_proto::job::JOB_VERSION,
-        execrunid: "vrun.race.CodeDX".into(),
-        monitor_id: "0123456789ab".into(),
-        intent: "VRUN".into(),
-        project: "race".into(),
-        viewer: "CodeDX".into(),
-        generation,
-        viewer_uuid: None,
-        resultsfolder: None,
-        db_path: None,
-        user: None,
-        users: Vec::new(),
-        apikey: "ab".repeat(32),
-        urluuid: "proxy-0f8fad5b-d9cb-469f-a165-70867728950e".into(),
-        platform: "/img".into(),
-        platform_name: None,
-        platform_sha256: None,
-        db_sha256: None,
-        db_size: None,
-        memory_mib: 512,
-        vcpus: 1,
-        agent_monitor_url: "http://127.0.0.1:9/RPC2".into(),
-        job_token: None,
-        heartbeat_secs: 5,
-    }
 }
 
 /// Reads the job description a launch was given.
