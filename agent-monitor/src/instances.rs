@@ -85,15 +85,9 @@ pub struct Instance {
     pub platform: Option<(String, String)>,
 }
 
-/// The columns [`from_row`] reads, in its order (a macro so that statements can `concat!` it).
-macro_rules! columns {
-    () => {
-        "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
-         user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
-         relaunch_pending, relaunch_user, job_id, node, waiting, platform_path, platform_sha256"
-    };
-}
-const COLUMNS: &str = columns!();
+const COLUMNS: &str = "generation, project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, \
+     user, apikey, urluuid, address, domain, created_ms, updated_ms, lease_until_ms, job_started_ms, \
+     relaunch_pending, relaunch_user, job_id, node, waiting, platform_path, platform_sha256";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let (pair, state) = pair_and_state(r)?;
@@ -330,54 +324,46 @@ pub fn create_after(
     // Users get only approved platforms: the one chosen (a platform check), else the newest
     // approved, else none (the configured one). Chosen in the INSERT itself: a launch runs on
     // the one writer thread, and a separate SELECT and UPDATE were two more statements each.
-    // The new row comes back from the INSERT itself (RETURNING), not from a read after it.
+    // The new row is read back by its rowid, not taken from `INSERT … RETURNING`: SQLite
+    // collects RETURNING rows in a temporary table, ~4 µs more per launch on the writer.
     let (chosen_path, chosen_sum) = match &p.platform {
         Some((path, sum)) => (Some(path.as_str()), Some(sum.as_str())),
         None => (None, None),
     };
-    let inst = conn
-        .prepare_cached(concat!(
-            "INSERT INTO instances (project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, user,
-                 apikey, urluuid, created_ms, updated_ms, lease_until_ms, platform_path, platform_sha256)
-             SELECT ?1, ?2, 'launching', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11,
-                 coalesce(?12, newest.path), iif(?12 IS NULL, newest.sha256, ?13)
-             FROM (SELECT 1) LEFT JOIN (SELECT path, sha256 FROM platforms WHERE state = 'approved'
-                 ORDER BY updated_ms DESC LIMIT 1) AS newest
-             RETURNING ",
-            columns!()
-        ))?
-        .query_row(
-            params![
-                pair.project(),
-                pair.viewer(),
-                reason,
-                p.viewer_uuid,
-                p.resultsfolder,
-                db_path,
-                p.user,
-                apikey,
-                urluuid,
-                now_ms,
-                now_ms + ctx.start_grace_ms,
-                chosen_path,
-                chosen_sum
-            ],
-            from_row,
-        )?;
-    let generation = inst.generation;
+    conn.prepare_cached(
+        "INSERT INTO instances (project, viewer, state, reason, viewer_uuid, resultsfolder, db_path, user,
+             apikey, urluuid, created_ms, updated_ms, lease_until_ms, platform_path, platform_sha256)
+         SELECT ?1, ?2, 'launching', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11,
+             coalesce(?12, newest.path), iif(?12 IS NULL, newest.sha256, ?13)
+         FROM (SELECT 1) LEFT JOIN (SELECT path, sha256 FROM platforms WHERE state = 'approved'
+             ORDER BY updated_ms DESC LIMIT 1) AS newest",
+    )?
+    .execute(params![
+        pair.project(),
+        pair.viewer(),
+        reason,
+        p.viewer_uuid,
+        p.resultsfolder,
+        db_path,
+        p.user,
+        apikey,
+        urluuid,
+        now_ms,
+        now_ms + ctx.start_grace_ms,
+        chosen_path,
+        chosen_sum
+    ])?;
+    let generation = conn.last_insert_rowid();
     record_history(conn, generation, "", ViewerState::Launching, reason, now_ms)?;
-    let inst = match full {
-        None => inst,
-        Some(why) => {
-            crate::capacity::wait(conn, generation)?;
-            let place = crate::capacity::place_in_line(conn, generation)?;
-            let waiting = crate::capacity::waiting_reason(place, &why);
-            conn.prepare_cached("UPDATE instances SET reason = ?2 WHERE generation = ?1")?
-                .execute(params![generation, waiting])?;
-            by_generation(conn, generation)?
-                .ok_or_else(|| RpcError::new(vrun_proto::FaultCode::Internal, "inserted row vanished"))?
-        }
-    };
+    if let Some(why) = full {
+        crate::capacity::wait(conn, generation)?;
+        let place = crate::capacity::place_in_line(conn, generation)?;
+        let waiting = crate::capacity::waiting_reason(place, &why);
+        conn.prepare_cached("UPDATE instances SET reason = ?2 WHERE generation = ?1")?
+            .execute(params![generation, waiting])?;
+    }
+    let inst = by_generation(conn, generation)?
+        .ok_or_else(|| RpcError::new(vrun_proto::FaultCode::Internal, "inserted row vanished"))?;
     let start = (!inst.waiting).then_some(Effect::StartJob(inst.generation));
     Ok((inst, start))
 }
